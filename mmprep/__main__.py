@@ -1,0 +1,3 @@
+from mmprep.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""A content-addressed store: key = hash of (input bytes, stage chain, parameters, versions).
+
+Entries are files named by their key under two-letter fan-out folders, written atomically, so
+several workers (or several builds sharing ``--cache DIR``) can use one cache at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def digest(*parts: bytes | str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+class Cache:
+    """``get``/``put`` bytes by key; a disabled cache (``root=None``) stores nothing."""
+
+    def __init__(self, root: str | Path | None, *, read: bool = True):
+        self.root = Path(root) if root else None
+        self.read = read
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / key
+
+    def get(self, key: str) -> bytes | None:
+        if self.root is None or not self.read:
+            return None
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.root is None:
+            return
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)

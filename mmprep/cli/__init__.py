@@ -1,0 +1,40 @@
+"""The ``mmprep`` command. Subcommands live in modules named for them and register on ``app``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from mmprep.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn raw multimodal corpora into WebDataset shards, and stream them into training.")
+
+
+def fail_config(exc: ConfigError) -> None:
+    """One line naming the key, exit code 2: the contract for every configuration error."""
+    typer.echo(f"mmprep: config error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("distributed", "jieba", "numba", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_commands() -> typer.Typer:
+    """Import every module of this package; each adds its commands to ``app``."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
+        importlib.import_module(info.name)
+    return app
+
+
+def main() -> None:
+    load_commands()()

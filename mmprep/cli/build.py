@@ -1,0 +1,51 @@
+"""``mmprep build``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from mmprep.cli import app, fail_config, setup_logging
+from mmprep.errors import ConfigError
+
+
+@app.command()
+def build(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML."),
+    input: str = typer.Option(None, "--input", "-i", help="Folder or manifest; overrides input.path."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (shards/, index.parquet, stats.json...)."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: all cores)."),
+    executor: str = typer.Option(None, "--executor", help="local or dask (a LocalCluster unless --scheduler)."),
+    scheduler: str = typer.Option(None, "--scheduler", envvar="MMPREP_SCHEDULER",
+                                  help="Dask scheduler address tcp://HOST:PORT."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder (default OUT/.cache); share it between builds."),
+    force: bool = typer.Option(False, "--force", help="Rebuild every shard and ignore cached results."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary at the end."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+) -> None:
+    """Run a pipeline over a folder or manifest and write WebDataset shards plus index, stats and errors."""
+    from mmprep.build import BuildOptions, run_build
+    from mmprep.config import load_pipeline
+
+    setup_logging(quiet)
+    if executor not in (None, "local", "dask"):
+        fail_config(ConfigError("--executor", f"must be local or dask, not {executor!r}"))
+    try:
+        spec = load_pipeline(pipeline)
+        opts = BuildOptions(input=input, output=str(output), workers=workers, executor=executor,
+                            scheduler=scheduler or None, cache_dir=str(cache) if cache else None, force=force,
+                            progress=not quiet)
+        summary = run_build(spec, opts)
+    except ConfigError as exc:
+        fail_config(exc)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        typer.echo(f"{summary['samples_out']}/{summary['samples_in']} samples in {summary['shards']} shards "
+                   f"({summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
+                   f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
+    if not summary["ok"]:
+        raise typer.Exit(1)

@@ -1,0 +1,127 @@
+"""Field value -> bytes, by extension. The shard writer's only way to turn samples into members.
+
+Nothing here pickles: arrays go through ``numpy.save(allow_pickle=False)``, structures through JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from mmprep.errors import Drop
+from mmprep.sample import Audio, Image
+
+_CV2_EXT = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tif": ".tiff",
+            "tiff": ".tiff"}
+_SF_FORMAT = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
+
+
+def _canon(fmt: str) -> str:
+    return {"jpeg": "jpg", "tif": "tiff"}.get(fmt, fmt)
+
+
+def _last(ext: str) -> str:
+    return ext.rsplit(".", 1)[-1].lower()
+
+
+def encode_image(pixels: np.ndarray, ext: str, *, jpeg_quality: int = 95, webp_quality: int = 90,
+                 png_compression: int = 3) -> bytes:
+    """RGB(A) or grey uint8 pixels -> encoded bytes in the format the extension names."""
+    import cv2
+
+    last = _last(ext)
+    if last not in _CV2_EXT:
+        raise Drop("encode.unsupported", f"no image encoder for .{ext}", field=ext)
+    if pixels.dtype != np.uint8:
+        raise Drop("encode.dtype", f"image .{ext} holds {pixels.dtype}, needs uint8 (store floats as .npy)", field=ext)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    elif pixels.ndim == 3 and pixels.shape[2] == 4:
+        if last in ("jpg", "jpeg"):
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR)
+        else:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    params: list[int] = []
+    if last in ("jpg", "jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+    elif last == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, webp_quality]
+    elif last == "png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+    ok, buf = cv2.imencode(_CV2_EXT[last], pixels, params)
+    if not ok:
+        raise Drop("encode.failed", f"OpenCV could not encode .{ext}", field=ext)
+    return buf.tobytes()
+
+
+def encode_audio(audio: Audio, ext: str) -> bytes:
+    import soundfile as sf
+
+    last = _last(ext)
+    if last not in _SF_FORMAT:
+        raise Drop("encode.unsupported", f"no audio encoder for .{ext} (use wav, flac or ogg)", field=ext)
+    fmt, subtype = _SF_FORMAT[last]
+    data = audio.samples.T if audio.samples.ndim == 2 else audio.samples
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(data, -1.0, 1.0), audio.rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray, dtype: str = "keep") -> bytes:
+    if array.dtype == object:
+        raise Drop("encode.object_array", "object arrays would need pickle; refusing")
+    if dtype != "keep" and np.issubdtype(array.dtype, np.floating):
+        array = array.astype(dtype)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_field(ext: str, value: Any, encoding: Any = None) -> bytes:
+    """Bytes for one field. ``encoding`` is an :class:`~mmprep.config.EncodingSpec` (or None)."""
+    q = encoding
+    last = _last(ext)
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, Image):
+        if value.source is not None and _canon(value.format or last) == _canon(last):
+            return value.source
+        return encode_image(value.pixels, ext, **_image_kw(q))
+    if isinstance(value, Audio):
+        if value.source is not None and value.format == last:
+            return value.source
+        return encode_audio(value, ext)
+    if isinstance(value, np.ndarray):
+        if last == "npy":
+            return npy_bytes(value, q.npy_dtype if q else "keep")
+        if last in _CV2_EXT:
+            return encode_image(value, ext, **_image_kw(q))
+        raise Drop("encode.unsupported", f"array in field .{ext}; name it .npy", field=ext)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if last == "json" or isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default).encode("utf-8")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value).encode()
+    raise Drop("encode.unsupported", f"cannot encode {type(value).__name__} as .{ext}", field=ext)
+
+
+def _image_kw(q: Any) -> dict[str, int]:
+    if q is None:
+        return {}
+    return {"jpeg_quality": q.jpeg_quality, "webp_quality": q.webp_quality, "png_compression": q.png_compression}
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)

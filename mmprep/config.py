@@ -1,0 +1,162 @@
+"""The pipeline spec: YAML in, typed and validated models out, before any work starts.
+
+Every stage's parameters are that stage's ``Config`` model, so the stage list is a union
+discriminated by ``stage:``. Any error (unknown stage, unknown key, bad value) becomes one
+:class:`ConfigError` naming the key, e.g. ``stages[1].size: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
+
+from mmprep.errors import ConfigError
+from mmprep.stage import Stage, registry
+
+FIELD_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(Section):
+    """Where samples come from. ``mmprep build --input`` overrides ``path``."""
+
+    path: str | None = Field(None, description="A folder (files sharing a path stem form a sample) or a manifest file.")
+    format: Literal["auto", "folder", "jsonl", "csv", "parquet"] = "auto"
+    key_column: str = Field("key", description="Manifest column holding the sample key.")
+    text_columns: list[str] = Field(
+        default_factory=list, description="Manifest columns holding inline text rather than a path."
+    )
+    include: list[str] = Field(default_factory=list, description="Glob patterns a file must match (folder input).")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns that skip a file (folder input).")
+
+
+class EncodingSpec(Section):
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    webp_quality: int = Field(90, ge=1, le=100)
+    png_compression: int = Field(3, ge=0, le=9)
+    npy_dtype: Literal["keep", "float16", "float32"] = "keep"
+
+
+class OutputSpec(Section):
+    name: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$", description="Shard names are NAME-000000.tar.")
+    max_samples: int = Field(1000, ge=1, description="Samples per shard (the unit of work).")
+    max_bytes: ByteSize | None = Field(
+        None, description="Roll over to NAME-000000_01.tar... when a shard grows past this size."
+    )
+    fields: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] | None = Field(
+        None, description="Fields to write; all when not set."
+    )
+    required: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
+        default_factory=list, description="A sample lacking one of these is dropped with reason field.missing."
+    )
+    optional: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
+        default_factory=list, description="Fields a stage may omit (with a reason) while keeping the sample."
+    )
+    meta: bool = Field(True, description="Write each sample's metadata as KEY.meta.json.")
+    encoding: EncodingSpec = EncodingSpec()
+
+
+class ExecutionSpec(Section):
+    executor: Literal["local", "dask"] = "local"
+    workers: int | None = Field(None, ge=1, description="Worker processes; all cores when not set.")
+    scheduler: str | None = Field(None, description="Address of a Dask scheduler (tcp://HOST:PORT).")
+    batch_size: int = Field(32, ge=1, description="Samples that go through the stages together.")
+
+
+class CacheSpec(Section):
+    enabled: bool = True
+    dir: str | None = Field(None, description="Defaults to OUT/.cache; share one between builds.")
+
+
+@functools.cache
+def pipeline_model() -> type[BaseModel]:
+    """The PipelineSpec model, with the stage union made from the registry."""
+    stage_specs = tuple(cls.Spec for cls in registry().values())
+    stage_union = Annotated[Union[stage_specs], Field(discriminator="stage")]  # noqa: UP007
+
+    class PipelineSpec(Section):
+        """An mmprep pipeline: input, ordered stages, output, execution and cache settings."""
+
+        name: str = "pipeline"
+        description: str = ""
+        input: InputSpec = InputSpec()
+        stages: list[stage_union] = Field(default_factory=list)  # type: ignore[valid-type]
+        output: OutputSpec = OutputSpec()
+        execution: ExecutionSpec = ExecutionSpec()
+        cache: CacheSpec = CacheSpec()
+
+    return PipelineSpec
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    names = set(registry())
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in names or str(item).startswith("function-"):
+            continue
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def parse_pipeline(data: Any, *, source: str = "pipeline") -> BaseModel:
+    """Validate a loaded YAML document; raise ConfigError with the first bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{source}: expected a mapping at the top level")
+    try:
+        return pipeline_model().model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"]
+        if err["type"] == "union_tag_invalid":
+            msg = f"unknown stage {err['input'].get('stage')!r} (`mmprep stages` lists them)"
+        elif err["type"] == "union_tag_not_found":
+            msg = "each stage needs a `stage:` name"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(_loc(err["loc"]) or "pipeline", f"{msg}{more}") from None
+
+
+def load_pipeline(path: str | Path) -> BaseModel:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("pipeline", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("pipeline", f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_pipeline(data, source=str(path))
+
+
+def instantiate(spec: BaseModel) -> list[Stage]:
+    """Stage objects for a validated spec, after each stage's own pre-flight check."""
+    stages: list[Stage] = []
+    for i, stage_spec in enumerate(spec.stages):
+        cls = registry()[stage_spec.stage]
+        stage = cls(stage_spec)
+        try:
+            stage.check()
+        except ConfigError as exc:
+            raise ConfigError(f"stages[{i}].{exc.key}" if exc.key else f"stages[{i}]", exc.message) from None
+        stages.append(stage)
+    return stages
+
+
+def stage_fingerprint(stage: Stage) -> str:
+    """Name + version + parameters: what decides whether a cached output is still valid."""
+    doc = json.dumps([stage.name, stage.version, stage.params()], sort_keys=True)
+    return hashlib.blake2b(doc.encode(), digest_size=16).hexdigest()

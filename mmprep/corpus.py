@@ -1,0 +1,151 @@
+"""Corpus input: a folder or a manifest (JSONL, CSV, Parquet) -> sorted :class:`Record` list.
+
+Planning only lists and stats files; bytes are read later, in the worker that builds the shard.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmprep.errors import ConfigError
+from mmprep.keys import unique_keys
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample before it is read: its key, where each field comes from, and how to notice a change."""
+
+    key: str
+    origin: str
+    paths: dict[str, str] = field(default_factory=dict)
+    inline: dict[str, str] = field(default_factory=dict)
+    stamp: str = ""  # size and mtime of every file: equal stamps mean unchanged input
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted({*self.paths, *self.inline})
+
+
+def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
+    parts = []
+    for ext, path in sorted(paths.items()):
+        try:
+            st = os.stat(path)
+            parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{ext}:missing")
+    for ext, text in sorted(inline.items()):
+        parts.append(f"{ext}:inline:{hash_text(text)}")
+    return "|".join(parts)
+
+
+def hash_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
+    if include and not any(fnmatch.fnmatch(rel, pat) for pat in include):
+        return True
+    return any(fnmatch.fnmatch(rel, pat) for pat in exclude)
+
+
+def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ()) -> list[Record]:
+    """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
+
+    Hidden files and folders are skipped, and so are files without an extension.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or "." not in name:
+                continue
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if _skip(rel, include, exclude):
+                continue
+            stem, ext = rel.rsplit(".", 1)
+            groups.setdefault(stem, {}).setdefault(ext.lower(), full)
+    keys = unique_keys(list(groups))
+    records = [
+        Record(key=keys[stem], origin=stem, paths=paths, stamp=_stamp(paths, {}))
+        for stem, paths in groups.items()
+    ]
+    return sorted(records, key=lambda r: r.key)
+
+
+def _manifest_rows(path: Path, fmt: str) -> list[dict]:
+    if fmt == "jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ConfigError("input.path", f"{path}:{n} is not JSON: {exc.msg}") from None
+        return rows
+    if fmt == "csv":
+        import csv
+
+        with path.open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def read_manifest(path: Path, *, fmt: str, key_column: str, text_columns: list[str]) -> list[Record]:
+    """One row per sample: a key column, then one column per field holding a path or inline text.
+
+    Relative paths are taken from the manifest's folder; non-string values (a label) are inline.
+    """
+    rows = _manifest_rows(path, fmt)
+    base = path.parent
+    by_raw: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    for n, row in enumerate(rows):
+        if key_column not in row or row[key_column] in (None, ""):
+            raise ConfigError("input.key_column", f"row {n} of {path} has no {key_column!r} value")
+        raw = str(row[key_column])
+        paths: dict[str, str] = {}
+        inline: dict[str, str] = {}
+        for col, value in row.items():
+            if col == key_column or value is None or value == "":
+                continue
+            ext = str(col).lower()
+            if col in text_columns or not isinstance(value, str):
+                inline[ext] = value if isinstance(value, str) else json.dumps(value)
+            else:
+                paths[ext] = str(base / value) if not os.path.isabs(value) else value
+        by_raw[raw] = (paths, inline)
+    keys = unique_keys(list(by_raw))
+    records = [
+        Record(key=keys[raw], origin=raw, paths=p, inline=i, stamp=_stamp(p, i)) for raw, (p, i) in by_raw.items()
+    ]
+    return sorted(records, key=lambda r: r.key)
+
+
+def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key", text_columns=(), include=(),
+                exclude=()) -> list[Record]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("input.path", f"{path} does not exist")
+    if fmt == "auto":
+        if path.is_dir():
+            fmt = "folder"
+        else:
+            suffixes = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+            fmt = suffixes.get(path.suffix.lower(), "")
+            if not fmt:
+                raise ConfigError("input.format", f"cannot tell the manifest format of {path.name}; set input.format")
+    if fmt == "folder":
+        if not path.is_dir():
+            raise ConfigError("input.path", f"{path} is not a folder")
+        return scan_folder(path, include=list(include), exclude=list(exclude))
+    return read_manifest(path, fmt=fmt, key_column=key_column, text_columns=list(text_columns))

@@ -1,0 +1,67 @@
+"""Run shard tasks: a local process pool by default, or Dask (a LocalCluster or a remote scheduler).
+
+Both yield ``(task, result_or_exception)`` as shards finish, so the driver treats them alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Iterator[tuple[Any, Any]]:
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            try:
+                yield task, fn(task)
+            except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
+                yield task, exc
+        return
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        futures = {pool.submit(fn, task): task for task in tasks}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                exc = fut.exception()
+                yield futures[fut], exc if exc is not None else fut.result()
+
+
+def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, scheduler: str | None
+             ) -> Iterator[tuple[Any, Any]]:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.WARNING)
+        client = Client(cluster)
+    try:
+        futures = {client.submit(fn, task, pure=False, key=f"mmprep-shard-{task.name}-{task.plan_hash[:8]}"): task
+                   for task in tasks}
+        for fut in as_completed(list(futures)):
+            task = futures[fut]
+            try:
+                yield task, fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
+                yield task, exc
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

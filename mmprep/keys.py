@@ -1,0 +1,42 @@
+"""Sample keys that are safe as tar member names and unambiguous for WebDataset readers.
+
+WebDataset splits a member name at the first dot of its base name (``a/b/x.jpg`` -> key ``a/b/x``,
+field ``jpg``), so a key must not contain dots; it must not climb out of the archive (``..``) or be
+absolute. Sanitizing is deterministic: the same path always gives the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_UNSAFE = re.compile(r"[^\w\-]+", re.UNICODE)
+
+
+def sanitize_key(raw: str) -> str:
+    """``/data/a/../b/x.y z`` -> ``data/b/x_y_z``: no dots, no absolute path, no empty parts."""
+    text = unicodedata.normalize("NFC", str(raw)).replace("\\", "/")
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part in ("", ".", ".."):
+            continue
+        clean = _UNSAFE.sub("_", part).strip("_")
+        if clean:
+            parts.append(clean)
+    if not parts:
+        return "_" + hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+    return "/".join(parts)
+
+
+def unique_keys(raws: list[str]) -> dict[str, str]:
+    """Map each raw name to a sanitized key, suffixing a short hash where two would collide."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for raw in sorted(set(raws)):
+        key = sanitize_key(raw)
+        if key in taken:
+            key = f"{key}-{hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()}"
+        taken.add(key)
+        out[raw] = key
+    return out

@@ -1,0 +1,99 @@
+"""WebDataset tar shards, written atomically and reproducibly.
+
+Each shard is written under a hidden temporary name and renamed when complete, so a crash never
+leaves a truncated tar under a final name. Member headers carry no time or owner, so the same
+samples always give the same bytes. A sample's members are contiguous, named ``KEY.EXT``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class MemberInfo:
+    field: str
+    offset: int  # byte offset of the member's data in the tar
+    size: int
+
+
+@dataclass
+class SampleInfo:
+    key: str
+    shard: str
+    offset: int  # byte offset of the sample's first header
+    size: int  # bytes from the first header to the end of the last member
+    members: list[MemberInfo] = field(default_factory=list)
+
+
+class ShardWriter:
+    """Writes ``DIR/NAME.tar``, rolling over to ``NAME_01.tar``... past ``max_bytes``."""
+
+    def __init__(self, directory: Path, name: str, *, max_bytes: int | None = None):
+        self.directory = Path(directory)
+        self.name = name
+        self.max_bytes = max_bytes
+        self.part = 0
+        self.finished: list[str] = []
+        self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
+        self._final: str = ""
+
+    def _filename(self) -> str:
+        return f"{self.name}.tar" if self.part == 0 else f"{self.name}_{self.part:02d}.tar"
+
+    def _open(self) -> tarfile.TarFile:
+        if self._tar is None:
+            self._final = self._filename()
+            self._tmp = self.directory / f".{self._final}.{os.getpid()}.tmp"
+            self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
+        return self._tar
+
+    def write(self, key: str, members: list[tuple[str, bytes]]) -> SampleInfo:
+        if self._tar is not None and self.max_bytes and self._tar.offset >= self.max_bytes:
+            self._close_part()
+            self.part += 1
+        tar = self._open()
+        info = SampleInfo(key=key, shard=self._final, offset=tar.offset, size=0)
+        for ext, data in members:
+            if not isinstance(data, bytes):
+                raise TypeError(f"{key}.{ext}: the shard writer takes bytes, got {type(data).__name__}")
+            ti = tarfile.TarInfo(f"{key}.{ext}")
+            ti.size = len(data)
+            ti.mtime = 0
+            ti.mode = 0o644
+            ti.uname = ti.gname = ""
+            tar.addfile(ti, io.BytesIO(data))
+            data_offset = tar.offset - _padded(len(data))
+            info.members.append(MemberInfo(field=ext, offset=data_offset, size=len(data)))
+        info.size = tar.offset - info.offset
+        return info
+
+    def _close_part(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        with open(self._tmp, "rb+") as fh:  # type: ignore[arg-type]
+            os.fsync(fh.fileno())
+        os.replace(self._tmp, self.directory / self._final)  # type: ignore[arg-type]
+        self.finished.append(self._final)
+        self._tar = None
+
+    def close(self) -> list[str]:
+        """Publish the open part; returns the final names of every part written."""
+        self._close_part()
+        return self.finished
+
+    def abort(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            Path(self._tmp).unlink(missing_ok=True)  # type: ignore[arg-type]
+            self._tar = None
+
+
+def _padded(n: int) -> int:
+    return (n + 511) // 512 * 512

@@ -1,0 +1,51 @@
+"""Reading audio bytes: soundfile (WAV/FLAC/OGG) first, PyAV (MP3/M4A/AAC/Opus, video tracks) second."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from mmprep.errors import Drop
+
+
+def read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
+    """``shape=(channels, n)`` float32 and the rate, or None when libsndfile does not know the format."""
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    return samples.T.copy(), int(rate)
+
+
+def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                raise Drop("audio.no_stream", "the file has no audio stream", field=field)
+            stream = container.streams.audio[0]
+            chunks = []
+            rate = stream.rate or stream.codec_context.sample_rate
+            for frame in container.decode(stream):
+                arr = frame.to_ndarray()
+                if frame.format.is_planar:
+                    chunks.append(arr.astype(np.float32))
+                else:
+                    chunks.append(arr.reshape(-1, frame.layout.nb_channels).T.astype(np.float32))
+    except av.error.FFmpegError as exc:
+        raise Drop("audio.corrupt", f"PyAV: {exc}", field=field) from None
+    if not chunks:
+        raise Drop("audio.empty", "no audio frames decoded", field=field)
+    samples = np.concatenate(chunks, axis=1)
+    if np.issubdtype(chunks[0].dtype, np.integer):
+        samples /= float(np.iinfo(chunks[0].dtype).max)
+    return samples, int(rate)
+
+
+def read_audio(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
+    got = read_soundfile(data)
+    return got if got is not None else read_pyav(data, field=field)

@@ -1,0 +1,95 @@
+"""Small, deterministic media files made in code."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+
+def image_bytes(width: int = 64, height: int = 48, *, ext: str = "jpg", seed: int = 0) -> bytes:
+    """A gradient with a coloured square whose place depends on ``seed``; encoded as ``ext``."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
+                    np.full_like(x, (seed * 37) % 256)], axis=-1).astype(np.uint8)
+    s = max(4, min(width, height) // 4)
+    x0, y0 = int(rng.integers(0, width - s)), int(rng.integers(0, height - s))
+    img[y0:y0 + s, x0:x0 + s] = rng.integers(0, 256, 3, dtype=np.uint8)
+    ok, buf = cv2.imencode("." + ext, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def tone(seconds: float = 1.0, *, freq: float = 440.0, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000, *, fmt: str = "WAV") -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples.T if samples.ndim == 2 else samples, rate, format=fmt, subtype="PCM_16")
+    return buf.getvalue()
+
+
+def srt_text(cues: list[tuple[float, float, str]]) -> str:
+    def ts(sec: float) -> str:
+        ms = int(round(sec * 1000))
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    return "".join(f"{i}\n{ts(a)} --> {ts(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
+
+
+def mp4_bytes(*, seconds: float = 1.0, fps: int = 10, width: int = 64, height: int = 48, audio: bool = True,
+              rate: int = 16000, flash_frames: tuple[int, ...] = ()) -> bytes:
+    """An H.264 (or MPEG-4) mp4 made with PyAV: a moving bar, white frames at ``flash_frames``, a tone."""
+    import av
+
+    buf = io.BytesIO()
+    n = int(round(seconds * fps))
+    with av.open(buf, mode="w", format="mp4") as out:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        a_stream = None
+        if audio:
+            a_stream = out.add_stream("aac", rate=rate)
+            a_stream.layout = "mono"
+        for i in range(n):
+            img = np.zeros((height, width, 3), np.uint8)
+            if i in flash_frames:
+                img[:] = 255
+            else:
+                x = (i * 4) % width
+                img[:, x : x + 4] = (255, 128, 0)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if a_stream is not None:
+            samples = tone(seconds, rate=rate, amplitude=0.3)
+            frame_size = 1024
+            for start in range(0, len(samples), frame_size):
+                chunk = samples[start : start + frame_size]
+                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+                frame.sample_rate = rate
+                frame.pts = start
+                for packet in a_stream.encode(frame):
+                    out.mux(packet)
+            for packet in a_stream.encode():
+                out.mux(packet)
+    return buf.getvalue()
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
