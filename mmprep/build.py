@@ -95,7 +95,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     if not source:
         raise ConfigError("input.path", "no input: pass --input or set input.path in the pipeline")
     inp = spec.input
-    records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, text_columns=inp.text_columns,
+    records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                           include=inp.include, exclude=inp.exclude)
     execution = spec.execution
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)

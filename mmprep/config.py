@@ -32,8 +32,9 @@ class InputSpec(Section):
     path: str | None = Field(None, description="A folder (files sharing a path stem form a sample) or a manifest file.")
     format: Literal["auto", "folder", "jsonl", "csv", "parquet"] = "auto"
     key_column: str = Field("key", description="Manifest column holding the sample key.")
-    text_columns: list[str] = Field(
-        default_factory=list, description="Manifest columns holding inline text rather than a path."
+    path_columns: list[str] | None = Field(
+        None, description="Manifest columns holding file paths. Default: columns named for a media type "
+        "(jpg, png, wav, mp4, srt...); every other column holds an inline value (caption, label).",
     )
     include: list[str] = Field(default_factory=list, description="Glob patterns a file must match (folder input).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns that skip a file (folder input).")
@@ -77,10 +78,15 @@ class CacheSpec(Section):
     dir: str | None = Field(None, description="Defaults to OUT/.cache; share one between builds.")
 
 
-@functools.cache
 def pipeline_model() -> type[BaseModel]:
     """The PipelineSpec model, with the stage union made from the registry."""
-    stage_specs = tuple(cls.Spec for cls in registry().values())
+    return _pipeline_model(tuple(registry()))
+
+
+@functools.cache
+def _pipeline_model(names: tuple[str, ...]) -> type[BaseModel]:
+    stages = registry()
+    stage_specs = tuple(stages[name].Spec for name in names)
     stage_union = Annotated[Union[stage_specs], Field(discriminator="stage")]  # noqa: UP007
 
     class PipelineSpec(Section):

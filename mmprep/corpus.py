@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mmprep.errors import ConfigError
 from mmprep.keys import unique_keys
+from mmprep.sample import ext_modality
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,16 @@ def _manifest_rows(path: Path, fmt: str) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
-def read_manifest(path: Path, *, fmt: str, key_column: str, text_columns: list[str]) -> list[Record]:
-    """One row per sample: a key column, then one column per field holding a path or inline text.
+def _is_path_column(col: str, path_columns: list[str] | None) -> bool:
+    if path_columns is not None:
+        return col in path_columns
+    return ext_modality(col) in ("image", "audio", "video", "subtitle")
 
-    Relative paths are taken from the manifest's folder; non-string values (a label) are inline.
+
+def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[str] | None) -> list[Record]:
+    """One row per sample: a key column, then one column per field holding a path or an inline value.
+
+    Relative paths are taken from the manifest's folder. Empty cells mean the field is absent.
     """
     rows = _manifest_rows(path, fmt)
     base = path.parent
@@ -119,10 +126,10 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, text_columns: list[s
             if col == key_column or value is None or value == "":
                 continue
             ext = str(col).lower()
-            if col in text_columns or not isinstance(value, str):
-                inline[ext] = value if isinstance(value, str) else json.dumps(value)
+            if _is_path_column(ext, path_columns):
+                paths[ext] = str(base / str(value))
             else:
-                paths[ext] = str(base / value) if not os.path.isabs(value) else value
+                inline[ext] = value if isinstance(value, str) else json.dumps(value)
         by_raw[raw] = (paths, inline)
     keys = unique_keys(list(by_raw))
     records = [
@@ -131,8 +138,8 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, text_columns: list[s
     return sorted(records, key=lambda r: r.key)
 
 
-def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key", text_columns=(), include=(),
-                exclude=()) -> list[Record]:
+def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
+                path_columns: list[str] | None = None, include=(), exclude=()) -> list[Record]:
     path = Path(path)
     if not path.exists():
         raise ConfigError("input.path", f"{path} does not exist")
@@ -148,4 +155,4 @@ def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
         if not path.is_dir():
             raise ConfigError("input.path", f"{path} is not a folder")
         return scan_folder(path, include=list(include), exclude=list(exclude))
-    return read_manifest(path, fmt=fmt, key_column=key_column, text_columns=list(text_columns))
+    return read_manifest(path, fmt=fmt, key_column=key_column, path_columns=path_columns)

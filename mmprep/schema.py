@@ -35,11 +35,11 @@ def describe_stages() -> dict[str, dict[str, Any]]:
         props = cls.Config.model_json_schema().get("properties", {})
         params = {}
         for pname, field in cls.Config.model_fields.items():
-            default = field.get_default(call_default_factory=True)
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
             if hasattr(default, "model_dump"):
                 default = default.model_dump(mode="json")
             params[pname] = {"type": _type(props.get(pname, {})), "default": default,
-                             "description": field.description or ""}
+                             "required": field.is_required(), "description": field.description or ""}
         out[name] = {"summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
                      "version": cls.version, "cacheable": cls.cacheable, "batched": cls.batched,
                      "reads": list(cls.reads), "writes": list(cls.writes), "params": params}

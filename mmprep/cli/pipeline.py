@@ -38,7 +38,8 @@ def stages(as_json: bool = typer.Option(False, "--json", help="Machine-readable.
                           if f)
         typer.echo(f"{name}  (v{doc['version']}{', ' + flags if flags else ''})  {doc['summary']}")
         for pname, p in doc["params"].items():
-            typer.echo(f"    {pname}: {p['type']} = {json.dumps(p['default'], ensure_ascii=False)}"
+            value = "(required)" if p["required"] else f"= {json.dumps(p['default'], ensure_ascii=False)}"
+            typer.echo(f"    {pname}: {p['type']} {value}"
                        + (f"  # {p['description']}" if p.get("description") else ""))
 
 

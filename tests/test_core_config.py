@@ -1,0 +1,69 @@
+"""Bad configuration fails before any work: exit 2, one line naming the key, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from mmprep.schema import SCHEMA_PATH, pipeline_schema_text
+from tests.conftest import ROOT, run_cli, write_pipeline
+
+
+@pytest.mark.parametrize(("doc", "key"), [
+    ({"stages": [{"stage": "image.decod"}]}, "stages[0]: unknown stage 'image.decod'"),
+    ({"stages": [{"stage": "text.normalize", "lowercase": True, "lowercas": True}]}, "stages[0].lowercas: unknown key"),
+    ({"stages": [{"stage": "audio.normalize", "peak_dbfs": 3}]}, "stages[0].peak_dbfs:"),
+    ({"output": {"max_samples": 0}}, "output.max_samples:"),
+    ({"output": {"fields": ["../evil"]}}, "output.fields[0]:"),
+    ({"execution": {"executor": "spark"}}, "execution.executor:"),
+    ({"inptu": {}}, "inptu: unknown key"),
+])
+def test_config_errors_exit_2_and_write_nothing(tmp_path, corpus, doc, key):
+    pipe = write_pipeline(tmp_path / "p.yaml", doc)
+    out = tmp_path / "out"
+    res = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmprep: config error: ") and key in lines[0], res.stderr
+    assert not out.exists()
+    assert run_cli("validate", str(pipe)).returncode == 2
+
+
+def test_missing_input_and_bad_yaml_exit_2(tmp_path):
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}]})
+    res = run_cli("build", str(pipe), "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2 and "input.path" in res.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "bad.yaml").write_text("stages: [\n")
+    res = run_cli("validate", str(tmp_path / "bad.yaml"))
+    assert res.returncode == 2 and "not valid YAML" in res.stderr
+
+
+def test_shipped_pipelines_validate():
+    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+        res = run_cli("validate", str(path))
+        assert res.returncode == 0, f"{path.name}: {res.stderr}"
+
+
+def test_checked_in_schema_matches_the_stage_models():
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == pipeline_schema_text(), (
+        "schemas/pipeline.schema.json is stale: run `mmprep schema --write`")
+
+
+def test_schema_validates_the_demo_pipeline():
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(yaml.safe_load((ROOT / "pipelines" / "demo.yaml").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"stages": [{"stage": "text.normalize", "form": "bogus"}]}, schema)
+
+
+def test_stages_lists_parameters_and_defaults():
+    res = run_cli("stages", "--json")
+    assert res.returncode == 0
+    stages = json.loads(res.stdout)
+    assert stages["text.normalize"]["params"]["form"]["default"] == "NFKC"
+    assert stages["audio.normalize"]["params"]["peak_dbfs"]["default"] == -1.0
+    assert {"image.decode", "text.decode", "audio.decode", "video.decode", "subtitle.decode"} <= set(stages)

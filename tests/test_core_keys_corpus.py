@@ -1,0 +1,81 @@
+"""Keys and corpus listing: deterministic, safe names; folders and manifests give the same records."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mmprep.corpus import read_corpus
+from mmprep.errors import ConfigError
+from mmprep.keys import sanitize_key, unique_keys
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ("a/b/x", "a/b/x"),
+    ("/abs/path/x", "abs/path/x"),
+    ("../../etc/passwd", "etc/passwd"),
+    ("a/./b/../c", "a/b/c"),
+    ("photo.2020.final", "photo_2020_final"),
+    ("dir with space/名字 1", "dir_with_space/名字_1"),
+    ("a\\b\\c", "a/b/c"),
+])
+def test_sanitize_key(raw, key):
+    assert sanitize_key(raw) == key
+    assert ".." not in key and not key.startswith("/") and "." not in key
+
+
+def test_collisions_get_distinct_deterministic_keys():
+    keys = unique_keys(["a.b", "a_b", "a b"])
+    assert len(set(keys.values())) == 3
+    assert keys == unique_keys(["a b", "a_b", "a.b"])
+
+
+def test_folder_groups_files_by_stem(tmp_path):
+    for rel in ["a/b/x.jpg", "a/b/x.txt", "a/b/x.wav", "a/y.JPG", "z.tar.gz", ".hidden.txt", "noext"]:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"data")
+    records = read_corpus(tmp_path)
+    assert [r.key for r in records] == ["a/b/x", "a/y", "z_tar"]
+    assert records[0].fields == ["jpg", "txt", "wav"]
+    assert records[1].fields == ["jpg"]
+    assert records[0].origin == "a/b/x"
+    assert records[0].paths["jpg"] == str(tmp_path / "a/b/x.jpg")
+
+
+def _rows(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "1.jpg").write_bytes(b"x")
+    return [{"key": "s/1", "jpg": "img/1.jpg", "txt": "hello", "cls": 3},
+            {"key": "../s/2", "jpg": None, "txt": "world", "cls": 1}]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_manifest_formats(tmp_path, fmt):
+    rows = _rows(tmp_path)
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    elif fmt == "csv":
+        path.write_text("key,jpg,txt,cls\ns/1,img/1.jpg,hello,3\n../s/2,,world,1\n")
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    records = read_corpus(path)
+    assert [r.key for r in records] == ["s/1", "s/2"]
+    first = records[0]
+    assert first.paths == {"jpg": str(tmp_path / "img/1.jpg")}
+    assert first.inline["txt"] == "hello"
+    assert first.inline["cls"] == "3"
+    assert records[1].origin == "../s/2"
+    assert "jpg" not in records[1].paths
+
+
+def test_missing_input_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="input.path"):
+        read_corpus(tmp_path / "nope")
+    (tmp_path / "m.xyz").write_text("")
+    with pytest.raises(ConfigError, match="input.format"):
+        read_corpus(tmp_path / "m.xyz")
