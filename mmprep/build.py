@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from mmprep.corpus import Record, read_corpus
 from mmprep.errors import ConfigError
 from mmprep.executors import default_workers, run_dask, run_local
 from mmprep.progress import Progress
-from mmprep.report import write_reports
+from mmprep.report import Merger, atomic_write
 from mmprep.worker import ShardTask, build_shard
 
 log = logging.getLogger("mmprep.build")
@@ -62,29 +64,35 @@ def plan(records: list[Record], spec: BaseModel, pipeline_hash: str) -> list[tup
     return shards
 
 
-def _complete(out: Path, name: str, plan_hash: str) -> dict[str, Any] | None:
-    part = out / ".parts" / f"{name}.json"
+def _previous(out: Path, name: str) -> dict[str, Any] | None:
+    """The shard's part file from an earlier build, if its tars are all still there."""
     try:
-        doc = json.loads(part.read_text())
+        doc = json.loads((out / ".parts" / f"{name}.json").read_text())
     except (OSError, ValueError):
         return None
-    if doc.get("plan") != plan_hash or not all((out / "shards" / t).exists() for t in doc.get("tars", [])):
+    if not all((out / "shards" / t).exists() for t in doc.get("tars", [])):
         return None
     return doc
 
 
-def _clean(out: Path, keep: set[str], name: str) -> None:
+def _clean(out: Path, keep: set[str], name: str) -> int:
     """Remove temporary files left by a killed build, and shards the current plan no longer has."""
     for path in (out / "shards").glob(f".{name}-*.tmp"):
         path.unlink(missing_ok=True)
+    removed = 0
     for path in (out / ".parts").glob(f"{name}-*.json"):
         if path.stem not in keep:
             path.unlink(missing_ok=True)
+            removed += 1
     for path in (out / "shards").glob(f"{name}-*.tar"):
         if path.stem.split("_")[0] not in keep:
             path.unlink(missing_ok=True)
+            removed += 1
     for path in (out / ".parts").glob(".*.tmp"):
         path.unlink(missing_ok=True)
+    for path in out.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
@@ -111,25 +119,26 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
 
     pipeline_hash = _pipeline_hash(spec, stages)
     shards = plan(records, spec, pipeline_hash)
-    _clean(out, {name for name, _, _ in shards}, spec.output.name)
+    removed = _clean(out, {name for name, _, _ in shards}, spec.output.name)
     pipeline_doc = spec.model_dump(mode="json")
-    results: dict[str, dict[str, Any]] = {}
+    cache = str(Path(cache_dir).resolve()) if spec.cache.enabled else None
     tasks: list[ShardTask] = []
+    complete = 0
     for i, (name, chunk, plan_hash) in enumerate(shards):
-        done = None if opts.force else _complete(out, name, plan_hash)
-        if done is not None:
-            results[name] = done
+        prev = None if opts.force else _previous(out, name)
+        if prev is not None and prev.get("plan") == plan_hash:
+            complete += len(chunk)
             continue
-        tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc,
-                               pipeline_hash=pipeline_hash, plan_hash=plan_hash, out_dir=str(out.resolve()),
-                               cache_dir=str(Path(cache_dir).resolve()) if spec.cache.enabled else None,
-                               read_cache=not opts.force))
-    skipped = len(results)
+        reuse = prev is not None and prev.get("pipeline") == pipeline_hash
+        tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
+                               plan_hash=plan_hash, out_dir=str(out.resolve()), cache_dir=cache,
+                               read_cache=not opts.force,
+                               previous=str(out / ".parts" / f"{name}.json") if reuse else None))
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
-             skipped, len(tasks), scheduler or executor, workers)
+             len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
     failed: list[dict[str, str]] = []
-    base_done = sum(r["records"] for r in results.values())
-    with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=base_done,
+    built: set[str] = set()
+    with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   enabled=opts.progress) as progress:
         if executor == "dask":
             stream = run_dask(build_shard, tasks, workers=workers, scheduler=scheduler)
@@ -141,16 +150,40 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                 log.error("shard %s failed: %s: %s", task.name, type(result).__name__, result)
                 failed.append({"shard": task.name, "error": f"{type(result).__name__}: {result}"})
             else:
-                results[task.name] = result
+                built.add(task.name)
     shutil.rmtree(out / ".progress", ignore_errors=True)
-    ordered = [results[name] for name, _, _ in shards if name in results]
-    for stage in stages:
-        summaries = [r["summaries"][stage.name] for r in ordered if stage.name in r.get("summaries", {})]
-        if summaries:
-            stage.finalize(summaries, out)
-    built = {t.name for t in tasks} & set(results)
-    summary = write_reports(out, ordered, stages=[s.name for s in stages], failed=failed,
-                            seconds=time.perf_counter() - t0, built=built, workers=workers,
-                            executor=scheduler or executor)
-    summary["ok"] = not failed
-    return summary
+    run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
+           "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
+           "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+           f"Python {platform.python_version()}"}
+    stats = None if (tasks or removed) else _refresh_stats(out, run)
+    if stats is None:
+        merger = Merger(out, [s.name for s in stages])
+        for name, _, _ in shards:
+            doc = _previous(out, name)
+            if doc is not None:
+                merger.add(doc, built=name in built)
+        for stage in stages:
+            if stage.name in merger.summaries:
+                stage.finalize(merger.summaries[stage.name], out)
+        stats = merger.close(run)
+    run["seconds"] = round(time.perf_counter() - t0, 3)
+    return {"output": str(out), "ok": not failed, "samples_in": stats["samples_in"],
+            "samples_out": stats["samples_out"], "samples_dropped": stats["samples_dropped"],
+            "fields_omitted": stats["fields_omitted"], "errors_by_reason": stats["errors_by_reason"],
+            "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
+            "records_from_cache": stats["run"]["records_from_cache"],
+            "records_reused": stats["run"]["records_reused"], "failed_shards": failed}
+
+
+def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """Nothing changed: keep index and errors as they are, note this run in stats.json."""
+    if not all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json")):
+        return None
+    try:
+        stats = json.loads((out / "stats.json").read_text())
+    except ValueError:
+        return None
+    stats["run"] = {**run, "records_from_cache": 0, "records_reused": 0}
+    atomic_write(out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())
+    return stats

@@ -1,97 +1,111 @@
-"""Merge the shards' part files into ``index.parquet``, ``stats.json`` and ``errors.jsonl``.
+"""Merge the shards' part files into ``index.parquet``, ``errors.jsonl`` and ``stats.json``.
 
-Each is written to a temporary name and renamed, like the shards.
+Part files are read one at a time and streamed into the outputs, so the driver's memory does not
+grow with the corpus. Each output is written to a temporary name and renamed, like the shards.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 INDEX_COLUMNS = ("key", "shard", "offset", "size", "fields", "member_offsets", "member_sizes", "duration",
                  "status", "source")
+COUNTERS = ("in", "out", "skipped", "cached", "seconds")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = _tmp(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def write_index(path: Path, rows: list[dict[str, Any]]) -> None:
+def _index_schema():
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema([
+    return pa.schema([
         ("key", pa.string()), ("shard", pa.string()), ("offset", pa.int64()), ("size", pa.int64()),
         ("fields", pa.list_(pa.string())), ("member_offsets", pa.list_(pa.int64())),
         ("member_sizes", pa.list_(pa.int64())), ("duration", pa.float64()), ("status", pa.string()),
         ("source", pa.string()),
     ])
-    table = pa.Table.from_pylist([{c: r.get(c) for c in INDEX_COLUMNS} for r in rows], schema=schema)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
-def write_reports(out: Path, results: list[dict[str, Any]], *, stages: list[str], failed: list[dict[str, str]],
-                  seconds: float, built: set[str], workers: int, executor: str) -> dict[str, Any]:
-    rows = [row for r in results for row in r["rows"]]
-    errors = [err for r in results for err in r["errors"]]
-    write_index(out / "index.parquet", rows)
-    lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
-    _atomic_write(out / "errors.jsonl", lines.encode("utf-8"))
+class Merger:
+    """Accumulates part files into the three outputs."""
 
-    per_stage: dict[str, dict[str, Any]] = {}
-    for name in [*stages, "input", "output"]:
-        per_stage[name] = {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0, "dropped": {},
-                           "omitted": {}}
-    for r in results:
-        for name, counts in r.get("stages", {}).items():
+    def __init__(self, out: Path, stages: list[str], *, write_index: bool = True):
+        self.out = out
+        self.stage_names = stages
+        self.per_stage: dict[str, dict[str, Any]] = {
+            n: {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}} for n in stages}
+        self.reasons: Counter[str] = Counter()
+        self.summaries: dict[str, list[dict[str, Any]]] = {}
+        self.records = self.rows = self.dropped = self.omitted = self.cached = self.reused = 0
+        self.shards: list[str] = []
+        self._index = None
+        if write_index:
+            import pyarrow.parquet as pq
+
+            self._index = pq.ParquetWriter(_tmp(out / "index.parquet"), _index_schema())
+        self._errors = open(_tmp(out / "errors.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
+
+    def add(self, doc: dict[str, Any], *, built: bool) -> None:
+        self.records += doc["records"]
+        self.rows += len(doc["rows"])
+        self.shards += doc["tars"]
+        if built:
+            self.cached += doc.get("cached_records", 0)
+            self.reused += doc.get("reused_records", 0)
+        for name, counts in doc.get("stages", {}).items():
+            slot = self.per_stage.setdefault(name, {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}})
             for k, v in counts.items():
-                per_stage.setdefault(name, {"dropped": {}, "omitted": {}})
-                per_stage[name][k] = per_stage[name].get(k, 0) + v
-    for err in errors:
-        slot = per_stage.setdefault(err["stage"], {"dropped": {}, "omitted": {}})[err["action"]]
-        slot[err["reason"]] = slot.get(err["reason"], 0) + 1
-    for counts in per_stage.values():
-        if "seconds" in counts:
-            counts["seconds"] = round(counts["seconds"], 4)
-    for name in ("input", "output"):
-        if not per_stage[name]["dropped"] and not per_stage[name]["omitted"]:
-            del per_stage[name]
-        else:
-            for k in ("in", "out", "skipped", "cached", "seconds"):
-                per_stage[name].pop(k, None)
+                slot[k] = slot.get(k, 0) + v
+        for err in doc["errors"]:
+            slot = self.per_stage.setdefault(err["stage"], {"dropped": {}, "omitted": {}})[err["action"]]
+            slot[err["reason"]] = slot.get(err["reason"], 0) + 1
+            self.reasons[err["reason"]] += 1
+            self.dropped += err["action"] == "dropped"
+            self.omitted += err["action"] == "omitted"
+            self._errors.write(json.dumps({k: v for k, v in err.items() if k != "record"}, ensure_ascii=False))
+            self._errors.write("\n")
+        for name, summary in doc.get("summaries", {}).items():
+            self.summaries.setdefault(name, []).append(summary)
+        if self._index is not None and doc["rows"]:
+            import pyarrow as pa
 
-    records = sum(r["records"] for r in results)
-    stats = {
-        "samples_in": records,
-        "samples_out": len(rows),
-        "samples_dropped": sum(1 for e in errors if e["action"] == "dropped"),
-        "fields_omitted": sum(1 for e in errors if e["action"] == "omitted"),
-        "errors_by_reason": dict(sorted(Counter(e["reason"] for e in errors).items())),
-        "shards": sorted(t for r in results for t in r["tars"]),
-        "stages": per_stage,
-        "run": {
-            "seconds": round(seconds, 3),
-            "samples_per_second": round(records / seconds, 2) if seconds else None,
-            "shards_built": len(built),
-            "shards_skipped": len(results) - len(built),
-            "records_from_cache": sum(r.get("cached_records", 0) for r in results if r["name"] in built),
-            "failed_shards": failed,
-            "workers": workers,
-            "executor": executor,
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        },
-    }
-    _atomic_write(out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())
-    return {"output": str(out), "samples_in": records, "samples_out": len(rows),
-            "samples_dropped": stats["samples_dropped"], "fields_omitted": stats["fields_omitted"],
-            "errors_by_reason": stats["errors_by_reason"], "shards": len(stats["shards"]),
-            "shards_built": len(built), "shards_skipped": len(results) - len(built),
-            "seconds": stats["run"]["seconds"], "failed_shards": failed}
+            table = pa.Table.from_pylist([{c: r.get(c) for c in INDEX_COLUMNS} for r in doc["rows"]],
+                                         schema=_index_schema())
+            self._index.write_table(table)
+
+    def close(self, run: dict[str, Any]) -> dict[str, Any]:
+        self._errors.close()
+        os.replace(_tmp(self.out / "errors.jsonl"), self.out / "errors.jsonl")
+        if self._index is not None:
+            self._index.close()
+            os.replace(_tmp(self.out / "index.parquet"), self.out / "index.parquet")
+        for name, counts in self.per_stage.items():
+            if "seconds" in counts:
+                counts["seconds"] = round(counts["seconds"], 4)
+            if name not in self.stage_names:  # input/output pseudo-stages only have drops
+                for k in COUNTERS:
+                    counts.pop(k, None)
+        stats = {
+            "samples_in": self.records,
+            "samples_out": self.rows,
+            "samples_dropped": self.dropped,
+            "fields_omitted": self.omitted,
+            "errors_by_reason": dict(sorted(self.reasons.items())),
+            "shards": sorted(self.shards),
+            "stages": self.per_stage,
+            "run": {**run, "records_from_cache": self.cached, "records_reused": self.reused},
+        }
+        atomic_write(self.out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())
+        return stats

@@ -43,6 +43,7 @@ class ShardTask:
     out_dir: str
     cache_dir: str | None
     read_cache: bool = True
+    previous: str | None = None  # the shard's part file from an earlier build with the same pipeline
 
 
 @dataclass
@@ -124,6 +125,42 @@ def _load_entry(data: bytes) -> dict[str, Any]:
     return {"samples": samples, "errors": doc["errors"]}
 
 
+class Previous:
+    """An earlier build of this shard: records whose files kept their size and mtime are copied from it.
+
+    This is the fast path for incremental builds (like make or rsync): an unchanged record costs one
+    read of its members from the old tar, instead of reading and hashing its inputs.
+    """
+
+    def __init__(self, part: str, shards: Path):
+        doc = json.loads(Path(part).read_text())
+        self.stamps: dict[str, str] = doc.get("stamps", {})
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.errors: dict[str, list[dict[str, Any]]] = {}
+        for row in doc["rows"]:
+            self.rows.setdefault(row["record"], []).append(row)
+        for err in doc["errors"]:
+            self.errors.setdefault(err.get("record", ""), []).append(err)
+        self._files = {name: open(shards / name, "rb") for name in doc["tars"]}  # noqa: SIM115
+
+    def entry(self, record: Record) -> dict[str, Any] | None:
+        if self.stamps.get(record.key) != record.stamp:
+            return None
+        samples = []
+        for row in self.rows.get(record.key, []):
+            fh = self._files[row["shard"]]
+            members = []
+            for fld, off, size in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True):
+                fh.seek(off)
+                members.append((fld, fh.read(size)))
+            samples.append((row["key"], members, row))
+        return {"samples": samples, "errors": self.errors.get(record.key, [])}
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+
+
 def index_row(info: SampleInfo, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "key": info.key,
@@ -149,6 +186,7 @@ class ShardBuilder:
         self.cache = Cache(task.cache_dir, read=task.read_cache)
         self.counters = {s.name: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for s in self.stages}
         self.cached_records = 0
+        self.reused_records = 0
         self.out = Path(task.out_dir)
         self.progress_path = self.out / ".progress" / f"{task.name}.json"
         self._last_progress = 0.0
@@ -268,11 +306,16 @@ class ShardBuilder:
             members.append(("meta.json", to_json(meta).encode("utf-8")))
         return members
 
-    def _process_batch(self, records: list[Record]) -> list[dict[str, Any]]:
+    def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
         entries: list[dict[str, Any]] = []
         items: list[Item] = []
         for record in records:
+            reused = previous.entry(record) if previous is not None else None
+            if reused is not None:
+                entries.append(reused)
+                self.reused_records += 1
+                continue
             sample, problems = load_record(record)
             hashes = chain(input_hash(sample), self.fps)
             final_key = "f" + digest(hashes[-1], self.out_fp)
@@ -311,6 +354,7 @@ class ShardBuilder:
     def build(self) -> dict[str, Any]:
         task, spec = self.task, self.spec
         writer = ShardWriter(self.out / "shards", task.name, max_bytes=spec.output.max_bytes)
+        previous = Previous(task.previous, self.out / "shards") if task.previous else None
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         done = 0
@@ -319,22 +363,28 @@ class ShardBuilder:
         try:
             for lo in range(0, len(task.records), spec.execution.batch_size):
                 batch = task.records[lo : lo + spec.execution.batch_size]
-                for entry in self._process_batch(batch):
-                    errors.extend(entry["errors"])
+                for record, entry in zip(batch, self._process_batch(batch, previous), strict=True):
+                    for err in entry["errors"]:
+                        errors.append({**err, "record": record.key})
                     for key, members, meta in entry["samples"]:
-                        rows.append(index_row(writer.write(key, members), meta))
+                        rows.append({**index_row(writer.write(key, members), meta), "record": record.key})
                 done += len(batch)
                 self.progress(done, len(errors))
             tars = writer.close()
         except BaseException:
             writer.abort()
             raise
+        finally:
+            if previous is not None:
+                previous.close()
         summaries = {s.name: s.end_shard() for s in self.stages}
         self.progress(done, len(errors), final=True)
         return {
-            "name": task.name, "index": task.index, "plan": task.plan_hash, "tars": tars, "rows": rows,
-            "errors": errors, "records": len(task.records), "cached_records": self.cached_records,
-            "stages": self.counters, "summaries": {k: v for k, v in summaries.items() if v is not None},
+            "name": task.name, "index": task.index, "plan": task.plan_hash, "pipeline": task.pipeline_hash,
+            "tars": tars, "records": len(task.records), "cached_records": self.cached_records,
+            "reused_records": self.reused_records, "stages": self.counters,
+            "summaries": {k: v for k, v in summaries.items() if v is not None},
+            "stamps": {r.key: r.stamp for r in task.records}, "rows": rows, "errors": errors,
         }
 
 
@@ -345,4 +395,4 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     tmp = parts / f".{task.name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(result, ensure_ascii=False, default=str))
     os.replace(tmp, parts / f"{task.name}.json")
-    return result
+    return {k: result[k] for k in ("name", "records", "tars")}

@@ -63,7 +63,7 @@ def test_one_changed_input_recomputes_only_that_sample(tmp_path, corpus):
     assert summary["shards_built"] == 1 and summary["shards_skipped"] == 2
     assert trace(tmp_path) == ["A part1/item0003", "B part1/item0003", "C part1/item0003"]
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["run"]["records_from_cache"] == 2
+    assert stats["run"]["records_reused"] == 2  # size and mtime unchanged: copied from the old shard
     assert members(out)["part1/item0003.txt"] == b"A changed caption"
 
 
@@ -127,3 +127,14 @@ def test_sigkill_midway_then_rerun_gives_the_same_samples(tmp_path, corpus):
     clean = tmp_path / "clean"
     build(doc, corpus, clean, workers=1)
     assert members(out) == members(clean)
+
+
+def test_touched_but_unchanged_input_comes_from_the_content_cache(tmp_path, corpus):
+    out = tmp_path / "out"
+    build(traced(tmp_path), corpus, out, workers=1)
+    trace(tmp_path)
+    path = corpus / "part0" / "item0002.txt"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    summary = build(traced(tmp_path), corpus, out, workers=1)
+    assert summary["shards_built"] == 1 and summary["records_from_cache"] == 1
+    assert trace(tmp_path) == []  # its content hash matched: no stage ran
