@@ -28,8 +28,8 @@ def build(doc: dict, inp: Path, out: Path, **opts) -> dict:
     return run_build(parse_pipeline(doc), BuildOptions(input=str(inp), output=str(out), **opts))
 
 
-def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(*args: str, timeout: float = 300, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "mmprep", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL, **kw)
 

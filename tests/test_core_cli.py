@@ -1,0 +1,39 @@
+"""The CLI as users run it: a remote Dask scheduler, --json summaries, log lines when not on a TTY."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.conftest import ROOT, build, run_cli
+
+
+def test_build_on_an_existing_dask_scheduler_via_env(tmp_path, corpus, demo_doc):
+    from distributed import LocalCluster
+
+    local = tmp_path / "local"
+    build(demo_doc, corpus, local, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "remote"
+        res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out), "--json",
+                      env_extra={"MMPREP_SCHEDULER": cluster.scheduler_address})
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["ok"] and summary["samples_out"] == 8 and summary["shards_built"] == 2
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["run"]["executor"] == cluster.scheduler_address
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == {
+        p.name: p.read_bytes() for p in (local / "shards").iterdir()}
+
+
+def test_plain_log_lines_and_summary_when_not_a_tty(tmp_path, corpus):
+    out = tmp_path / "out"
+    res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    assert "8 samples in 2 shards: 0 complete, 2 to build" in res.stderr
+    assert "8/8 samples, 2/2 shards" in res.stderr  # the closing progress line
+    assert res.stdout.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped")
+    again = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out), "--json")
+    summary = json.loads(again.stdout)
+    assert summary["shards_skipped"] == 2 and summary["shards_built"] == 0 and summary["samples_out"] == 8
+    assert not [n for n in os.listdir(out / "shards") if n.startswith(".")]
