@@ -76,6 +76,8 @@ class ExecutionSpec(Section):
 class CacheSpec(Section):
     enabled: bool = True
     dir: str | None = Field(None, description="Defaults to OUT/.cache; share one between builds.")
+    final: bool = Field(True, description="Also store each record's finished members (one small file per "
+                        "record), so touched, moved or re-sharded inputs skip every stage.")
 
 
 def pipeline_model() -> type[BaseModel]:

@@ -318,8 +318,8 @@ class ShardBuilder:
                 continue
             sample, problems = load_record(record)
             hashes = chain(input_hash(sample), self.fps)
-            final_key = "f" + digest(hashes[-1], self.out_fp)
-            cached = self.cache.get(final_key)
+            final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
+            cached = self.cache.get(final_key) if final_key else None
             if cached is not None:
                 entries.append(_load_entry(cached))
                 self.cached_records += 1
