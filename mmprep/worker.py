@@ -197,6 +197,9 @@ class ShardBuilder:
                "message": drop.message, "action": action}
         if drop.field:
             rec["field"] = drop.field
+            path = item.sample.get(SOURCE, {}).get(drop.field)
+            if path:
+                rec["path"] = path
         item.entry["errors"].append(rec)
 
     def _survives(self, item: Item, stage: str, drop: Drop) -> bool:

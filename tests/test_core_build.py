@@ -90,6 +90,7 @@ def test_bad_inputs_are_reported_and_good_samples_all_land(corpus, tmp_path, dem
     by_key = {e["key"]: e for e in errors}
     assert by_key["bad/notanimage"]["action"] == "dropped"  # png is not an optional field
     assert by_key["bad/truncated"]["action"] == "omitted" and by_key["bad/truncated"]["field"] == "jpg"
+    assert by_key["bad/truncated"]["path"] == str(corpus / "bad" / "truncated.jpg")
     assert by_key["bad/badaudio"]["stage"] == "audio.decode"
     members = tar_members(out)
     keys = {name.split(".", 1)[0] for name in members}
