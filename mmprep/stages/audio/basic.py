@@ -1,6 +1,8 @@
-"""``audio.decode`` and ``audio.normalize``: the minimal audio stages."""
+"""``audio.decode`` and ``audio.normalize``: bytes -> checked float32 samples, and peak normalisation."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -8,39 +10,85 @@ from pydantic import Field
 from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.audio.io import read_audio
+from mmprep.stages.audio.io import read_audio, read_pyav
 
 
 @register
 class AudioDecode(Stage):
-    """Decode audio to float32 samples; multichannel is mixed down to mono unless told otherwise."""
+    """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    reads = ("audio",)
+    version = "2"
+    reads = ("audio", "video")
     writes = ("audio",)
 
     class Config(StageConfig):
-        mono: bool = True
+        mono: bool = Field(True, description="Mix multichannel audio down to mono (mean of channels).")
+        channel: int | None = Field(None, ge=0, description="Keep only this channel (0-based) instead of the mean.")
+        nonfinite: Literal["drop", "zero"] = Field(
+            "drop", description="NaN/inf samples: drop the field (audio.nonfinite) or replace them with 0.")
+        clip_level: float = Field(0.999, gt=0, le=1, description="|x| at or above this counts as clipped.")
+        max_clipped: float | None = Field(
+            None, ge=0, le=1, description="Drop (audio.clipped) when a larger fraction of samples is clipped.")
+        min_rate: int = Field(1000, ge=1, description="Lowest plausible sample rate in Hz (else audio.bad_rate).")
+        max_rate: int = Field(384_000, ge=1, description="Highest plausible sample rate in Hz.")
+        max_channels: int = Field(64, ge=1, description="More channels than this is audio.bad_channels.")
+        min_samples: int = Field(1, ge=1, description="Fewer samples than this is audio.empty.")
+        from_video: bool = Field(False, description="Decode the audio track of a video field when no audio field.")
+        video_audio_field: str = Field("wav", description="Field name for audio taken from a video.")
 
     def process(self, sample: Sample) -> Sample:
-        for ext in fields_of(sample, "audio"):
-            data = sample[ext]
-            if isinstance(data, Audio):
-                continue
-            samples, rate = read_audio(data, field=ext)
-            if samples.shape[-1] == 0:
-                raise Drop("audio.empty", "zero samples", field=ext)
-            if not 100 <= rate <= 768_000:
-                raise Drop("audio.bad_rate", f"sample rate {rate} Hz", field=ext)
-            if not np.isfinite(samples).all():
-                raise Drop("audio.nan", "NaN or infinite samples", field=ext)
-            if self.config.mono:
-                samples = samples.mean(axis=0)
-            audio = Audio(samples=samples.astype(np.float32), rate=rate, source=data, format=ext)
-            sample[ext] = audio
-            meta(sample).setdefault("audio", {})[ext] = {"rate": rate, "seconds": round(audio.seconds, 6)}
-            meta(sample).setdefault("duration", round(audio.seconds, 6))
+        names = fields_of(sample, "audio")
+        for ext in names:
+            if not isinstance(sample[ext], Audio):
+                sample[ext] = self._decode(sample, ext, sample[ext], source=sample[ext])
+        if not names and self.config.from_video:
+            for vext in fields_of(sample, "video"):
+                data = sample[vext]
+                if isinstance(data, bytes):
+                    samples, rate = read_pyav(data, field=self.config.video_audio_field)
+                    out = self.config.video_audio_field
+                    sample[out] = self._decode(sample, out, (samples, rate), source=None)
+                    meta(sample)["audio"][out]["from"] = vext
+                    break
         return sample
+
+    def _decode(self, sample: Sample, ext: str, data, *, source: bytes | None) -> Audio:
+        cfg = self.config
+        samples, rate = data if isinstance(data, tuple) else read_audio(data, field=ext)
+        channels = samples.shape[0]
+        if samples.shape[-1] < cfg.min_samples:
+            raise Drop("audio.empty", f"{samples.shape[-1]} samples (min_samples={cfg.min_samples})", field=ext)
+        if not cfg.min_rate <= rate <= cfg.max_rate:
+            raise Drop("audio.bad_rate", f"sample rate {rate} Hz outside [{cfg.min_rate}, {cfg.max_rate}]", field=ext)
+        if channels > cfg.max_channels:
+            raise Drop("audio.bad_channels", f"{channels} channels (max_channels={cfg.max_channels})", field=ext)
+        bad = ~np.isfinite(samples)
+        n_bad = int(bad.sum())
+        if n_bad:
+            if cfg.nonfinite == "drop":
+                raise Drop("audio.nonfinite", f"{n_bad} NaN or infinite samples", field=ext)
+            samples = np.where(bad, 0.0, samples)
+        if cfg.channel is not None:
+            if cfg.channel >= channels:
+                raise Drop("audio.no_channel", f"channel {cfg.channel} asked, file has {channels}", field=ext)
+            samples = samples[cfg.channel]
+        elif cfg.mono or channels == 1:
+            samples = samples.mean(axis=0)
+        samples = samples.astype(np.float32)
+        clipped = float(np.mean(np.abs(samples) >= cfg.clip_level))
+        if cfg.max_clipped is not None and clipped > cfg.max_clipped:
+            raise Drop("audio.clipped", f"{clipped:.2%} of samples clipped (max_clipped={cfg.max_clipped})",
+                       field=ext)
+        keep_source = source if channels == 1 and not n_bad else None  # bytes still describe the samples
+        audio = Audio(samples=samples, rate=rate, source=keep_source, format=ext)
+        info = {"rate": rate, "seconds": round(audio.seconds, 6), "channels": channels,
+                "clipped_fraction": round(clipped, 6)}
+        if n_bad:
+            info["nonfinite_zeroed"] = n_bad
+        meta(sample).setdefault("audio", {})[ext] = info
+        meta(sample).setdefault("duration", round(audio.seconds, 6))
+        return audio
 
 
 @register
@@ -52,7 +100,7 @@ class AudioNormalize(Stage):
     writes = ("audio",)
 
     class Config(StageConfig):
-        peak_dbfs: float = Field(-1.0, le=0.0)
+        peak_dbfs: float = Field(-1.0, le=0.0, description="Target sample peak in dBFS.")
 
     def process(self, sample: Sample) -> Sample:
         for ext in fields_of(sample, "audio"):

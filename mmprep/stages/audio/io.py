@@ -20,6 +20,15 @@ def read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
     return samples.T.copy(), int(rate)
 
 
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """PCM of any sample format -> float32 in [-1, 1) (u8 is offset binary: 128 is silence)."""
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / np.float32(float(np.iinfo(arr.dtype).max) + 1.0)
+    return arr.astype(np.float32)
+
+
 def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
     import av
 
@@ -32,18 +41,14 @@ def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
             rate = stream.rate or stream.codec_context.sample_rate
             for frame in container.decode(stream):
                 arr = frame.to_ndarray()
-                if frame.format.is_planar:
-                    chunks.append(arr.astype(np.float32))
-                else:
-                    chunks.append(arr.reshape(-1, frame.layout.nb_channels).T.astype(np.float32))
-    except av.error.FFmpegError as exc:
+                if not frame.format.is_planar:
+                    arr = arr.reshape(-1, frame.layout.nb_channels).T
+                chunks.append(_to_float(arr))
+    except (av.error.FFmpegError, ValueError) as exc:
         raise Drop("audio.corrupt", f"PyAV: {exc}", field=field) from None
     if not chunks:
         raise Drop("audio.empty", "no audio frames decoded", field=field)
-    samples = np.concatenate(chunks, axis=1)
-    if np.issubdtype(chunks[0].dtype, np.integer):
-        samples /= float(np.iinfo(chunks[0].dtype).max)
-    return samples, int(rate)
+    return np.concatenate(chunks, axis=1), int(rate or 0)
 
 
 def read_audio(data: bytes, *, field: str) -> tuple[np.ndarray, int]:

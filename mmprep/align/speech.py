@@ -1,0 +1,210 @@
+"""Speech activity and speech edges for alignment, from a band-limited energy envelope.
+
+Everything runs at 16 kHz mono after resampling (soxr). The band-pass (250-4000 Hz, zero phase,
+so edges are not delayed) keeps the voice band and drops hum and hiss; the envelope is a moving
+mean of the squared signal, in dB. Thresholds are relative to the file's own noise floor
+(10th percentile) and speech level (97th percentile), with hysteresis.
+
+Two resolutions: the activity mask at ``HOP_MS`` (10 ms, 100 frames/s, what the offset search
+correlates) and speech edges (onsets / offsets) at 1 ms, what cue boundaries snap to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RATE = 16000  # analysis rate (8 kHz was measured: p95 onset error 9 ms worse at 8 dB SNR)
+HOP_MS = 10
+MIN_RANGE_DB = 6.0
+SMOOTH_MS = 15  # box smoothing (ms) of the 1 ms envelope before edges are walked back
+BACKTRACK_DB = 1.0  # below this spread between floor and speech level there is no speech
+
+
+@dataclass
+class Activity:
+    """Speech activity of one signal.
+
+    ``mask``: ``shape=(n_frames,)`` bool at ``HOP_MS``; frame ``t`` covers ``[t*10, (t+1)*10)`` ms.
+    ``onsets`` / ``offsets``: speech edges in ms (int64, sorted), found at 1 ms resolution.
+    ``floor_db`` / ``level_db``: noise floor and speech level of the band envelope.
+    """
+
+    mask: np.ndarray
+    onsets: np.ndarray
+    offsets: np.ndarray
+    floor_db: float
+    level_db: float
+    seconds: float
+
+    @property
+    def has_speech(self) -> bool:
+        return self.level_db - self.floor_db >= MIN_RANGE_DB and self.mask.sum() * HOP_MS >= 200
+
+    @property
+    def speech_seconds(self) -> float:
+        return float(self.mask.sum()) * HOP_MS / 1000
+
+
+def to_analysis(samples: np.ndarray, rate: int) -> np.ndarray:
+    """``shape=(n,)`` or ``(channels, n)`` at ``rate`` -> float64 mono at the analysis rate (16 kHz)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    if rate != RATE and x.size:
+        import soxr
+
+        x = soxr.resample(x, rate, RATE, quality="HQ")
+    return x
+
+
+def band(x: np.ndarray, lo: float = 250.0, hi: float = 4000.0, rate: int = RATE) -> np.ndarray:
+    """Zero-phase band-pass (no group delay, so edges stay put), by FFT in overlapping blocks.
+
+    Magnitude ``1/sqrt(1+(f/hi)^8) / sqrt(1+(lo/f)^8)`` (4th-order Butterworth shape). numpy only:
+    importing scipy.signal costs seconds, more than filtering an hour of audio."""
+    n = x.size
+    if n < 64:
+        return x
+    core, margin = 1 << 18, 4096  # cache-sized blocks beat one long transform
+    size = core + 2 * margin
+    f = np.fft.rfftfreq(size, 1 / rate)
+    with np.errstate(divide="ignore"):
+        gain = 1 / np.sqrt(1 + (f / hi) ** 8) / np.sqrt(1 + (lo / np.maximum(f, 1e-9)) ** 8)
+    gain = gain.astype(np.float32)
+    out = np.empty(n, np.float32)
+    block = np.zeros(size, np.float32)  # float32 transforms: half the time, error far below the noise
+    for a in range(0, n, core):
+        lo_i, hi_i = max(0, a - margin), min(n, a + core + margin)
+        block[: hi_i - lo_i] = x[lo_i:hi_i]
+        block[hi_i - lo_i :] = 0
+        y = np.fft.irfft(np.fft.rfft(block) * gain, size)
+        b = min(n, a + core)
+        out[a:b] = y[a - lo_i : b - lo_i]
+    return out
+
+
+def ms_energy(x: np.ndarray) -> np.ndarray:
+    """Cumulative signal energy at 1 ms steps: ``c[j]`` = sum of ``x**2`` over the first ``j`` ms (float64)."""
+    ms = RATE // 1000
+    nb = -(-x.size // ms)
+    sq = np.zeros(nb * ms, np.float64)
+    sq[: x.size] = np.square(x, dtype=np.float64)
+    return np.concatenate([[0.0], np.cumsum(sq.reshape(nb, ms).sum(axis=1))])
+
+
+def window_db(c: np.ndarray, centers: np.ndarray, win: int) -> np.ndarray:
+    """Mean power in dB over ``win`` ms centred on each of ``centers`` (ms, int), from :func:`ms_energy`."""
+    last = c.size - 1
+    a = np.clip(centers - win // 2, 0, last)
+    b = np.clip(centers + win - win // 2, 0, last)
+    power = (c[b] - c[a]) / (np.maximum(b - a, 1) * (RATE // 1000))
+    return 10 * np.log10(power + 1e-12)
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of the True runs of a bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def local_floor(env: np.ndarray, block: int = 100, reach: int = 4) -> np.ndarray:
+    """Noise floor per frame: the 10th percentile of each ``block`` of frames, then the median of
+    the ``2*reach+1`` blocks around, so the floor follows slow changes but not speech."""
+    n = env.size
+    nb = -(-n // block)
+    pad = np.full(nb * block, np.nan)
+    pad[:n] = env
+    p10 = np.nanpercentile(pad.reshape(nb, block), 10, axis=1)
+    idx = np.arange(nb)
+    med = np.array([np.median(p10[max(0, i - reach) : i + reach + 1]) for i in idx])
+    return np.repeat(med, block)[:n]
+
+
+def hysteresis(env: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
+    """True where ``env >= lo`` in runs that reach ``hi`` somewhere (thresholds scalar or per frame)."""
+    above = env >= lo
+    starts, ends = _runs(above)
+    out = np.zeros(env.size, bool)
+    hi_arr = np.broadcast_to(np.asarray(hi, float), env.shape)
+    for s, e in zip(starts, ends, strict=True):
+        if (env[s:e] >= hi_arr[s:e]).any():
+            out[s:e] = True
+    return out
+
+
+def close_gaps(mask: np.ndarray, max_gap: int, min_run: int) -> np.ndarray:
+    """Fill False gaps shorter than ``max_gap`` frames, then remove True runs shorter than ``min_run``."""
+    m = mask.copy()
+    starts, ends = _runs(~m)
+    for s, e in zip(starts, ends, strict=True):
+        if 0 < s and e < m.size and e - s < max_gap:
+            m[s:e] = True
+    starts, ends = _runs(m)
+    for s, e in zip(starts, ends, strict=True):
+        if e - s < min_run:
+            m[s:e] = False
+    return m
+
+
+def activity(samples: np.ndarray, rate: int, *, max_gap_ms: int = 150, min_speech_ms: int = 60,
+             method: str = "energy") -> Activity:
+    """Speech activity of a signal. ``method``: ``energy`` (default) or ``webrtc`` (WebRTC VAD mask,
+    energy edges) or ``both`` (frames both detectors call speech)."""
+    x = band(to_analysis(samples, rate))
+    seconds = x.size / RATE
+    if x.size < RATE // 10:
+        empty = np.zeros(0, np.int64)
+        return Activity(np.zeros(max(1, x.size * 1000 // RATE // HOP_MS), bool), empty, empty, 0.0, 0.0, seconds)
+    c = ms_energy(x)
+    n_ms = c.size - 1
+    env = window_db(c, np.arange(-(-n_ms // HOP_MS)) * HOP_MS + HOP_MS // 2, 25)  # 10 ms hop, 25 ms window
+    level = float(np.percentile(env, 97))
+    floor = max(float(np.percentile(env, 10)), level - 45.0)  # digital silence is no noise floor
+    local = np.maximum(local_floor(env), floor)  # a quiet stretch must not lower the floor elsewhere
+    span = np.maximum(level - local, 1e-6)
+    lo, hi = local + np.maximum(3.0, 0.2 * span), local + np.maximum(5.0, 0.45 * span)
+    mask = hysteresis(env, lo, hi)
+    if method in ("webrtc", "both"):
+        vad = webrtc_mask(x, mask.size)
+        mask = vad if method == "webrtc" else mask & vad
+    mask = close_gaps(mask, max_gap_ms // HOP_MS, min_speech_ms // HOP_MS)
+    fine = window_db(c, np.arange(n_ms), 5)  # 1 ms hop, 5 ms window
+    up = np.minimum(np.arange(fine.size) // HOP_MS, env.size - 1)  # 1 ms frame -> its 10 ms frame
+    fmask = close_gaps(hysteresis(fine, lo[up], hi[up]), 40, 30)
+    on, off = _runs(fmask)
+    smooth = np.convolve(fine, np.ones(SMOOTH_MS) / SMOOTH_MS, mode="same")
+    on = backtrack(smooth, on, local[up] + BACKTRACK_DB, -1)
+    off = backtrack(smooth, off - 1, local[up] + BACKTRACK_DB, 1) + 1
+    return Activity(mask, on.astype(np.int64), off.astype(np.int64), floor, level, seconds)
+
+
+def backtrack(env: np.ndarray, idx: np.ndarray, level: float, step: int, limit: int = 25) -> np.ndarray:
+    """Move each edge outward (``step`` -1: earlier, +1: later) while the envelope stays above ``level``
+    (per frame)
+    and keeps falling, at most ``limit`` frames: a threshold crossing lags the true start of a rise."""
+    out = idx.copy()
+    n = env.size
+    for j, i in enumerate(idx):
+        k = int(i)
+        for _ in range(limit):
+            nxt = k + step
+            if not 0 <= nxt < n or env[nxt] < level[nxt]:
+                break
+            k = nxt
+        out[j] = k
+    return out
+
+
+def webrtc_mask(x: np.ndarray, n_frames: int, mode: int = 2) -> np.ndarray:
+    """WebRTC VAD decision per 10 ms frame at the analysis rate (``webrtcvad-wheels``)."""
+    import webrtcvad
+
+    vad = webrtcvad.Vad(mode)
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    out = np.zeros(n_frames, bool)
+    step = 2 * RATE * HOP_MS // 1000  # bytes per 10 ms
+    for t in range(min(n_frames, len(pcm) // step)):
+        out[t] = vad.is_speech(pcm[t * step : (t + 1) * step], RATE)
+    return out

@@ -1,0 +1,173 @@
+"""Subtitle IO and validation: SRT, WebVTT, ASS (pysubs2) and JSON / JSONL segments.
+
+Times are integer milliseconds inside (pysubs2's unit), seconds as floats at the edges.
+A :class:`SubDoc` keeps the parsed document so that re-timed cues are written back in the
+input's own format (:func:`render`), with text and styling untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SUB_FORMATS = ("srt", "vtt", "ass", "json", "jsonl")
+
+
+class SubtitleError(ValueError):
+    """The subtitle file cannot be read; ``reason`` is a stable code (``subtitle.unparseable``...)."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass
+class Cue:
+    start: int  # ms
+    end: int  # ms
+    text: str
+
+
+@dataclass
+class SubDoc:
+    """Parsed subtitles. ``cues`` follow file order; ``raw`` is the pysubs2 file or the JSON data."""
+
+    format: str
+    cues: list[Cue]
+    raw: Any = None
+    json_times: str = "seconds"  # JSON only: "seconds" or "ms"
+    skipped: list[int] = field(default_factory=list)  # JSON segments without usable times
+
+
+def _to_text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8-sig")  # the common case, without loading a charset detector
+    except UnicodeDecodeError:
+        pass
+    from mmprep.stages.text.encoding import decode_text
+
+    return decode_text(data, field="srt")[0]
+
+
+def sniff_format(text: str, hint: str | None = None) -> str:
+    """The subtitle format: ``hint`` (a file extension) when it names one, else guessed from the text."""
+    if hint:
+        h = hint.rsplit(".", 1)[-1].lower()
+        if h in SUB_FORMATS:
+            return h
+    head = text.lstrip("\ufeff \t\r\n")[:200]
+    if head.startswith(("[", "{")):
+        return "jsonl" if "\n" in head.strip() and head.startswith("{") and "}\n{" in text.replace("\r", "") else "json"
+    if head.startswith("WEBVTT"):
+        return "vtt"
+    if head.startswith("[Script Info]"):
+        return "ass"
+    return "srt"
+
+
+def _json_segments(text: str, fmt: str) -> tuple[list[dict[str, Any]], Any]:
+    try:
+        if fmt == "jsonl":
+            segs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            return segs, segs
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SubtitleError("subtitle.unparseable", f"JSON: {exc}") from None
+    if isinstance(data, dict):
+        segs = data.get("segments", data.get("cues"))
+        if not isinstance(segs, list):
+            raise SubtitleError("subtitle.unparseable", "JSON object without a 'segments' or 'cues' list")
+        return segs, data
+    if isinstance(data, list):
+        return data, data
+    raise SubtitleError("subtitle.unparseable", "JSON is neither a list of segments nor an object holding one")
+
+
+def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
+    """Parse subtitles. Raises :class:`SubtitleError` (``subtitle.unparseable``) on a bad file.
+
+    JSON segments are ``{"start": s, "end": s, "text": ...}`` (seconds), or ``start_ms``/``end_ms``.
+    """
+    text = _to_text(data)
+    if not text.strip():
+        raise SubtitleError("subtitle.empty", "the file is empty")
+    fmt = sniff_format(text, hint)
+    if fmt in ("json", "jsonl"):
+        segs, raw = _json_segments(text, fmt)
+        cues, skipped, unit = [], [], "seconds"
+        if segs and isinstance(segs[0], dict) and "start_ms" in segs[0]:
+            unit = "ms"
+        for i, seg in enumerate(segs):
+            try:
+                if unit == "ms":
+                    a, b = int(seg["start_ms"]), int(seg["end_ms"])
+                else:
+                    a, b = int(round(float(seg["start"]) * 1000)), int(round(float(seg["end"]) * 1000))
+            except (KeyError, TypeError, ValueError):
+                skipped.append(i)
+                continue
+            cues.append(Cue(a, b, str(seg.get("text", ""))))
+        return SubDoc(fmt, cues, raw, unit, skipped)
+    import pysubs2
+
+    try:
+        subs = pysubs2.SSAFile.from_string(text)
+    except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
+        raise SubtitleError("subtitle.unparseable", f"{type(exc).__name__}: {exc}") from None
+    if not subs.events and text.strip() and "-->" not in text and fmt != "ass":
+        raise SubtitleError("subtitle.unparseable", "no cue timing lines found")
+    cues = [Cue(int(e.start), int(e.end), e.plaintext) for e in subs.events if not e.is_comment]
+    return SubDoc(fmt, cues, subs)
+
+
+def validate(cues: list[Cue], media_seconds: float | None = None) -> dict[str, Any]:
+    """Count and list problems: ``overlap``, ``negative``, ``backwards``, ``past_end``, ``empty``.
+
+    Returns ``{"counts": {problem: n}, "problems": [{"cue": i, "problem": ..., "detail": ...}]}``;
+    cue indices are 0-based positions in file order.
+    """
+    problems: list[dict[str, Any]] = []
+    end_ms = None if media_seconds is None else int(round(media_seconds * 1000))
+    prev_end, prev_i = None, None
+    for i, c in enumerate(cues):
+        if c.start < 0 or c.end < 0:
+            problems.append({"cue": i, "problem": "negative", "detail": f"{c.start} ms -> {c.end} ms"})
+        if c.end < c.start:
+            problems.append({"cue": i, "problem": "backwards", "detail": f"ends {c.start - c.end} ms before it starts"})
+        if not c.text.strip():
+            problems.append({"cue": i, "problem": "empty", "detail": "no text"})
+        if end_ms is not None and c.start >= end_ms:
+            problems.append({"cue": i, "problem": "past_end", "detail": f"starts at {c.start} ms, media ends {end_ms}"})
+        if prev_end is not None and c.start < prev_end:
+            problems.append({"cue": i, "problem": "overlap",
+                             "detail": f"overlaps cue {prev_i} by {prev_end - c.start} ms"})
+        if prev_end is None or c.end > prev_end:
+            prev_end, prev_i = c.end, i
+    counts: dict[str, int] = {}
+    for p in problems:
+        counts[p["problem"]] = counts.get(p["problem"], 0) + 1
+    return {"counts": counts, "problems": problems}
+
+
+def render(doc: SubDoc, times: list[tuple[int, int]]) -> str:
+    """The document with cue ``i`` moved to ``times[i]`` (ms), in the document's own format."""
+    if len(times) != len(doc.cues):
+        raise ValueError(f"{len(times)} times for {len(doc.cues)} cues")
+    if doc.format in ("json", "jsonl"):
+        segs = doc.raw if isinstance(doc.raw, list) else doc.raw.get("segments", doc.raw.get("cues"))
+        usable = [i for i in range(len(segs)) if i not in set(doc.skipped)]
+        for i, (a, b) in zip(usable, times, strict=True):
+            if doc.json_times == "ms":
+                segs[i]["start_ms"], segs[i]["end_ms"] = int(a), int(b)
+            else:
+                segs[i]["start"], segs[i]["end"] = round(a / 1000, 3), round(b / 1000, 3)
+        if doc.format == "jsonl":
+            return "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in segs)
+        return json.dumps(doc.raw, ensure_ascii=False, indent=1) + "\n"
+    events = [e for e in doc.raw.events if not e.is_comment]
+    for e, (a, b) in zip(events, times, strict=True):
+        e.start, e.end = max(0, int(a)), max(0, int(b))
+    return doc.raw.to_string(doc.format if doc.format != "vtt" else "vtt")

@@ -1,0 +1,108 @@
+"""``mmprep align``, ``mmprep avsync`` and ``mmprep report``: alignment outside a pipeline.
+
+Exit codes: 0 ok; 1 the alignment failed or is not trusted (low_confidence); 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mmprep.cli import app, fail_config, setup_logging
+from mmprep.errors import ConfigError, Drop
+
+
+def _summary(rec: dict) -> str:
+    if rec.get("status") == "failed":
+        return f"failed: {', '.join(rec.get('reasons', []))} {rec.get('message', '')}".rstrip()
+    parts = [rec["status"], f"confidence {rec['confidence']:.3f}", f"offset {rec['offset']:+.3f} s"]
+    if rec.get("ratio") is not None:
+        parts.append(f"ratio {rec['ratio']:.6f}")
+    if rec.get("splits"):
+        parts.append("splits " + ", ".join(f"cue {s['cue']}: {s['offset']:+.3f} s" for s in rec["splits"]))
+    if rec.get("reasons"):
+        parts.append("(" + ", ".join(rec["reasons"]) + ")")
+    return ", ".join(parts)
+
+
+@app.command()
+def align(
+    media: Path = typer.Argument(..., help="Audio file, or a video with an audio track."),
+    subs: Path = typer.Argument(..., help="Subtitles: SRT, WebVTT, ASS, or JSON / JSONL segments."),
+    output: Path = typer.Option(..., "--output", "-o", help="Re-timed subtitles (written in the input's format)."),
+    max_offset: float = typer.Option(60.0, "--max-offset", min=0.01, help="Largest offset searched, seconds (+-)."),
+    max_splits: int = typer.Option(1, "--max-splits", min=0, max=8, help="Offset changes allowed (ad breaks)."),
+    no_ratios: bool = typer.Option(False, "--no-ratios", help="Only ratio 1 (no framerate conversion)."),
+    refine_window: float = typer.Option(0.25, "--refine-window", min=0, max=2,
+                                        help="Snap cue edges to speech edges within this many seconds (0: off)."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0, max=1),
+    force: bool = typer.Option(False, "--force", help="Write the output even when the confidence is low."),
+    as_json: bool = typer.Option(False, "--json", help="Print the alignment record as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Re-time subtitles to the speech in MEDIA; print offset, ratio, splits, confidence and status."""
+    from mmprep.align.api import align_subtitles
+    from mmprep.align.media import decode_audio
+    from mmprep.align.retime import AlignParams, failed
+
+    setup_logging(quiet)
+    for name, path in (("MEDIA", media), ("SUBS", subs)):
+        if not path.is_file():
+            fail_config(ConfigError(name, f"{path} is not a file"))
+    params = AlignParams(max_offset=max_offset, ratios=not no_ratios, max_splits=max_splits,
+                         refine_window=refine_window, min_confidence=min_confidence)
+    try:
+        samples, rate = decode_audio(media.read_bytes(), field=media.suffix.lstrip("."))
+        rec, text, _, _ = align_subtitles(samples, rate, subs.read_bytes(), hint=subs.suffix.lstrip("."),
+                                          params=params, plot="none")
+    except Drop as drop:
+        rec, text = failed(drop.reason, drop.message).record, None
+    written = text is not None and (rec["status"] == "ok" or force)
+    if written:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    rec["output"] = str(output) if written else None
+    typer.echo(json.dumps(rec, ensure_ascii=False) if as_json else _summary(rec) + (f" -> {output}" if written else ""))
+    if rec["status"] != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def avsync(
+    video: Path = typer.Argument(..., help="A video with an audio track."),
+    max_offset: float = typer.Option(1.0, "--max-offset", min=0.01, max=10, help="Largest offset searched, s (+-)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+) -> None:
+    """How far the audio lags (+) or leads (-) the picture, from sound onsets against visual change."""
+    from mmprep.align.api import av_sync
+
+    if not video.is_file():
+        fail_config(ConfigError("VIDEO", f"{video} is not a file"))
+    rec = av_sync(video.read_bytes(), max_offset=max_offset)
+    if as_json:
+        typer.echo(json.dumps(rec))
+    elif rec["status"] == "failed":
+        typer.echo(f"failed: {', '.join(rec['reasons'])}")
+    else:
+        late = "late" if rec["offset"] > 0 else "early"
+        typer.echo(f"{rec['status']}: audio {abs(rec['offset']) * 1000:.0f} ms {late}, confidence "
+                   f"{rec['confidence']:.2f} ({rec.get('matched', 0)}/{rec.get('visual_events', 0)} "
+                   "visual events matched)")
+    if rec["status"] != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(out: Path = typer.Argument(..., help="A build's output folder holding alignment_report.json.")) -> None:
+    """(Re)build OUT/alignment_report.html from OUT/alignment_report.json and print where it is."""
+    from mmprep.align.report import REPORT_JSON, rebuild
+
+    if not (out / REPORT_JSON).is_file():
+        fail_config(ConfigError("OUT", f"{out / REPORT_JSON} not found (run a pipeline with align.* stages first)"))
+    try:
+        _, html_path = rebuild(out)
+    except (ValueError, KeyError) as exc:
+        fail_config(ConfigError("OUT", f"{out / REPORT_JSON} is not an alignment report ({exc})"))
+    typer.echo(str(html_path))

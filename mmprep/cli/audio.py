@@ -1,0 +1,96 @@
+"""``mmprep audio-features``: compute features for audio files without a pipeline (batched, cached nowhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mmprep.cli import app, fail_config, setup_logging
+from mmprep.errors import ConfigError
+
+KINDS = ("logmel", "mfcc", "spectrogram", "zcr", "envelope")
+
+
+def _stage(kind: str, params: dict[str, Any]):
+    from pydantic import ValidationError
+
+    from mmprep.stage import get_stage
+
+    name = f"audio.{kind}"
+    cls = get_stage(name)
+    try:
+        stage = cls(cls.Spec(stage=name, **params))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(".".join(str(p) for p in err["loc"]), err["msg"]) from None
+    stage.check()
+    stage.setup()
+    return stage
+
+
+@app.command("audio-features")
+def audio_features(
+    files: list[Path] = typer.Argument(..., help="Audio files (WAV/FLAC/OGG/MP3/M4A/Opus...)."),
+    out: Path = typer.Option(Path("features"), "--out", "-o", help="Folder for STEM.KIND.npy and STEM.KIND.json."),
+    kind: str = typer.Option("logmel", "--kind", "-k", help=f"One of {', '.join(KINDS)}."),
+    rate: int | None = typer.Option(None, "--rate", help="Resample to this rate (Hz) first; keep the file's if unset."),
+    n_fft: int = typer.Option(400, "--n-fft", help="FFT size in samples."),
+    hop: int = typer.Option(160, "--hop", help="Hop in samples."),
+    n_mels: int = typer.Option(80, "--n-mels", help="Mel bands (logmel, mfcc)."),
+    n_mfcc: int = typer.Option(13, "--n-mfcc", help="Coefficients (mfcc)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float16."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Compute one feature for audio files; frame parameters go next to each array as JSON."""
+    setup_logging(quiet)
+    from mmprep.errors import Drop
+    from mmprep.sample import Audio
+    from mmprep.stages.audio.io import read_audio
+    from mmprep.stages.audio.resample import resample
+
+    params: dict[str, Any] = {"n_fft": n_fft, "hop": hop, "device": device, "dtype": dtype}
+    if kind in ("logmel", "mfcc"):
+        params["n_mels"] = n_mels
+    if kind == "mfcc":
+        params["n_mfcc"] = n_mfcc
+    try:
+        if kind not in KINDS:
+            raise ConfigError("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+        stage = _stage(kind, params)
+    except ConfigError as exc:
+        fail_config(exc)
+    samples, failed = [], 0
+    for path in files:
+        try:
+            x, sr = read_audio(path.read_bytes(), field=path.suffix.lstrip("."))
+            x = x.mean(axis=0)
+            if rate and sr != rate:
+                x, sr = resample(x, sr, rate), rate
+            if x.size == 0 or sr <= 0:
+                raise Drop("audio.empty", "no samples")
+        except (OSError, Drop) as exc:
+            typer.echo(f"{path}: skipped ({exc})", err=True)
+            failed += 1
+            continue
+        samples.append({"__key__": path.stem, "__meta__": {}, "wav": Audio(samples=x, rate=sr), "__path__": path})
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for sample, result in zip(samples, stage.process_batch(samples), strict=True):
+        if isinstance(result, Drop):
+            typer.echo(f"{sample['__path__']}: skipped ({result})", err=True)
+            failed += 1
+            continue
+        arr = result[stage.output]
+        np.save(out / f"{sample['__key__']}.{kind}.npy", arr, allow_pickle=False)
+        doc = result["__meta__"]["features"][stage.output]
+        (out / f"{sample['__key__']}.{kind}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        written += 1
+    typer.echo(f"{written}/{len(files)} files -> {out}")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,149 @@
+"""Where shards come from: a path, a glob, a brace pattern, a list, or a build's ``OUT`` directory.
+
+Local paths are opened with :func:`open`; URLs (``s3://``, ``gs://``, ``http://``...) through fsspec
+when the matching backend is installed. An ``OUT`` directory is read through its ``index.parquet``
+(no scan needed) and its ``embeddings/<field>/`` sidecar shards are attached by shard file name.
+Shards without an index are scanned once, headers only.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mmprep.data.tarscan import SampleSpan, scan_spans
+from mmprep.errors import ConfigError, MissingDependency
+
+
+@dataclass
+class Shard:
+    """One main shard: its URL, its samples' spans in file order, and sidecar shard URLs by field."""
+
+    url: str
+    spans: list[SampleSpan]
+    sidecars: dict[str, str] = field(default_factory=dict)
+
+
+def is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _fs(url: str) -> Any:
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise MissingDependency("source", "fsspec", "pip install fsspec") from exc
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise MissingDependency("source", f"an fsspec backend for {url.split('://')[0]}://", str(exc)) from exc
+    return fs, path
+
+
+def open_binary(url: str) -> BinaryIO:
+    """A seekable binary file for a local path or an fsspec URL."""
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if not is_url(url):
+        return open(url, "rb")  # the caller closes it
+    fs, path = _fs(url)
+    return fs.open(path, "rb")
+
+
+def _exists(url: str) -> bool:
+    if not is_url(url):
+        return Path(url.removeprefix("file://")).exists()
+    fs, path = _fs(url)
+    return bool(fs.exists(path))
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def _glob(pattern: str) -> list[str]:
+    if not is_url(pattern):
+        return sorted(globlib.glob(pattern.removeprefix("file://")))
+    fs, path = _fs(pattern)
+    proto = pattern.split("://", 1)[0]
+    return sorted(p if "://" in p else f"{proto}://{p}" for p in fs.glob(path))
+
+
+def _expand(pattern: str) -> list[str]:
+    from webdataset.shardlists import expand_urls
+
+    out: list[str] = []
+    for item in expand_urls(pattern):
+        out.extend(_glob(item) if any(c in item for c in "*?[") else [item])
+    return out
+
+
+def _is_out_dir(url: str) -> bool:
+    return _exists(_join(url, "index.parquet")) and _exists(_join(url, "shards"))
+
+
+def _out_dir_shards(out: str) -> list[Shard]:
+    import pyarrow.parquet as pq
+
+    with open_binary(_join(out, "index.parquet")) as fh:
+        table = pq.read_table(fh, columns=["key", "shard", "offset", "size"])
+    by_shard: dict[str, list[SampleSpan]] = {}
+    for key, shard, offset, size in zip(*(table.column(c).to_pylist() for c in ("key", "shard", "offset", "size")),
+                                        strict=True):
+        by_shard.setdefault(shard, []).append(SampleSpan(key, offset, offset + size))
+    sidecar_fields = _sidecar_fields(out)
+    shards = []
+    for name in sorted(by_shard):
+        spans = sorted(by_shard[name], key=lambda s: s.offset)
+        cars = {f: _join(out, "embeddings", f, name) for f in sidecar_fields}
+        shards.append(Shard(_join(out, "shards", name), spans, {f: u for f, u in cars.items() if _exists(u)}))
+    return shards
+
+
+def _sidecar_fields(out: str) -> list[str]:
+    """Fields with a sidecar folder (``OUT/embeddings/<field>/meta.json``)."""
+    root = _join(out, "embeddings")
+    if not is_url(out):
+        base = Path(root)
+        return sorted(p.parent.name for p in base.glob("*/meta.json")) if base.is_dir() else []
+    fs, path = _fs(root)
+    return sorted(p.rstrip("/").split("/")[-2] for p in fs.glob(path + "/*/meta.json"))
+
+
+def sidecar_meta(out: str) -> dict[str, dict[str, Any]]:
+    """``OUT/embeddings/<field>/meta.json`` documents, by field."""
+    docs = {}
+    for name in _sidecar_fields(out):
+        with open_binary(_join(out, "embeddings", name, "meta.json")) as fh:
+            docs[name] = json.loads(fh.read())
+    return docs
+
+
+def resolve(source: str | Path | list[str | Path]) -> list[Shard]:
+    """Every shard of ``source`` with its sample spans, in a stable order.
+
+    Raises ConfigError (key ``source``) when nothing matches or a shard holds no samples.
+    """
+    items = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
+    shards: list[Shard] = []
+    for item in items:
+        if _is_out_dir(item):
+            shards.extend(_out_dir_shards(item))
+            continue
+        if not is_url(item) and Path(item).is_dir():
+            urls = sorted(str(p) for p in Path(item).rglob("*.tar"))
+        else:
+            urls = _expand(item)
+        if not urls:
+            raise ConfigError("source", f"no shards match {item!r}")
+        for url in urls:
+            if not _exists(url):
+                raise ConfigError("source", f"shard {url} does not exist")
+            with open_binary(url) as fh:
+                shards.append(Shard(url, scan_spans(fh)))
+    if not shards or not any(s.spans for s in shards):
+        raise ConfigError("source", f"no samples in {source!r}")
+    return [s for s in shards if s.spans]

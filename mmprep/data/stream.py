@@ -1,0 +1,264 @@
+"""``ShardStream``: an IterableDataset over WebDataset shards that is balanced, seeded and resumable.
+
+Per epoch: shards in a seeded order, a contiguous run of the global sequence per rank and worker
+(see :mod:`mmprep.data.plan`), a seeded shuffle buffer per worker, then decoding of the chosen
+fields only. Everything before decoding depends only on ``(seed, epoch, world, rank, workers,
+worker)``, so the stream is a pure function of those and the shards.
+
+Resume: the state is ``epoch`` plus how many samples each worker already delivered. Restoring
+replays the shuffle buffer on sample *positions* only (no I/O), then reads the few samples that sit
+in the buffer at that point and continues reading sequentially: the rest of the stream equals the
+uninterrupted one. Use :class:`mmprep.data.loader.StreamLoader` to get this through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mmprep.data import plan
+from mmprep.data.decode import Decoder
+from mmprep.data.sources import Shard, open_binary, resolve
+from mmprep.data.tarscan import group_samples, scan_spans
+from mmprep.errors import ConfigError
+
+log = logging.getLogger("mmprep.data")
+Item = tuple[int, int]  # (shard index, sample index in that shard)
+
+
+def dist_info() -> tuple[int, int]:
+    """``(world, rank)`` from ``torch.distributed`` when initialized, else ``WORLD_SIZE``/``RANK`` env vars."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+    except (ImportError, RuntimeError):
+        pass
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+class ShuffleBuffer:
+    """Reservoir-style buffer: once full, each push returns a random resident and keeps the newcomer."""
+
+    def __init__(self, size: int, rng: random.Random):
+        self.size = size
+        self.rng = rng
+        self.items: list[Any] = []
+
+    def push(self, item: Any) -> Any | None:
+        if self.size <= 1:
+            return item
+        if len(self.items) < self.size:
+            self.items.append(item)
+            return None
+        j = self.rng.randrange(self.size)
+        out, self.items[j] = self.items[j], item
+        return out
+
+    def pop(self) -> Any:
+        j = self.rng.randrange(len(self.items))
+        out = self.items[j]
+        self.items[j] = self.items[-1]
+        self.items.pop()
+        return out
+
+
+class ShardStream(IterableDataset):
+    """Samples from shards, as dicts ``{"__key__": str, field: decoded value, ...}``.
+
+    ``source``: path, glob, brace pattern (``data-{000000..000009}.tar``), URL, list, or a build's
+    OUT directory (index + embedding sidecars). ``fields``: which fields to decode (None = all but
+    pickles). ``buffer``: shuffle buffer size in samples (ignored unless ``shuffle``). ``even``:
+    ``pad`` repeats samples so every rank gets ``ceil(N / world)``, ``drop`` gives ``N // world``.
+    ``world``/``rank`` default to :func:`dist_info`. ``chunk_bytes``: bytes read per ``read`` call.
+    """
+
+    def __init__(self, source: str | Path | list[str | Path], *, fields: list[str] | tuple[str, ...] | None = None,
+                 shuffle: bool = True, buffer: int = 1000, seed: int = 0, even: Literal["pad", "drop"] = "pad",
+                 world: int | None = None, rank: int | None = None, decoder: Decoder | None = None,
+                 chunk_bytes: int = 4 << 20, keys: set[str] | None = None):
+        if even not in ("pad", "drop"):
+            raise ConfigError("even", f"must be 'pad' or 'drop', got {even!r}")
+        self.shards: list[Shard] = resolve(source)
+        if keys is not None:
+            for shard in self.shards:
+                shard.spans = [s for s in shard.spans if s.key in keys]
+            self.shards = [s for s in self.shards if s.spans]
+            if not self.shards:
+                raise ConfigError("keys", "no sample of the source is in the given key subset")
+        self.decoder = decoder or Decoder(fields=tuple(fields) if fields is not None else None)
+        self.shuffle = shuffle
+        self.buffer = buffer if shuffle else 0
+        self.seed = seed
+        self.even = even
+        auto_world, auto_rank = dist_info()
+        self.world = world if world is not None else auto_world
+        self.rank = rank if rank is not None else auto_rank
+        if not 0 <= self.rank < self.world:
+            raise ConfigError("rank", f"rank {self.rank} is outside world size {self.world}")
+        self.chunk_bytes = chunk_bytes
+        self.epoch = 0
+        self._skip: dict[int, int] = {}
+        self._rotate = 0
+        self._delivered = 0  # samples yielded in this process (num_workers=0 use)
+        self._sidecar_spans: dict[str, dict[str, tuple[int, int]]] = {}
+
+    # -- sizes ---------------------------------------------------------------------------------
+    @property
+    def counts(self) -> list[int]:
+        return [len(s.spans) for s in self.shards]
+
+    def __len__(self) -> int:
+        """Samples this rank reads per epoch (the same on every rank)."""
+        return plan.rank_count(sum(self.counts), self.world, self.even)
+
+    def worker_counts(self, workers: int) -> list[int]:
+        return plan.worker_counts(len(self), workers)
+
+    # -- state ---------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning (clears a restored position unless it is for this epoch)."""
+        if epoch != self.epoch:
+            self._skip = {}
+            self._rotate = 0
+            self._delivered = 0
+        self.epoch = epoch
+
+    def set_position(self, epoch: int, skip: dict[int, int], *, rotate: int = 0) -> None:
+        """Next iteration starts ``epoch`` after ``skip[worker]`` samples already delivered per worker.
+
+        ``rotate``: DataLoader worker ``i`` reads the samples of plan worker ``(i + rotate) % W``.
+        """
+        self.epoch = epoch
+        self._skip = {int(w): int(n) for w, n in skip.items()}
+        self._rotate = rotate
+        self._delivered = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position when iterated in this process (``num_workers=0``). With workers, use StreamLoader."""
+        return {"epoch": self.epoch, "skip": {0: self._skip.get(0, 0) + self._delivered}, **self.fingerprint()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check(state)
+        self.set_position(state["epoch"], state["skip"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"seed": self.seed, "world": self.world, "rank": self.rank, "samples": sum(self.counts),
+                "shuffle": self.shuffle, "buffer": self.buffer, "even": self.even}
+
+    def _check(self, state: dict[str, Any]) -> None:
+        mine = self.fingerprint()
+        for k, v in mine.items():
+            if k in state and state[k] != v:
+                raise ConfigError("state", f"saved with {k}={state[k]!r} but this stream has {k}={v!r}")
+
+    # -- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        worker = (worker + self._rotate) % workers
+        skip = self._skip.get(worker, 0)
+        for key, raw in self.raw_samples(workers, worker, skip=skip):
+            sample = self.decoder(key, raw)
+            self._delivered += 1
+            yield sample
+        # the epoch is over for this process: a later iteration starts it afresh
+        self._skip = {}
+        self._rotate = 0
+        self._delivered = 0
+
+    def raw_samples(self, workers: int = 1, worker: int = 0, *, skip: int = 0
+                    ) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """Undecoded ``(key, {ext: bytes})`` for one worker, after ``skip`` already-delivered samples."""
+        segs = plan.segments(self.counts, epoch=self.epoch, seed=self.seed, shuffle=self.shuffle,
+                             world=self.world, rank=self.rank, workers=workers, worker=worker, even=self.even)
+        items: list[Item] = [(s, i) for s, a, b in segs for i in range(a, b)]
+        rng = random.Random(f"buffer:{self.seed}:{self.epoch}:{self.rank}:{worker}")
+        buf = ShuffleBuffer(self.buffer, rng)
+        cursor = emitted = 0
+        while emitted < skip and cursor < len(items):  # replay on positions only
+            if buf.push(items[cursor]) is not None:
+                emitted += 1
+            cursor += 1
+        while emitted < skip and buf.items:
+            buf.pop()
+            emitted += 1
+        if buf.items:
+            buf.items = list(zip(buf.items, self._fetch(buf.items), strict=True))
+        for entry in zip(items[cursor:], self._read(items[cursor:]), strict=True):
+            out = buf.push(entry)
+            if out is not None:
+                yield out[1]
+        while buf.items:
+            yield buf.pop()[1]
+
+    # -- reading -------------------------------------------------------------------------------
+    def _read(self, items: list[Item]) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """Payloads of ``items`` in order, reading runs of consecutive samples with one call each."""
+        i = 0
+        handles: dict[int, Any] = {}
+        try:
+            while i < len(items):
+                shard_i, first = items[i]
+                spans = self.shards[shard_i].spans
+                j, last = i, first
+                limit = spans[first].offset + self.chunk_bytes
+                while (j + 1 < len(items) and items[j + 1] == (shard_i, last + 1)
+                       and spans[last + 1].end <= limit):
+                    j, last = j + 1, last + 1
+                if shard_i not in handles:
+                    for fh in handles.values():
+                        fh.close()
+                    handles = {shard_i: open_binary(self.shards[shard_i].url)}
+                yield from self._chunk(handles[shard_i], shard_i, first, last + 1)
+                i = j + 1
+        finally:
+            for fh in handles.values():
+                fh.close()
+
+    def _fetch(self, items: list[Item]) -> list[tuple[str, dict[str, bytes]]]:
+        """Payloads of scattered items (the shuffle buffer after a restore), in the given order."""
+        out = []
+        for shard_i, idx in items:
+            with open_binary(self.shards[shard_i].url) as fh:
+                out.extend(self._chunk(fh, shard_i, idx, idx + 1))
+        return out
+
+    def _chunk(self, fh: Any, shard_i: int, first: int, stop: int) -> list[tuple[str, dict[str, bytes]]]:
+        shard = self.shards[shard_i]
+        spans = shard.spans[first:stop]
+        fh.seek(spans[0].offset)
+        data = fh.read(spans[-1].end - spans[0].offset)
+        got = dict(group_samples(data, spans[0].offset))
+        extra = {name: self._sidecar(url, [s.key for s in spans]) for name, url in shard.sidecars.items()}
+        result = []
+        for span in spans:
+            fields = got.get(span.key)
+            if fields is None:
+                raise ValueError(f"{shard.url}: sample {span.key!r} not found at byte {span.offset}")
+            for car in extra.values():
+                fields.update(car.get(span.key, {}))
+            result.append((span.key, fields))
+        return result
+
+    def _sidecar(self, url: str, keys: list[str]) -> dict[str, dict[str, bytes]]:
+        """Members of sidecar shard ``url`` for ``keys`` (keys absent from the sidecar are skipped)."""
+        if url not in self._sidecar_spans:
+            with open_binary(url) as fh:
+                self._sidecar_spans[url] = {s.key: (s.offset, s.end) for s in scan_spans(fh)}
+        where = [self._sidecar_spans[url][k] for k in keys if k in self._sidecar_spans[url]]
+        if not where:
+            return {}
+        lo, hi = min(w[0] for w in where), max(w[1] for w in where)
+        with open_binary(url) as fh:
+            fh.seek(lo)
+            data = fh.read(hi - lo)
+        wanted = set(keys)
+        return {k: f for k, f in group_samples(data, lo) if k in wanted}

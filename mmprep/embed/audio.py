@@ -1,0 +1,125 @@
+"""Audio embeddings: pooled log-mel statistics by default, or a TorchScript/ONNX model over waveforms.
+
+``builtin:logmel-stats``: resample to ``rate`` (soxr), mono, STFT (Hann, ``n_fft`` samples, hop
+``hop`` samples), power, HTK mel filterbank of ``n_mels`` bands up to ``rate/2``, ``log(x + 1e-6)``,
+then mean and standard deviation over time: ``float32 shape=(2 * n_mels,)``. Computed with torch,
+batched by padding clips to the longest in the batch and masking the padded frames.
+
+A model file gets one clip at a time as ``float32 shape=(1, n_samples)`` at ``rate`` and must return
+``(1, dim)`` (or anything that flattens to it).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from mmprep.cache import digest
+from mmprep.embed.base import Encoder, to_device
+from mmprep.embed.modelfile import load_model_file
+from mmprep.errors import Drop
+from mmprep.sample import Audio
+
+BUILTIN_LOGMEL = "builtin:logmel-stats"
+
+
+def mel_filterbank(*, rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """HTK-scale triangular filters, ``shape=(n_mels, n_fft // 2 + 1)``."""
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    mels = np.linspace(hz_to_mel(np.array(0.0)), hz_to_mel(np.array(rate / 2)), n_mels + 2)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    bins = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    fb = np.zeros((n_mels, bins.size), np.float32)
+    for m in range(n_mels):
+        lo, mid, hi = hz[m], hz[m + 1], hz[m + 2]
+        up = (bins - lo) / max(mid - lo, 1e-9)
+        down = (hi - bins) / max(hi - mid, 1e-9)
+        fb[m] = np.maximum(0.0, np.minimum(up, down))
+    return fb
+
+
+def decode_audio(value: Any, rate: int) -> np.ndarray:
+    """Mono float32 waveform at ``rate`` from bytes or an :class:`Audio`."""
+    import soundfile as sf
+    import soxr
+
+    if isinstance(value, Audio):
+        samples, sr = value.samples, value.rate
+    elif isinstance(value, bytes):
+        try:
+            samples, sr = sf.read(io.BytesIO(value), dtype="float32", always_2d=True)
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises its own error type
+            raise Drop("embed.bad_audio", f"the audio does not decode: {exc}") from None
+        samples = samples.T
+    else:
+        raise Drop("embed.not_audio", f"expected audio bytes or an Audio, got {type(value).__name__}")
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0)
+    if samples.size == 0:
+        raise Drop("embed.empty_audio", "the audio has no samples")
+    if sr != rate:
+        samples = soxr.resample(samples, sr, rate).astype(np.float32)
+    return samples
+
+
+class AudioEncoder(Encoder):
+    modality = "audio"
+
+    def __init__(self, *, model: str | None, device: str, batch_size: int, normalize: bool = False,
+                 rate: int = 16000, n_fft: int = 400, hop: int = 160, n_mels: int = 64):
+        import torch
+
+        model = model or BUILTIN_LOGMEL
+        self.rate, self.n_fft, self.hop = rate, n_fft, hop
+        pre: dict[str, Any] = {"rate": rate}
+        self.forward = None
+        if model == BUILTIN_LOGMEL:
+            self.kind, ident = "builtin", digest(BUILTIN_LOGMEL, "v1")
+            pre.update(n_fft=n_fft, hop=hop, n_mels=n_mels)
+            self.fb = torch.from_numpy(mel_filterbank(rate=rate, n_fft=n_fft, n_mels=n_mels)).to(device)
+            self.window = torch.hann_window(n_fft).to(device)
+        else:
+            loaded = load_model_file(model, device=device)
+            self.kind, ident, self.forward = loaded.kind, loaded.identity, loaded.forward
+        super().__init__(model=model, model_hash=ident, device=device, batch_size=batch_size, normalize=normalize,
+                         preprocessing=pre)
+        self.dim = 2 * n_mels if self.forward is None else int(self.forward(np.zeros((1, rate), np.float32)).shape[1])
+        self.torch = torch
+
+    def prepare(self, value: Any) -> np.ndarray:
+        samples = decode_audio(value, self.rate)
+        return np.pad(samples, (0, max(0, self.n_fft - samples.size)))
+
+    def _stats(self, chunk: list[np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        width = max(x.size for x in chunk)
+        batch = np.zeros((len(chunk), width), np.float32)
+        for r, x in enumerate(chunk):
+            batch[r, : x.size] = x
+        wave = to_device(torch.from_numpy(batch), self.device)
+        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
+        logmel = torch.log(torch.matmul(self.fb, spec.abs() ** 2) + 1e-6)  # (n, n_mels, frames)
+        frames = torch.tensor([1 + (x.size - self.n_fft) // self.hop for x in chunk], device=wave.device)
+        mask = (torch.arange(logmel.shape[-1], device=wave.device)[None, :] < frames[:, None]).to(logmel.dtype)
+        mask = mask[:, None, :]
+        mean = (logmel * mask).sum(-1) / frames[:, None]
+        var = (((logmel - mean[..., None]) * mask) ** 2).sum(-1) / frames[:, None]
+        return torch.cat([mean, var.sqrt()], dim=1).cpu().numpy()
+
+    def encode(self, prepared: list[np.ndarray]) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+        out = np.zeros((len(prepared), self.dim), np.float32)
+        with self.torch.inference_mode():
+            for lo in range(0, len(prepared), self.batch_size):
+                chunk = prepared[lo : lo + self.batch_size]
+                if self.forward is None:
+                    out[lo : lo + len(chunk)] = self._stats(chunk)
+                else:
+                    for r, x in enumerate(chunk):
+                        out[lo + r] = self.forward(x[None, :])[0]
+        self.computed += len(prepared)
+        return self.finish(out), [None] * len(prepared)

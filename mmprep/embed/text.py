@@ -1,0 +1,136 @@
+"""Text embeddings from a sentence-transformers model directory: mean pooling, optional L2 norm.
+
+The directory is loaded with ``transformers`` (tokenizer + encoder) from local files only, with the
+hub switched off; pooling and normalization are done here so they are explicit and testable. The
+result equals ``SentenceTransformer(dir).encode(texts)`` for mean-pooling models (within 1e-5).
+
+Batching is bucketed by token length: inputs are sorted by length, cut into batches of
+``batch_size`` and each batch is padded only to its own longest member, so short captions do not pay
+for long ones. Texts longer than the model limit are truncated and noted (``{"truncated": True,
+"tokens": n}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmprep.embed.base import Encoder, to_device
+from mmprep.embed.identity import model_hash, resolve_text_model
+from mmprep.errors import ConfigError, Drop
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class TextEncoder(Encoder):
+    modality = "text"
+    kind = "sentence-transformers"
+
+    def __init__(self, *, model: str | None, device: str, batch_size: int, normalize: bool | None = None,
+                 max_tokens: int | None = None):
+        path = resolve_text_model(model)
+        modules = _read_json(path / "modules.json")
+        types = [m.get("type", "") for m in modules] if isinstance(modules, list) else []
+        pooling = _read_json(path / "1_Pooling" / "config.json")
+        if pooling and not pooling.get("pooling_mode_mean_tokens", True):
+            raise ConfigError("model", f"{path}: only mean pooling is supported, the model declares {pooling}")
+        limit = _read_json(path / "sentence_bert_config.json").get("max_seq_length") or 512
+        self.max_tokens = min(max_tokens or limit, limit)
+        if normalize is None:  # follow the model's own pipeline (a Normalize module) unless told
+            normalize = any(t.endswith("Normalize") for t in types)
+        super().__init__(model=str(path), model_hash=model_hash(path), device=device, batch_size=batch_size,
+                         normalize=normalize, preprocessing={"max_tokens": self.max_tokens, "pooling": "mean"})
+        _offline()
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.net = AutoModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ConfigError("model", f"{path} does not load as a transformers model: {exc}") from None
+        self.dim = int(self.net.config.hidden_size)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.types = "token_type_ids" in self.tokenizer.model_input_names
+        self.torch = torch
+
+    def prepare(self, value: Any) -> str:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Drop("embed.undecodable", f"text is not UTF-8: {exc}") from None
+        if not isinstance(value, str):
+            raise Drop("embed.not_text", f"expected text, got {type(value).__name__}")
+        if not value.strip():
+            raise Drop("embed.empty_text", "the text is empty")
+        return value
+
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[dict[str, Any] | None]]:
+        """Token ids per text, cut to ``max_tokens``; a note for each text that was longer."""
+        # One pass at max+1 tells which texts exceed the limit; only those are tokenized again.
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens + 1)["input_ids"]
+        notes: list[dict[str, Any] | None] = [None] * len(texts)
+        long = [i for i, row in enumerate(ids) if len(row) > self.max_tokens]
+        if long:
+            cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=self.max_tokens)["input_ids"]
+            full = self.tokenizer([texts[i] for i in long], truncation=False, verbose=False)["input_ids"]
+            for i, row, whole in zip(long, cut, full, strict=True):
+                ids[i] = row
+                notes[i] = {"truncated": True, "tokens": len(whole), "max_tokens": self.max_tokens}
+        return ids, notes
+
+    def buckets(self, lengths: list[int]) -> list[list[int]]:
+        """Indices grouped longest first; a batch holds at most ``batch_size`` texts whose lengths are
+        within a factor of two of its longest, so one long text never pads a batch of short ones."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < self.batch_size and 2 * lengths[i] >= lengths[batches[-1][0]]:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    def encode(self, prepared: list[str]) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+        torch = self.torch
+        out = np.zeros((len(prepared), self.dim), dtype=np.float32)
+        if not prepared:
+            return out, []
+        ids, notes = self.tokenize(prepared)
+        with torch.inference_mode():
+            for idx in self.buckets([len(row) for row in ids]):
+                width = len(ids[idx[0]])
+                tok = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for r, i in enumerate(idx):
+                    tok[r, : len(ids[i])] = ids[i]
+                    mask[r, : len(ids[i])] = 1
+                inputs = {"input_ids": to_device(torch.from_numpy(tok), self.device),
+                          "attention_mask": to_device(torch.from_numpy(mask), self.device)}
+                if self.types:
+                    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+                hidden = self.net(**inputs).last_hidden_state
+                m = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                out[idx] = pooled.float().cpu().numpy()
+        self.computed += len(prepared)
+        return self.finish(out), notes

@@ -1,0 +1,1 @@
+"""The ``embed`` pipeline stage (models live in :mod:`mmprep.embed`)."""

@@ -1,0 +1,83 @@
+"""``image.face_crop``: crop the largest face found by OpenCV's bundled Haar cascade (nothing downloaded)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+
+from mmprep.errors import Drop, MissingDependency
+from mmprep.sample import Sample, meta
+from mmprep.stage import Stage, StageConfig, register
+from mmprep.stages.image.common import decoded_images
+from mmprep.stages.image.geometry import resize
+
+HINT = "pip install 'opencv-python-headless<5' (OpenCV 5 wheels no longer ship CascadeClassifier or its XML files)"
+
+
+def cascade_path(name: str) -> str | None:
+    """Path of a cascade XML shipped inside opencv-python, or None when this OpenCV has none."""
+    import cv2
+
+    if not hasattr(cv2, "CascadeClassifier"):
+        return None
+    base = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = os.path.join(base, name) if base else None
+    return path if path and os.path.exists(path) else None
+
+
+class FaceCropConfig(StageConfig):
+    cascade: str = Field("haarcascade_frontalface_default.xml", description="Cascade file shipped in cv2.data.")
+    margin: float = Field(0.2, ge=0, description="Added around the face box, as a fraction of its side.")
+    size: int | None = Field(224, ge=1, description="Resize the crop to size x size; none keeps it as cut.")
+    min_face: int = Field(24, ge=8, description="Smallest face side searched, in pixels.")
+    scale_factor: float = Field(1.1, gt=1, description="Cascade pyramid step.")
+    min_neighbors: int = Field(5, ge=0, description="Cascade: overlapping detections needed to keep one.")
+    no_face: Literal["drop", "keep"] = Field("drop", description="A sample without a face: drop it (image.no_face) "
+                                                                 "or pass it through unchanged.")
+
+
+@register
+class ImageFaceCrop(Stage):
+    """Detect faces (Haar cascade), crop the largest one with a margin, resize it to a square."""
+
+    name = "image.face_crop"
+    reads = ("image",)
+    writes = ("image",)
+    Config = FaceCropConfig
+
+    def check(self) -> None:
+        if cascade_path(self.config.cascade) is None:
+            raise MissingDependency("cascade", f"OpenCV's Haar cascade {self.config.cascade}", HINT)
+
+    def setup(self) -> None:
+        import cv2
+
+        self.detector = cv2.CascadeClassifier(cascade_path(self.config.cascade))
+
+    def process(self, sample: Sample) -> Sample:
+        import cv2
+
+        c = self.config
+        for ext, image in decoded_images(sample, self.name):
+            px = image.pixels
+            grey = px if px.ndim == 2 else cv2.cvtColor(px[:, :, :3], cv2.COLOR_RGB2GRAY)
+            faces = self.detector.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=c.scale_factor,
+                                                   minNeighbors=c.min_neighbors, minSize=(c.min_face, c.min_face))
+            if len(faces) == 0:
+                if c.no_face == "drop":
+                    raise Drop("image.no_face", f"no face found in .{ext}", field=ext)
+                meta(sample).setdefault("image", {}).setdefault(ext, {})["face"] = None
+                continue
+            x, y, w, h = (int(v) for v in max(faces, key=lambda f: int(f[2]) * int(f[3])))
+            side = int(round(max(w, h) * (1 + 2 * c.margin)))
+            cx, cy = x + w // 2, y + h // 2
+            x0, y0 = max(0, cx - side // 2), max(0, cy - side // 2)
+            x1, y1 = min(px.shape[1], x0 + side), min(px.shape[0], y0 + side)
+            crop = px[y0:y1, x0:x1]
+            if c.size:
+                crop = resize(crop, c.size, "center_crop")
+            sample[ext] = image.replace(crop)
+            meta(sample).setdefault("image", {}).setdefault(ext, {})["face"] = [x, y, w, h]
+        return sample

@@ -1,0 +1,200 @@
+"""``video.clips``: cut a video into clips, by fixed windows or by subtitle cues, exact to the frame.
+
+Every clip is re-encoded from decoded frames (not cut at keyframes), so clip ``[start, end)`` holds
+exactly the frames whose timestamps fall in it: its first frame is the first at or after ``start``
+(1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus one frame duration.
+Each clip becomes its own sample ``KEY/clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from mmprep.errors import Drop
+from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
+from mmprep.stage import Stage, register
+from mmprep.stages.video.audio_track import decode_audio
+from mmprep.stages.video.common import (
+    Deadline,
+    VideoConfig,
+    first_video_field,
+    open_video,
+    stream_duration,
+    video_stream,
+)
+
+EPS = 1e-3
+
+
+class ClipsConfig(VideoConfig):
+    mode: Literal["windows", "cues"] = Field("windows", description="windows: fixed length every `stride` s; "
+                                                                   "cues: one clip per subtitle cue.")
+    length: float = Field(10.0, gt=0, description="windows: clip length in seconds.")
+    stride: float | None = Field(None, gt=0, description="windows: seconds between clip starts (default: length).")
+    min_length: float = Field(0.5, ge=0, description="Shorter clips (the tail, a short cue) are skipped.")
+    cue_field: str = Field("srt", description="cues: the subtitle field (run subtitle.decode first or pass SRT).")
+    audio: bool = Field(True, description="Carry the matching audio (AAC) into each clip.")
+    crf: int = Field(20, ge=0, le=51, description="H.264 quality of re-encoded clips (lower = better, bigger).")
+    preset: str = Field("veryfast", description="x264 preset (speed vs size).")
+    keep_fields: list[str] = Field(default_factory=list, description="Parent fields copied into every clip.")
+
+
+def windows(duration: float, length: float, stride: float, min_length: float) -> list[tuple[float, float, str]]:
+    out, start = [], 0.0
+    while start < duration - EPS:
+        end = min(start + length, duration)
+        if end - start >= min_length - EPS:
+            out.append((start, end, ""))
+        start += stride
+    return out
+
+
+def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float, str]]:
+    import pysubs2
+
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        subs = pysubs2.SSAFile.from_string(text)
+    except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
+        raise Drop("video.bad_cues", f".{field}: {type(exc).__name__}: {exc}", field=field) from None
+    return [(e.start / 1000, e.end / 1000, e.plaintext) for e in subs.events
+            if (e.end - e.start) / 1000 >= min_length - EPS and not e.is_comment]
+
+
+class _ClipWriter:
+    """One output mp4 being written; frames re-timed from 0 at the source's average rate."""
+
+    def __init__(self, rate: Fraction, width: int, height: int, c: ClipsConfig, audio_rate: int):
+        import av
+
+        self.buf = io.BytesIO()
+        self.out = av.open(self.buf, mode="w", format="mp4")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.vs = self.out.add_stream(codec, rate=rate)
+        self.vs.width, self.vs.height, self.vs.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            self.vs.options = {"crf": str(c.crf), "preset": c.preset}
+        self.astream = None
+        if audio_rate:  # every stream must exist before the first packet is muxed
+            self.astream = self.out.add_stream("aac", rate=audio_rate)
+            self.astream.layout = "mono"
+        self.rate = rate
+        self.n = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def add(self, frame: Any, t: float) -> None:
+        frame = frame.reformat(format="yuv420p")
+        frame.pts, frame.time_base = self.n, 1 / self.rate
+        for packet in self.vs.encode(frame):
+            self.out.mux(packet)
+        self.n += 1
+        self.first = t if self.first is None else self.first
+        self.last = t
+
+    def close(self, audio: np.ndarray | None, rate: int) -> bytes:
+        import av
+
+        for packet in self.vs.encode():
+            self.out.mux(packet)
+        a = self.astream
+        if a is not None and audio is not None:
+            for start in range(0, audio.size, 1024):
+                chunk = np.ascontiguousarray(audio[start : start + 1024], np.float32)
+                fr = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+                fr.sample_rate, fr.pts = rate, start
+                for packet in a.encode(fr):
+                    self.out.mux(packet)
+            for packet in a.encode():
+                self.out.mux(packet)
+        self.out.close()
+        return self.buf.getvalue()
+
+
+def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, field: str) -> list[dict[str, Any]]:
+    """Clips in span order: ``{"mp4", "start", "end", "frames", "text"}``; spans with no frame are left out."""
+    deadline = Deadline(c.time_limit, field)
+    audio, arate = None, 0
+    if c.audio:
+        with open_video(data, field=field) as container:
+            if container.streams.audio:
+                audio, arate = decode_audio(container, field=field, rate=None, mono=True, deadline=deadline)
+    writers: dict[int, _ClipWriter] = {}
+    done: dict[int, _ClipWriter] = {}
+    with open_video(data, field=field) as container:
+        stream = video_stream(container, field=field)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        last_end = max(e for _, e, _ in spans)
+        for frame in container.decode(stream):
+            deadline.check()
+            t = float(frame.time or 0.0)
+            if t >= last_end - EPS:
+                break
+            for i, (s, e, _) in enumerate(spans):
+                if i in done or not (s - EPS <= t < e - EPS):
+                    continue
+                if i not in writers:
+                    writers[i] = _ClipWriter(Fraction(rate), frame.width, frame.height, c, arate)
+                writers[i].add(frame, t)
+            for i in [i for i in writers if spans[i][1] - EPS <= t]:
+                done[i] = writers.pop(i)
+    done.update(writers)
+    clips = []
+    step = float(1 / Fraction(rate))
+    for i in sorted(done):
+        w = done[i]
+        start, end = w.first, w.last + step
+        piece = None
+        if audio is not None:
+            piece = audio[int(round(start * arate)) : int(round(end * arate))]
+        clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
+                      "frames": w.n, "text": spans[i][2]})
+    return clips
+
+
+@register
+class VideoClips(Stage):
+    """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
+
+    name = "video.clips"
+    reads = ("video",)
+    writes = ("video", "text")
+    cacheable = True
+    Config = ClipsConfig
+
+    def process(self, sample: Sample) -> list[Sample]:
+        c = self.config
+        ext = first_video_field(sample)
+        if c.mode == "cues":
+            if c.cue_field not in sample:
+                have = ", ".join(fields_of(sample, "subtitle")) or "none"
+                raise Drop("video.no_cues", f"no .{c.cue_field} field for mode=cues (subtitle fields: {have})")
+            spans = cues(sample[c.cue_field], field=c.cue_field, min_length=c.min_length)
+        else:
+            with open_video(sample[ext], field=ext) as container:
+                duration = stream_duration(container, video_stream(container, field=ext))
+            if not duration:
+                raise Drop("video.no_duration", f".{ext} does not say how long it is", field=ext)
+            spans = windows(duration, c.length, c.stride or c.length, c.min_length)
+        if not spans:
+            return []
+        parent_meta = {k: v for k, v in sample.get(META, {}).items() if k not in ("duration", "video")}
+        children = []
+        for clip in cut(sample[ext], spans, c, field=ext):
+            child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
+                             "mp4": clip["mp4"]}
+            child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
+                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames")} | {"parent": sample[KEY]}}
+            if clip["text"]:
+                child["txt"] = clip["text"]
+            for name in c.keep_fields:
+                if name in sample:
+                    child[name] = sample[name]
+            children.append(child)
+        return children

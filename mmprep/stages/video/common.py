@@ -1,0 +1,73 @@
+"""Opening videos held in memory, under a per-sample time limit, for every video stage."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import Field
+
+from mmprep.errors import Drop
+from mmprep.sample import Sample, fields_of
+from mmprep.stage import StageConfig
+
+
+class VideoConfig(StageConfig):
+    time_limit: float = Field(120.0, gt=0, description="Seconds of decoding allowed per sample before it is "
+                                                       "dropped (video.timeout), so one file cannot stall a worker.")
+
+
+class Deadline:
+    """Cooperative time limit: ``check()`` between frames raises ``Drop('video.timeout')`` once it has passed.
+
+    A single frame that never returns from the decoder is not interrupted; frames are short in practice.
+    """
+
+    def __init__(self, seconds: float, field: str):
+        self.end = time.monotonic() + seconds
+        self.seconds = seconds
+        self.field = field
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise Drop("video.timeout", f".{self.field}: decoding took longer than {self.seconds:g} s",
+                       field=self.field)
+
+
+@contextmanager
+def open_video(data: Any, *, field: str) -> Iterator[Any]:
+    """A PyAV input container; FFmpeg errors (truncated, unsupported codec) become ``video.corrupt``."""
+    import av
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise Drop("video.not_bytes", f".{field} holds {type(data).__name__}, expected encoded bytes", field=field)
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            yield container
+    except av.error.FFmpegError as exc:
+        raise Drop("video.corrupt", f".{field}: PyAV: {exc}", field=field) from None
+
+
+def video_stream(container: Any, *, field: str) -> Any:
+    if not container.streams.video:
+        raise Drop("video.no_stream", f".{field} has no video stream", field=field)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def stream_duration(container: Any, stream: Any) -> float | None:
+    """Seconds of the video stream (container duration when the stream does not say)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def first_video_field(sample: Sample) -> str | None:
+    names = fields_of(sample, "video")
+    return names[0] if names else None

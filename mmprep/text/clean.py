@@ -1,0 +1,89 @@
+"""Cleaning functions for decoded text: control characters, width, markup, URLs, whitespace.
+
+Each takes and returns ``str``; the stage composes them in a fixed order (see ``text.normalize``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+# C0 and C1 controls and DEL, except tab, newline and carriage return; also zero-width/bidi marks
+# that only hide things, and lone surrogates (they cannot be written as UTF-8).
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+                     "\ud800-\udfff]")
+URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。、）)]+", re.IGNORECASE)
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[A-Za-z/!][^>]*>", re.DOTALL | re.IGNORECASE)
+_MD = [
+    (re.compile(r"```.*?```", re.DOTALL), " "),  # fenced code
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # image -> alt text
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # link -> its text
+    (re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE), ""),  # headings
+    (re.compile(r"^\s{0,3}>\s?", re.MULTILINE), ""),  # block quotes
+    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE), ""),  # list markers
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),  # bold
+    (re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])"), r"\1"),  # italic
+    (re.compile(r"`([^`]+)`"), r"\1"),  # inline code
+]
+_SPACE = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_ALL_SPACE = re.compile(r"\s+")
+
+
+def count_controls(text: str) -> int:
+    return len(CONTROL.findall(text)) if CONTROL.search(text) else 0
+
+
+def strip_controls(text: str) -> str:
+    return CONTROL.sub("", text)
+
+
+def strip_html(text: str) -> str:
+    """Tags, comments, scripts and styles removed; entities (``&amp;``, ``&#20013;``) unescaped."""
+    return html.unescape(_TAG.sub(" ", text))
+
+
+def strip_markdown(text: str) -> str:
+    """Markdown markup removed, keeping link texts and image alt texts."""
+    for pattern, repl in _MD:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def strip_urls(text: str) -> str:
+    return EMAIL.sub(" ", URL.sub(" ", text))
+
+
+# Full-width punctuation that NFKC would turn into ASCII but that belongs to Chinese text: ，！？：；（）～
+CJK_PUNCT = "\uff01\uff08\uff09\uff0c\uff1a\uff1b\uff1f\uff5e"
+_HALF_ALL = {o: o - 0xFEE0 for o in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_HALF_KEEP_PUNCT = {o: c for o, c in _HALF_ALL.items() if chr(o) not in CJK_PUNCT}
+# NFKC with the CJK punctuation protected: swap it for private-use code points (which NFKC leaves
+# alone) and back. U+F0000.. (plane 15) is never produced by a decoder from real text.
+_PROTECT = {ord(ch): 0xF0000 + i for i, ch in enumerate(CJK_PUNCT)}
+_UNPROTECT = {v: k for k, v in _PROTECT.items()}
+
+
+def to_halfwidth(text: str, *, keep_cjk_punctuation: bool = True) -> str:
+    """Full-width ASCII (``ＡＢＣ１２３``) and the ideographic space -> ASCII, via ``str.translate`` (C speed).
+
+    With ``keep_cjk_punctuation`` the punctuation of Chinese text (:data:`CJK_PUNCT`) stays full width.
+    """
+    return text.translate(_HALF_KEEP_PUNCT if keep_cjk_punctuation else _HALF_ALL)
+
+
+def normalize_unicode(text: str, form: str, *, keep_cjk_punctuation: bool = False) -> str:
+    if text.isascii():
+        return text  # every normalization form leaves ASCII unchanged
+    if keep_cjk_punctuation and form in ("NFKC", "NFKD"):
+        return unicodedata.normalize(form, text.translate(_PROTECT)).translate(_UNPROTECT)
+    return unicodedata.normalize(form, text)
+
+
+def collapse_whitespace(text: str, *, keep_newlines: bool = False) -> str:
+    if keep_newlines:
+        return _NEWLINES.sub("\n", _SPACE.sub(" ", text)).strip()
+    return _ALL_SPACE.sub(" ", text).strip()
+

@@ -1,0 +1,52 @@
+"""Text encoder: equal to the model run directly, bucketing that never changes results, bad text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmprep.embed.models import ModelSpec, load_encoder
+from mmprep.errors import Drop
+from mmprep.testing.embed import captions
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return load_encoder(ModelSpec("text", device="cpu", batch_size=8))
+
+
+def test_equals_sentence_transformers_encode(enc):
+    from sentence_transformers import SentenceTransformer
+
+    texts = captions(14, seed=3) + ["word " * 400, "城市夜景 and neon lights"]
+    ours, notes = enc.encode([enc.prepare(t) for t in texts])
+    ref = SentenceTransformer(enc.model, device="cpu").encode(texts, batch_size=8, convert_to_numpy=True)
+    assert ours.shape == (16, 384) and ours.dtype == np.float32
+    assert np.abs(ours - ref).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)  # the model ships a Normalize module
+    assert notes[14] == {"truncated": True, "tokens": 402, "max_tokens": 256}
+    assert [n for i, n in enumerate(notes) if i != 14] == [None] * 15
+
+
+def test_batch_company_does_not_change_an_embedding(enc):
+    alone, _ = enc.encode(["a small cat under a window"])
+    mixed, _ = enc.encode(["word " * 300, "x", "a small cat under a window", "two people walking"])
+    assert np.abs(alone[0] - mixed[2]).max() < 1e-5
+
+
+def test_buckets_group_similar_lengths(enc):
+    lengths = [3, 90, 4, 60, 5, 200, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+    batches = enc.buckets(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= enc.batch_size for b in batches)
+    for b in batches:
+        assert max(lengths[i] for i in b) <= 2 * min(lengths[i] for i in b)
+    assert batches[0] == [5]  # the 200-token text pads nobody
+
+
+@pytest.mark.parametrize(("value", "reason"), [("  \n\t", "embed.empty_text"), (b"\xff\xfe\xfa", "embed.undecodable"),
+                                               (12, "embed.not_text")])
+def test_bad_text_has_reason_code(enc, value, reason):
+    with pytest.raises(Drop) as err:
+        enc.prepare(value)
+    assert err.value.reason == reason

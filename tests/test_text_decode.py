@@ -1,0 +1,79 @@
+"""text.decode: encodings, BOMs, control characters and bad inputs, each with its reason code."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from mmprep.errors import Drop
+from mmprep.stages.text.encoding import decode_text
+from mmprep.testing.text import ENCODED, MIXED, make_stage, text_corpus
+from tests.conftest import build
+
+
+@pytest.mark.parametrize("name", sorted(ENCODED))
+def test_legacy_encodings_decode_to_the_right_text(name):
+    data, expected = ENCODED[name]
+    stage = make_stage("text.decode")
+    sample = stage.process({"__key__": "k", "__meta__": {}, "txt": data})
+    assert sample["txt"] == expected
+    encoding = sample["__meta__"]["encoding"]["txt"]
+    assert encoding == {"gbk": "gb18030", "gbk_short": "gb18030", "gb18030": "gb18030", "big5": "big5",
+                        "latin1": "cp1252", "latin1_short": "cp1252", "utf8bom": "utf-8-sig"}[name]
+
+
+def test_utf8_without_bom_and_utf16_with_bom():
+    assert decode_text(MIXED[0].encode("utf-8"), field="txt") == (MIXED[0], "utf-8")
+    assert decode_text(MIXED[0].encode("utf-16"), field="txt") == (MIXED[0], "utf-16")
+
+
+def test_random_bytes_are_undecodable():
+    with pytest.raises(Drop) as err:
+        decode_text(bytes((i * 7919 + 13) % 256 for i in range(4096)), field="txt")
+    assert err.value.reason == "text.undecodable" and err.value.field == "txt"
+
+
+def test_undecodable_can_be_replaced_instead():
+    data = b"ok " + bytes((i * 7919 + 13) % 256 for i in range(64))
+    sample = make_stage("text.decode", on_undecodable="replace", on_control="keep").process({"__key__": "k",
+                                                                                             "txt": data})
+    assert sample["txt"] == data.decode("utf-8", errors="replace")
+    assert sample["__meta__"]["encoding"]["txt"] == "utf-8-replace"
+
+
+def test_control_characters_strip_drop_or_keep():
+    raw = b"hello\x00world \x1b[31mred\x1b[0m\tok\n"
+    stripped = make_stage("text.decode").process({"__key__": "k", "txt": raw})
+    assert stripped["txt"] == "helloworld [31mred[0m\tok\n" and stripped["__meta__"]["controls"] == {"txt": 3}
+    with pytest.raises(Drop) as err:
+        make_stage("text.decode", on_control="drop").process({"__key__": "k", "txt": raw})
+    assert err.value.reason == "text.control"
+    kept = make_stage("text.decode", on_control="keep").process({"__key__": "k", "txt": raw})
+    assert kept["txt"] == raw.decode()
+
+
+def test_huge_single_line_is_dropped_before_decoding():
+    data = b"a" * (50 * 2**20)  # a 50 MB single line
+    with pytest.raises(Drop) as err:
+        make_stage("text.decode").process({"__key__": "k", "txt": data})
+    assert err.value.reason == "text.too_large"
+
+
+def test_emoji_pass_through():
+    text = "夜景 😀👍🏽 ok"
+    assert make_stage("text.decode").process({"__key__": "k", "txt": text.encode()})["txt"] == text
+
+
+def test_bad_files_in_a_build_get_reason_codes(tmp_path):
+    reasons = text_corpus(tmp_path / "in", 6, bad=True)
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "text.normalize"}, {"stage": "text.tokenize"}],
+           "output": {"required": ["txt"], "max_samples": 100}}
+    summary = build(doc, tmp_path / "in", tmp_path / "out", workers=1)
+    assert summary["ok"] and summary["samples_out"] == 6 + 2  # good ones + bad_gbk + bad_nul
+    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    assert {e["key"]: e["reason"] for e in errors} == reasons
+    with tarfile.open(tmp_path / "out" / "shards" / "shard-000000.tar") as tar:
+        assert tar.extractfile("bad_gbk.txt").read().decode() == ENCODED["gbk"][1]
+        assert tar.extractfile("bad_nul.txt").read().decode() == "helloworld [31mred[0m"

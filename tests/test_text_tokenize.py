@@ -1,0 +1,151 @@
+"""text.tokenize against the libraries it wraps (same text, same tokens), stop words and sentences."""
+
+from __future__ import annotations
+
+import jieba
+import jieba.posseg
+import pytest
+import spacy
+from nltk.stem import PorterStemmer, SnowballStemmer
+from nltk.tokenize import RegexpTokenizer, TreebankWordTokenizer, WordPunctTokenizer
+
+from mmprep.errors import ConfigError, Drop
+from mmprep.testing.text import EN, MIXED, ZH, make_stage, run_stages
+
+
+def tokens(text: str, **params) -> dict:
+    return make_stage("text.tokenize", **params).process({"__key__": "k", "txt": text})["tokens.json"]
+
+
+@pytest.fixture(scope="module")
+def blank_en():
+    return spacy.blank("en")
+
+
+def test_chinese_equals_jieba_lcut_in_every_mode():
+    text = "".join(ZH)
+    assert tokens(text)["tokens"] == jieba.lcut(text)
+    assert tokens(text, language="zh")["tokens"] == jieba.lcut(text)
+    assert tokens(text, jieba_mode="full")["tokens"] == jieba.lcut(text, cut_all=True)
+    assert tokens(text, jieba_mode="search")["tokens"] == jieba.lcut_for_search(text)
+    assert tokens(text, jieba_hmm=False)["tokens"] == jieba.lcut(text, HMM=False)
+
+
+def test_jieba_user_dictionary(tmp_path):
+    text = "蓝鲸数据平台发布了新版本"
+    assert "蓝鲸数据平台" not in jieba.lcut(text)
+    user = tmp_path / "user.dict"
+    user.write_text("蓝鲸数据平台 10 nz\n", encoding="utf-8")
+    got = tokens(text, user_dict=str(user))["tokens"]
+    assert got[0] == "蓝鲸数据平台" and "".join(got) == text
+    tk = jieba.Tokenizer()
+    tk.load_userdict(str(user))
+    assert got == tk.lcut(text)
+    assert "蓝鲸数据平台" not in jieba.lcut(text)  # the global jieba is untouched
+    with pytest.raises(ConfigError) as err:
+        make_stage("text.tokenize", user_dict=str(tmp_path / "missing.dict"))
+    assert err.value.key == "user_dict"
+
+
+def test_english_equals_spacy_blank_tokenizer(blank_en):
+    for text in EN:
+        assert tokens(text)["tokens"] == [t.text for t in blank_en.tokenizer(text)]
+    text = " ".join(EN)
+    assert tokens(text, language="en")["tokens"] == [t.text for t in blank_en.tokenizer(text)]
+
+
+def test_nltk_tokenizers_and_stemmers():
+    text = EN[1]
+    assert tokens(text, en_tokenizer="nltk_treebank")["tokens"] == TreebankWordTokenizer().tokenize(text)
+    assert tokens(text, en_tokenizer="nltk_wordpunct")["tokens"] == WordPunctTokenizer().tokenize(text)
+    assert tokens(text, en_tokenizer="nltk_regexp", regexp=r"[A-Za-z]+")["tokens"] \
+        == RegexpTokenizer(r"[A-Za-z]+").tokenize(text)
+    words = "Running runners easily fairly generously".split()
+    assert tokens(" ".join(words), en_tokenizer="nltk_treebank", stemmer="porter")["tokens"] \
+        == [PorterStemmer().stem(w) for w in words]
+    assert tokens(" ".join(words), en_tokenizer="nltk_treebank", stemmer="snowball")["tokens"] \
+        == [SnowballStemmer("english").stem(w) for w in words]
+
+
+def test_mixed_text_runs_go_to_their_tokenizer(blank_en):
+    text = MIXED[0]  # 我用Python写代码，and it runs fast 😀
+    got = tokens(text)["tokens"]
+    expected = (jieba.lcut("我用") + [t.text for t in blank_en.tokenizer("Python")] + jieba.lcut("写代码，")
+                + [t.text for t in blank_en.tokenizer("and it runs fast 😀") if not t.is_space])
+    assert got == expected
+    assert got[-1] == "😀" and "runs" in got
+
+
+def test_pos_tags_from_jieba_posseg():
+    text = ZH[2]
+    doc = tokens(text, pos=True)
+    pairs = [(p.word, p.flag) for p in jieba.posseg.lcut(text)]
+    assert list(zip(doc["tokens"], doc["pos"], strict=True)) == pairs
+    mixed = tokens("我爱Python", pos=True)
+    assert mixed == {"tokens": ["我", "爱", "Python"], "pos": ["r", "v", None]}  # no English tagger installed
+    with pytest.raises(ConfigError) as err:
+        make_stage("text.tokenize", pos=True, jieba_mode="full")
+    assert err.value.key == "pos"
+
+
+def test_installed_spacy_pipeline_gives_english_pos(tmp_path):
+    nlp = spacy.blank("en")  # a pipeline made here and saved: spaCy loads it by path like an installed package
+    ruler = nlp.add_pipe("attribute_ruler")
+    ruler.add([[{"LOWER": "cat"}]], {"POS": "NOUN"})
+    ruler.add([[{"LOWER": "sits"}]], {"POS": "VERB"})
+    nlp.to_disk(tmp_path / "tiny_en")
+    doc = tokens("The cat sits 在窗台上", pos=True, spacy_model=str(tmp_path / "tiny_en"))
+    assert doc["tokens"] == ["The", "cat", "sits"] + jieba.lcut("在窗台上")
+    assert doc["pos"][:3] == [None, "NOUN", "VERB"]
+    assert doc["pos"][3:] == [p.flag for p in jieba.posseg.lcut("在窗台上")]
+
+
+def test_derived_field_names_and_limits():
+    stage = make_stage("text.tokenize", max_chars=20)
+    sample = stage.process({"__key__": "k", "txt": "北京", "caption": "hello there"})
+    assert sample["tokens.json"] == {"tokens": ["北京"]} and sample["caption.tokens.json"] == {"tokens": ["hello",
+                                                                                                         "there"]}
+    assert sample["__meta__"]["tokenized"]["txt"] == {"route": "zh", "tokens": 1}
+    with pytest.raises(Drop) as err:
+        stage.process({"__key__": "k", "txt": "x" * 21})
+    assert (err.value.reason, err.value.field) == ("text.too_long", "tokens.json")
+    with pytest.raises(Drop) as err:
+        stage.process({"__key__": "k", "txt": " "})
+    assert err.value.reason == "text.no_tokens"
+
+
+def test_stopwords_from_spacy_lists_and_a_file(tmp_path):
+    from spacy.lang.en.stop_words import STOP_WORDS as EN_STOP
+    from spacy.lang.zh.stop_words import STOP_WORDS as ZH_STOP
+
+    tok = make_stage("text.tokenize", pos=True)
+    text = "我们的猫在窗台上。The cat is on the window!"
+    before = tok.process({"__key__": "k", "txt": text})["tokens.json"]
+    after = make_stage("text.stopwords").process({"__key__": "k", "tokens.json": before})["tokens.json"]
+    expected = [(t, p) for t, p in zip(before["tokens"], before["pos"], strict=True)
+                if t.lower() not in EN_STOP and t.lower() not in ZH_STOP]
+    assert list(zip(after["tokens"], after["pos"], strict=True)) == expected
+    assert "的" not in after["tokens"] and "The" not in after["tokens"] and "cat" in after["tokens"]
+
+    words = tmp_path / "stop.txt"
+    words.write_text("# my list\n猫\nwindow\n", encoding="utf-8")
+    custom = make_stage("text.stopwords", lists=[], file=str(words), punctuation=True)
+    got = custom.process({"__key__": "k", "tokens.json": before})["tokens.json"]["tokens"]
+    assert got == [t for t in before["tokens"] if t not in {"猫", "window", "。", "!"}]
+    with pytest.raises(Drop) as err:
+        make_stage("text.stopwords", drop_empty=True).process({"__key__": "k", "tokens.json": {"tokens": ["the"]}})
+    assert err.value.reason == "text.no_tokens"
+
+
+def test_sentences_in_both_languages():
+    text = "我们去北京。你呢？“好的！”他说。Mr. Smith went to Washington. He said hi! OK"
+    sample = make_stage("text.sentences").process({"__key__": "k", "txt": text})
+    assert sample["sentences.json"] == ["我们去北京。", "你呢？", "“好的！”", "他说。", "Mr. Smith went to Washington.",
+                                        "He said hi!", "OK"]
+
+
+def test_pipeline_decode_to_tokens():
+    stages = [make_stage(n) for n in ("text.decode", "text.normalize", "text.language", "text.tokenize")]
+    sample = run_stages(stages, {"__key__": "k", "txt": "ＰＹＴＨＯＮ很好用。".encode("gbk")})
+    assert sample["txt"] == "PYTHON很好用。" and sample["tokens.json"]["tokens"][0] == "PYTHON"
+    assert sample["__meta__"]["lang"]["txt"]["lang"] == "mixed"

@@ -1,0 +1,126 @@
+"""Video stages on mp4s made in code: probe, frame timestamps, frame-exact clips, audio tracks, bad input."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+
+from mmprep.errors import Drop
+from mmprep.sample import KEY, META, Audio
+from mmprep.stage import get_stage
+from mmprep.stages.video.probe import probe
+from mmprep.testing.media import mp4_bytes, srt_text
+
+FPS = 25
+WIDTH = 64  # mp4_bytes draws a 4-px bar at x = 4 * (frame % 16): a frame's index mod 16 is visible
+
+
+def run(name: str, sample: dict, **params):
+    cls = get_stage(name)
+    s = cls(cls.Spec(stage=name, **params))
+    s.check()
+    s.setup()
+    return s.process(sample)
+
+
+@pytest.fixture(scope="module")
+def video() -> bytes:
+    return mp4_bytes(seconds=3.0, fps=FPS, width=WIDTH, height=48)
+
+
+def bar_index(rgb: np.ndarray) -> int:
+    """Frame index mod 16 from the bar's column."""
+    col = int(np.argmax(rgb[:, :, 0].mean(axis=0) > 128))
+    return round(col / 4) % 16
+
+
+def test_probe_reports_streams_and_timing(video):
+    out = run("video.probe", {KEY: "k", "mp4": video})
+    info = out[META]["video"]["mp4"]
+    assert (info["width"], info["height"], info["fps"], info["frames"]) == (64, 48, 25.0, 75)
+    assert info["duration"] == pytest.approx(3.0, abs=1 / FPS)
+    assert info["rotation"] == 0 and info["audio"] == ["aac"]
+    assert [s["type"] for s in info["streams"]] == ["video", "audio"]
+    assert out[META]["duration"] == info["duration"]
+    assert run("video.decode", {KEY: "k", "mp4": video})[META]["video"]["mp4"] == info  # the old name still works
+
+
+def test_frames_at_target_fps_match_timestamps(video):
+    out = run("video.frames", {KEY: "k", "mp4": video}, fps=3.0, size=32)
+    times = out[META]["frames"]["times"]
+    assert len(times) == 9  # 0, 1/3, ... 8/3 < 3 s
+    for k, t in enumerate(times):
+        assert abs(t - k / 3) < 1 / FPS  # the frame on screen at k/3 s
+        assert t <= k / 3 + 1e-3
+    names = sorted(n for n in out if n.startswith("frame"))
+    assert names[:2] == ["frame000.jpg", "frame001.jpg"] and len(names) == 9
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(out["frame003.jpg"], np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (32, 43, 3)  # keep_ratio on the shorter side: 48x64 -> 32x43 (rounded)
+
+
+def test_frames_count_keyframes_and_npy(video):
+    out = run("video.frames", {KEY: "k", "mp4": video}, mode="count", count=4, output="npy", keep_video=False)
+    assert "mp4" not in out and out["frames.npy"].shape == (4, 48, 64, 3) and out["frames.npy"].dtype == np.uint8
+    times = out[META]["frames"]["times"]
+    assert all(abs(t - (i + 0.5) * 0.75) < 1 / FPS for i, t in enumerate(times))
+    for i, t in enumerate(times):
+        assert bar_index(out["frames.npy"][i]) == round(t * FPS) % 16  # the pixels are that frame's
+    key = run("video.frames", {KEY: "k", "mp4": video}, mode="keyframes")
+    assert key[META]["frames"]["times"][0] == 0.0
+
+
+def test_window_clips_are_frame_exact(video):
+    clips = run("video.clips", {KEY: "vid", "mp4": video}, length=1.2)
+    assert [c[KEY] for c in clips] == ["vid/clip0000", "vid/clip0001", "vid/clip0002"]
+    spans = [(c[META]["clip"]["start"], c[META]["clip"]["end"], c[META]["clip"]["frames"]) for c in clips]
+    assert spans == [(0.0, 1.2, 30), (1.2, 2.4, 30), (2.4, 3.0, 15)]
+    for c in clips:
+        info = probe(c["mp4"], field="mp4")
+        assert info["frames"] == c[META]["clip"]["frames"] and info["audio"] == ["aac"]
+        with av.open(io.BytesIO(c["mp4"])) as container:
+            first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        assert bar_index(first) == round(c[META]["clip"]["start"] * FPS) % 16
+
+
+def test_cue_clips_match_cues_to_one_frame(video):
+    cues = [(0.1, 0.95, "hello"), (1.3, 2.5, "world"), (2.6, 2.7, "too short")]
+    clips = run("video.clips", {KEY: "v", "mp4": video, "srt": srt_text(cues)}, mode="cues", min_length=0.2)
+    assert [c["txt"] for c in clips] == ["hello", "world"]
+    for c, (s, e, _) in zip(clips, cues, strict=False):
+        m = c[META]["clip"]
+        assert s <= m["start"] < s + 1 / FPS and e <= m["end"] < e + 1 / FPS
+        assert m["frames"] == round((m["end"] - m["start"]) * FPS)
+    with pytest.raises(Drop) as e:
+        run("video.clips", {KEY: "v", "mp4": video}, mode="cues")
+    assert e.value.reason == "video.no_cues"
+
+
+def test_audio_track_is_pcm_for_the_audio_stages(video):
+    out = run("video.audio_track", {KEY: "k", "mp4": video}, rate=8000)
+    a = out["wav"]
+    assert isinstance(a, Audio) and a.rate == 8000 and a.samples.ndim == 1 and a.samples.dtype == np.float32
+    assert a.seconds == pytest.approx(3.0, abs=0.1)
+    assert 0.25 < np.abs(a.samples).max() < 0.35  # the 0.3-amplitude tone, not silence, not clipped
+    silent = mp4_bytes(seconds=0.5, fps=10, audio=False)
+    with pytest.raises(Drop) as e:
+        run("video.audio_track", {KEY: "k", "mp4": silent})
+    assert (e.value.reason, e.value.field) == ("video.no_audio", "wav")
+
+
+@pytest.mark.parametrize("cut", [0, 100])
+def test_bad_videos_drop_with_reasons(video, cut):
+    data = video[: len(video) // 3] if cut == 0 else b"\x00\x00\x00\x18ftypmp42" + b"\x00" * cut
+    with pytest.raises(Drop) as e:
+        run("video.probe", {KEY: "k", "mp4": data})
+    assert e.value.reason in ("video.corrupt", "video.no_frames")
+
+
+def test_time_limit_drops_a_slow_sample(video):
+    with pytest.raises(Drop) as e:
+        run("video.frames", {KEY: "k", "mp4": video}, fps=10, time_limit=1e-9)
+    assert e.value.reason == "video.timeout"
