@@ -28,6 +28,7 @@ from mmprep.errors import ConfigError
 from mmprep.executors import default_workers, run_dask, run_local
 from mmprep.progress import Progress
 from mmprep.report import Merger, atomic_write
+from mmprep.stage import summary_slots
 from mmprep.worker import ShardTask, build_shard
 
 log = logging.getLogger("mmprep.build")
@@ -163,9 +164,9 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             doc = _previous(out, name)
             if doc is not None:
                 merger.add(doc, built=name in built)
-        for stage in stages:
-            if stage.name in merger.summaries:
-                stage.finalize(merger.summaries[stage.name], out)
+        for slot, stage in zip(summary_slots(stages), stages, strict=True):
+            if slot in merger.summaries:
+                stage.finalize(merger.summaries[slot], out)
         stats = merger.close(run)
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return {"output": str(out), "ok": not failed, "samples_in": stats["samples_in"],

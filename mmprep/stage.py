@@ -48,6 +48,7 @@ class Stage:
     writes: ClassVar[tuple[str, ...]] = ()
     cacheable: ClassVar[bool] = False
     batched: ClassVar[bool] = False
+    summarizes: ClassVar[bool] = False  # keeps per-shard summaries: sees replayed samples, is never skipped
     Config: ClassVar[type[StageConfig]] = StageConfig
     # The model actually validated from YAML: ``Config`` plus ``stage: Literal[name]``.
     Spec: ClassVar[type[StageConfig]]
@@ -67,6 +68,11 @@ class Stage:
     def end_shard(self) -> dict[str, Any] | None:
         """A JSON-able summary of this shard, kept in its part file so resumed shards still count."""
         return None
+
+    def replay(self, sample: Sample) -> None:
+        """See a finished sample that skipped the stages: its members came from the cache or from the
+        previous build of its shard. ``sample`` maps ``__key__`` and each field to the member bytes.
+        Summarizing stages (``summarizes = True``) override this so ``end_shard`` counts every sample."""
 
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         """Driver side, after all shards: combine every shard's summary (e.g. write OUT/vocab.json)."""
@@ -135,6 +141,16 @@ def get_stage(name: str) -> type[Stage]:
     if name not in stages:
         raise ConfigError("stage", f"unknown stage {name!r}; `mmprep stages` lists them")
     return stages[name]
+
+
+def summary_slots(stages: list[Stage]) -> list[str]:
+    """Where each stage's per-shard summary is filed: its name, ``name#2``... for repeats."""
+    seen: dict[str, int] = {}
+    slots = []
+    for stage in stages:
+        seen[stage.name] = seen.get(stage.name, 0) + 1
+        slots.append(stage.name if seen[stage.name] == 1 else f"{stage.name}#{seen[stage.name]}")
+    return slots
 
 
 def data_fields(sample: Sample) -> list[str]:

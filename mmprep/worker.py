@@ -27,7 +27,7 @@ from mmprep.corpus import Record
 from mmprep.errors import Drop
 from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import SampleInfo, ShardWriter
-from mmprep.stage import Stage, data_fields
+from mmprep.stage import Stage, data_fields, summary_slots
 
 _STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
 
@@ -185,6 +185,7 @@ class ShardBuilder:
         self.out_fp = digest(to_json(self.spec.output.model_dump(mode="json")))
         self.cache = Cache(task.cache_dir, read=task.read_cache)
         self.counters = {s.name: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for s in self.stages}
+        self.replayers = [s for s in self.stages if s.summarizes]
         self.cached_records = 0
         self.reused_records = 0
         self.out = Path(task.out_dir)
@@ -271,7 +272,12 @@ class ShardBuilder:
         return out
 
     def _resume(self, item: Item, *, after: int = 0) -> None:
-        """Skip the stages whose output is cached: start after the deepest cached cacheable stage."""
+        """Skip the stages whose output is cached: start after the deepest cached cacheable stage.
+
+        Never past a summarizing stage (one with ``replay``): it must see every sample of the shard.
+        """
+        for stage in self.replayers:
+            after = max(after, self.stages.index(stage) + 1)
         for i in range(len(self.stages) - 1, after - 1, -1):
             if self.stages[i].cacheable:
                 data = self.cache.get("s" + item.hashes[i + 1])
@@ -309,6 +315,12 @@ class ShardBuilder:
             members.append(("meta.json", to_json(meta).encode("utf-8")))
         return members
 
+    def _replay(self, entry: dict[str, Any]) -> dict[str, Any]:
+        for stage in self.replayers:
+            for key, members, _ in entry["samples"]:
+                stage.replay({KEY: key, **dict(members)})
+        return entry
+
     def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
         entries: list[dict[str, Any]] = []
@@ -316,7 +328,7 @@ class ShardBuilder:
         for record in records:
             reused = previous.entry(record) if previous is not None else None
             if reused is not None:
-                entries.append(reused)
+                entries.append(self._replay(reused))
                 self.reused_records += 1
                 continue
             sample, problems = load_record(record)
@@ -324,7 +336,7 @@ class ShardBuilder:
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = self.cache.get(final_key) if final_key else None
             if cached is not None:
-                entries.append(_load_entry(cached))
+                entries.append(self._replay(_load_entry(cached)))
                 self.cached_records += 1
                 continue
             entry: dict[str, Any] = {"samples": [], "errors": [], "cache_key": final_key}
@@ -380,7 +392,7 @@ class ShardBuilder:
         finally:
             if previous is not None:
                 previous.close()
-        summaries = {s.name: s.end_shard() for s in self.stages}
+        summaries = {slot: s.end_shard() for slot, s in zip(summary_slots(self.stages), self.stages, strict=True)}
         self.progress(done, len(errors), final=True)
         return {
             "name": task.name, "index": task.index, "plan": task.plan_hash, "pipeline": task.pipeline_hash,

@@ -13,7 +13,7 @@ import time
 from tests.conftest import ROOT, build, write_pipeline
 
 
-def traced(tmp_path, *, lowercase=False, cache_a=True) -> dict:
+def traced(tmp_path, *, lowercase=False, cache_a=True, count=False) -> dict:
     log = str(tmp_path / "trace.log")
     return {
         "stages": [
@@ -21,7 +21,7 @@ def traced(tmp_path, *, lowercase=False, cache_a=True) -> dict:
             {"stage": "debug.trace", "path": log, "tag": "A", "cacheable": cache_a},
             {"stage": "text.normalize", "lowercase": lowercase},
             {"stage": "debug.trace", "path": log, "tag": "B", "cacheable": True},
-            {"stage": "debug.trace", "path": log, "tag": "C"},
+            {"stage": "debug.trace", "path": log, "tag": "C", "count": count},
         ],
         "output": {"name": "t", "max_samples": 3, "fields": ["txt"]},
     }
@@ -138,3 +138,16 @@ def test_touched_but_unchanged_input_comes_from_the_content_cache(tmp_path, corp
     summary = build(traced(tmp_path), corpus, out, workers=1)
     assert summary["shards_built"] == 1 and summary["records_from_cache"] == 1
     assert trace(tmp_path) == []  # its content hash matched: no stage ran
+
+
+def test_summaries_count_replayed_samples_too(tmp_path, corpus):
+    out = tmp_path / "out"
+    build(traced(tmp_path, count=True), corpus, out, workers=1)
+    (corpus / "part1" / "item0003.txt").write_text("A changed caption")  # its shard is rebuilt...
+    path = corpus / "part0" / "item0002.txt"  # ...and so is this one's, from the content cache
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    summary = build(traced(tmp_path, count=True), corpus, out, workers=1)
+    assert summary["records_reused"] == 2 + 2 and summary["records_from_cache"] == 1
+    parts = [json.loads(p.read_text()) for p in sorted((out / ".parts").glob("t-*.json"))]
+    assert [p["summaries"]["debug.trace#3"]["samples"] for p in parts] == [3, 3, 2]
+    assert "samples" not in parts[0]["summaries"].get("debug.trace", {})  # A and B do not count

@@ -1,18 +1,23 @@
 """``debug.trace``: note which samples a stage position really processed.
 
 Appends one line ``TAG KEY`` per sample to a file, so a user (or a test) can see what a rerun
-recomputed and what came from the cache. It also adds TAG to the sample's ``meta.trace`` list.
+recomputed and what came from the cache. It also adds TAG to the sample's ``meta.trace`` list, and
+counts every sample of each shard, replayed ones included (the pattern for summarizing stages).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from typing import Any
 
 from pydantic import Field
 
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -26,12 +31,29 @@ class Trace(Stage):
         tag: str = Field("trace", description="Written before each key; also appended to meta.trace.")
         cacheable: bool = Field(False, description="Cache this position's output like an expensive stage.")
         delay: float = Field(0.0, ge=0, description="Seconds to sleep per sample, to act like a slow stage.")
+        count: bool = Field(False, description="Count every sample per shard, replayed ones included, like a "
+                            "summarizing stage (which is then never skipped by the cache).")
 
     def __init__(self, config: StageConfig):
         super().__init__(config)
         self.cacheable = config.cacheable
+        self.summarizes = config.count
+
+    def begin_shard(self) -> None:
+        self.seen = 0
+
+    def end_shard(self) -> dict[str, Any] | None:
+        return {"samples": self.seen} if self.summarizes else None
+
+    def replay(self, sample: Sample) -> None:
+        self.seen += 1
+
+    def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
+        log.info("debug.trace %s: %d samples in this build's shards", self.config.tag,
+                 sum(s["samples"] for s in summaries))
 
     def process(self, sample: Sample) -> Sample:
+        self.seen += 1
         if self.config.delay:
             time.sleep(self.config.delay)
         with open(self.config.path, "a", encoding="utf-8") as fh:
