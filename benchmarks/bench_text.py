@@ -6,7 +6,8 @@ Measured in the same run, on the same texts (Chinese, English, mixed; made in co
    mixed texts and the whole chain (decode, normalize, language, tokenize, stop words, vocab) for reference;
 2. scaling: ``mmprep build`` (local executor, cache off) with 1 and 2 workers vs the bare loops in a
    process pool of 1 and 2 (the pool shows what the machine itself allows).
-Every measurement runs ``--repeat`` times, interleaved, and the best run counts (shared machine).
+Per core: chunks of 250 texts, each run ``--repeat`` times with the compared methods interleaved, the
+fastest run per chunk counts; scaling: each build/pool twice, the faster counts (the machine is shared).
 
     python benchmarks/bench_text.py            # ~5 min on 2 busy cores
     python benchmarks/bench_text.py --quick    # ~1 min
@@ -75,17 +76,30 @@ def ours(stages: list, texts: list[str]) -> int:
     return n
 
 
-def best_of(repeat: int, fns: dict) -> dict:
-    """Interleaved runs; per name the best seconds and its token count."""
-    best: dict[str, dict] = {}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            tokens = fn()
-            dt = time.perf_counter() - t0
-            if name not in best or dt < best[name]["seconds"]:
-                best[name] = {"seconds": round(dt, 4), "tokens": tokens, "tokens_per_s": round(tokens / dt)}
-    return best
+def interleaved(repeat: int, methods: dict, *, chunk: int = 250) -> dict:
+    """``methods``: name -> (function of a list of texts returning a token count, texts). Per name, the
+    seconds summed over chunks of ``chunk`` texts, where every chunk runs ``repeat`` times with the methods
+    interleaved and its fastest run counts. On a shared machine a burst of someone else's load then
+    spoils one short run, not one method's whole measurement."""
+    seconds = dict.fromkeys(methods, 0.0)
+    tokens = dict.fromkeys(methods, 0)
+    n = max(len(texts) for _, texts in methods.values())
+    for lo in range(0, n, chunk):
+        fastest = dict.fromkeys(methods, float("inf"))
+        counts = dict.fromkeys(methods, 0)
+        for _ in range(repeat):
+            for name, (fn, texts) in methods.items():
+                part = texts[lo : lo + chunk]
+                if part:
+                    t0 = time.perf_counter()
+                    counts[name] = fn(part)
+                    fastest[name] = min(fastest[name], time.perf_counter() - t0)
+        for name, (_, texts) in methods.items():
+            if texts[lo : lo + chunk]:
+                seconds[name] += fastest[name]
+                tokens[name] += counts[name]
+    return {name: {"seconds": round(seconds[name], 4), "tokens": tokens[name],
+                   "tokens_per_s": round(tokens[name] / seconds[name])} for name in methods}
 
 
 def _pool_worker(args: tuple[str, list[str]]) -> int:
@@ -123,7 +137,7 @@ def build_run(corpus: Path, out: Path, workers: int, shard: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Smaller corpus (about a minute).")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="Runs per chunk of texts (per core).")
     ap.add_argument("--out", type=Path, default=None, help="Results JSON (default benchmarks/results/text.json).")
     args = ap.parse_args()
     n = 600 if args.quick else 3000
@@ -137,15 +151,21 @@ def main() -> None:
                                      "text.stopwords", "text.vocab")]
     zh_bytes = [t.encode("utf-8") for t in zh]
     bare_jieba(zh[:50]), bare_spacy(en[:50]), ours([tokenize], zh[:50] + en[:50])  # warm up: dictionaries loaded
-    print(f"per core: {n} zh, {n} en, {n // 2} mixed texts, best of {args.repeat}", flush=True)
-    per_core = best_of(args.repeat, {
-        "bare_jieba_lcut_zh": lambda: bare_jieba(zh),
-        "text.tokenize_zh": lambda: ours([tokenize], zh),
-        "bare_spacy_blank_en": lambda: bare_spacy(en),
-        "text.tokenize_en": lambda: ours([tokenize], en),
-        "text.tokenize_mixed": lambda: ours([tokenize], mixed),
-        "chain_zh_from_bytes": lambda: ours(chain, zh_bytes),  # type: ignore[arg-type]
-    })
+    print(f"per core: {n} zh, {n} en, {n // 2} mixed texts; chunks of 250 texts, methods interleaved, "
+          f"fastest of {args.repeat} per chunk", flush=True)
+    methods = {  # name: (function of a list of texts, the texts)
+        "bare_jieba_lcut_zh": (bare_jieba, zh),
+        "text.tokenize_zh": (lambda part: ours([tokenize], part), zh),
+        "bare_spacy_blank_en": (bare_spacy, en),
+        "text.tokenize_en": (lambda part: ours([tokenize], part), en),
+        "text.tokenize_mixed": (lambda part: ours([tokenize], part), mixed),
+        "chain_zh_from_bytes": (lambda part: ours(chain, part), zh_bytes),
+    }
+    # interleave: pairs that are compared run chunk by chunk next to each other
+    per_core = {}
+    for names in (("bare_jieba_lcut_zh", "text.tokenize_zh", "chain_zh_from_bytes"),
+                  ("bare_spacy_blank_en", "text.tokenize_en"), ("text.tokenize_mixed",)):
+        per_core.update(interleaved(args.repeat, {n: methods[n] for n in names}))
     for k, v in per_core.items():
         print(f"  {k:24s} {v['tokens_per_s']:>10,} tokens/s  ({v['seconds']:.2f}s)")
     sec = {k: v["seconds"] for k, v in per_core.items()}
@@ -169,7 +189,7 @@ def main() -> None:
     shard = max(100, n_build // 24)
     print(f"scaling: {n_build} files ({tokens_build:,} tokens), shards of {shard}", flush=True)
     scaling: dict[str, dict] = {}
-    for _ in range(max(1, args.repeat - 1)):
+    for _ in range(2):
         for workers in (1, 2):
             for name, fn in ((f"build_w{workers}", lambda w=workers: build_run(corpus, work / "out", w, shard)),
                              (f"bare_pool_w{workers}", lambda w=workers: bare_pool(build_zh, build_en, w))):
@@ -187,7 +207,7 @@ def main() -> None:
 
     result = {
         "benchmark": "text", "quick": args.quick, "repeat": args.repeat, "machine": machine(),
-        "note": "2 shared, busy cores: timings are noisy; best of the interleaved repeats",
+        "note": "2 shared, busy cores (load average ~9 during runs): timings are noisy; fastest of interleaved repeats",
         "corpus": {"per_core_texts": {"zh": n, "en": n, "mixed": n // 2},
                    "per_core_tokens": {k: v["tokens"] for k, v in per_core.items()},
                    "build_files": n_build, "build_tokens": tokens_build, "shard_size": shard},

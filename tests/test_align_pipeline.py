@@ -147,3 +147,22 @@ def test_clips_cut_by_cues_use_aligned_times(tmp_path):
     assert len(starts) == len(truth)
     errs = [abs(s / 16 - t) for s, (t, _) in zip(starts, truth, strict=True)]  # ms
     assert max(errs) <= 100 and sorted(errs)[len(errs) // 2] <= 15
+
+
+def test_stage_bad_media_gives_failed_records_not_crashes():
+    from mmprep.stage import get_stage
+    from mmprep.testing.media import mp4_bytes, srt_text
+
+    cls = get_stage("align.subtitles")
+    stage = cls(cls.Config())
+    stage.begin_shard()
+    srt = srt_text([(1.0, 2.0, "hello"), (3.0, 4.0, "there")])
+    silent_video = stage.process({"__key__": "v", "__meta__": {}, "mp4": mp4_bytes(audio=False), "srt": srt})
+    broken = stage.process({"__key__": "b", "__meta__": {}, "wav": b"RIFF\x00garbage", "srt": srt})
+    empty = stage.process({"__key__": "e", "__meta__": {}, "wav": mp4_bytes(), "srt": "\n\n"})
+    recs = {r["key"]: r for r in stage.end_shard()["records"]}
+    assert recs["v"]["status"] == "failed" and recs["v"]["reasons"] == ["audio.no_stream"]
+    assert recs["b"]["status"] == "failed" and recs["b"]["reasons"] == ["audio.corrupt"]
+    assert recs["e"]["reasons"] == ["subtitle.empty"]
+    assert silent_video["srt"] == srt and silent_video["align.json"]["subtitles"]["srt"]["status"] == "failed"
+    assert broken["__meta__"]["align"]["srt"]["status"] == "failed" and empty["srt"] == "\n\n"

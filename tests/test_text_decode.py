@@ -21,7 +21,8 @@ def test_legacy_encodings_decode_to_the_right_text(name):
     assert sample["txt"] == expected
     encoding = sample["__meta__"]["encoding"]["txt"]
     assert encoding == {"gbk": "gb18030", "gbk_short": "gb18030", "gb18030": "gb18030", "big5": "big5",
-                        "latin1": "cp1252", "latin1_short": "cp1252", "utf8bom": "utf-8-sig"}[name]
+                        "latin1": "cp1252", "latin1_short": "cp1252", "utf8bom": "utf-8-sig",
+                        "shift_jis": "cp932", "euc_kr": "euc_kr"}[name]
 
 
 def test_utf8_without_bom_and_utf16_with_bom():

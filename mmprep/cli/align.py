@@ -37,6 +37,8 @@ def align(
     no_ratios: bool = typer.Option(False, "--no-ratios", help="Only ratio 1 (no framerate conversion)."),
     refine_window: float = typer.Option(0.25, "--refine-window", min=0, max=2,
                                         help="Snap cue edges to speech edges within this many seconds (0: off)."),
+    refine_min_scatter: float = typer.Option(0.045, "--refine-min-scatter", min=0, max=1,
+                                             help="Refine only when cue starts scatter this much (s); 0 = always."),
     min_confidence: float = typer.Option(0.5, "--min-confidence", min=0, max=1),
     force: bool = typer.Option(False, "--force", help="Write the output even when the confidence is low."),
     as_json: bool = typer.Option(False, "--json", help="Print the alignment record as JSON."),
@@ -52,7 +54,8 @@ def align(
         if not path.is_file():
             fail_config(ConfigError(name, f"{path} is not a file"))
     params = AlignParams(max_offset=max_offset, ratios=not no_ratios, max_splits=max_splits,
-                         refine_window=refine_window, min_confidence=min_confidence)
+                         refine_window=refine_window, refine_min_scatter=refine_min_scatter,
+                         min_confidence=min_confidence)
     try:
         samples, rate = decode_audio(media.read_bytes(), field=media.suffix.lstrip("."))
         rec, text, _, _ = align_subtitles(samples, rate, subs.read_bytes(), hint=subs.suffix.lstrip("."),

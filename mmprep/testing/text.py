@@ -13,6 +13,8 @@ ZH_TW = "我們今天去臺灣大學參加了一個關於自然語言處理的�
 EN = ["The quick brown fox jumps over the lazy dog.", "Don't stop me now, Mr. Smith's U.S. car isn't ready!",
       "Natural language processing turns raw text into training data.", "Waves at sunset, and the city lights."]
 MIXED = ["我用Python写代码，and it runs fast 😀", "城市夜景 and neon lights 在晚上很漂亮。"]
+JA = "今日は東京大学で自然言語処理についての会議に参加しました。とても面白かったです。"
+KO = "오늘은 서울대학교에서 자연어 처리에 관한 학술 회의에 참석했습니다. 정말 재미있었습니다."
 LATIN1 = "Le café est très bon. Naïve façade, déjà vu à Zürich, größer, señor."
 
 # name -> (bytes, the text they must decode to)
@@ -21,6 +23,8 @@ ENCODED: dict[str, tuple[bytes, str]] = {
     "gb18030": ((ZH[1] + "𠀀").encode("gb18030"), ZH[1] + "𠀀"),  # U+20000 exists only in GB18030
     "big5": (ZH_TW.encode("big5"), ZH_TW),
     "latin1": (LATIN1.encode("latin-1"), LATIN1),
+    "shift_jis": (JA.encode("shift_jis"), JA),
+    "euc_kr": (KO.encode("euc_kr"), KO),
     "utf8bom": (b"\xef\xbb\xbf" + MIXED[0].encode("utf-8"), MIXED[0]),
     "gbk_short": ("你好".encode("gbk"), "你好"),
     "latin1_short": ("café".encode("latin-1"), "café"),

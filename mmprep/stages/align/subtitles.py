@@ -39,6 +39,9 @@ class AlignSubtitles(Stage):
         split_penalty: float = Field(2.0, ge=0, description="Seconds of net speech overlap a split must gain.")
         refine_window: float = Field(0.25, ge=0, le=2, description="Snap each cue edge to a speech edge within "
                                      "this many seconds; 0 turns boundary refinement off.")
+        refine_min_scatter: float = Field(0.045, ge=0, le=1, description="Refine cue edges only when the cue "
+                                          "starts scatter around the fitted offset/ratio by this much (s; early-side "
+                                          "10th percentile): subtitles that follow the model keep it. 0 = always.")
         min_confidence: float = Field(0.5, ge=0, le=1, description="Below this the status is low_confidence.")
         vad: Literal["energy", "webrtc", "both"] = Field("energy", description="Speech activity detector.")
         fields: list[str] | None = Field(None, description="Subtitle fields to align (srt, vtt, ass, or a JSON "
@@ -80,7 +83,7 @@ class AlignSubtitles(Stage):
         c = self.config
         return AlignParams(max_offset=c.max_offset, ratios=c.ratios, refine_ratio=c.refine_ratio,
                            max_splits=c.max_splits, split_penalty=c.split_penalty, refine_window=c.refine_window,
-                           min_confidence=c.min_confidence, vad=c.vad)
+                           refine_min_scatter=c.refine_min_scatter, min_confidence=c.min_confidence, vad=c.vad)
 
     def process(self, sample: Sample) -> Sample:
         from mmprep.align.api import align_subtitles

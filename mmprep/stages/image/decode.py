@@ -36,6 +36,9 @@ class DecodeConfig(StageConfig):
     reduce_side: Literal["shorter", "longer"] = Field(
         "shorter", description="Side `reduce_to` applies to: shorter for center_crop / keep_ratio, longer for pad.")
     strict: bool = Field(True, description="Drop JPEG/PNG files whose end marker is missing (truncated downloads).")
+    threads: int | None = Field(1, ge=1, description="OpenCV threads per worker process (mmprep already runs one "
+                                                     "worker per core, so more only adds overhead); none: OpenCV's "
+                                                     "default.")
 
 
 def decode_image(data: bytes, cfg: DecodeConfig, *, field: str) -> tuple[Image, dict]:
@@ -55,7 +58,7 @@ def decode_image(data: bytes, cfg: DecodeConfig, *, field: str) -> tuple[Image, 
     if hdr.format == "jpg":
         pixels, factor = _decode_jpeg(data, hdr, cfg)
     else:
-        pixels, factor = _decode_other(data), 1
+        pixels, factor = _decode_other(data, hdr, cfg), 1
     if pixels is None or pixels.size == 0:
         raise Drop("image.corrupt", f".{field}: OpenCV could not decode this {hdr.format}", field=field)
     pixels, changed = _channels(pixels, cfg)
@@ -71,24 +74,37 @@ def _decode_jpeg(data: bytes, hdr: Header, cfg: DecodeConfig) -> tuple[np.ndarra
 
     factor = reduce_factor(hdr.width, hdr.height, cfg.reduce_to, cfg.reduce_side) if cfg.reduce_to else 1
     grey = hdr.channels == 1 and cfg.grayscale == "keep"
-    if factor > 1:
-        flag = getattr(cv2, (_REDUCED_GREY if grey else _REDUCED_COLOR)[factor])
-    else:
-        flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+    if grey:
+        flag = getattr(cv2, _REDUCED_GREY[factor]) if factor > 1 else cv2.IMREAD_GRAYSCALE
+    else:  # libjpeg writes RGB directly: no BGR -> RGB pass
+        flag = (getattr(cv2, _REDUCED_COLOR[factor]) & ~cv2.IMREAD_COLOR if factor > 1 else 0) | _rgb_flag()
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None:
         return None, factor
-    pixels = orient(pixels, hdr.orientation)
-    if pixels.ndim == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # also makes an oriented view contiguous
-    return np.ascontiguousarray(pixels), factor
+    if not grey and not hasattr(cv2, "IMREAD_COLOR_RGB"):
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(orient(pixels, hdr.orientation)), factor
 
 
-def _decode_other(data: bytes) -> np.ndarray | None:
-    """PNG/WebP/BMP/TIFF/GIF with their own channel layout and depth (so alpha is seen, not lost)."""
+def _rgb_flag() -> int:
+    """cv2.IMREAD_COLOR_RGB (OpenCV >= 4.10: decoders write RGB order themselves), else BGR colour."""
     import cv2
 
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+
+
+def _decode_other(data: bytes, hdr: Header, cfg: DecodeConfig) -> np.ndarray | None:
+    """PNG/WebP/BMP/TIFF/GIF. Plain colour goes straight to 8-bit RGB; files the header says hold alpha or
+    grey (when kept) are read with their own layout and depth, so alpha is seen, not lost."""
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    if hdr.channels == 3 or (hdr.channels == 1 and cfg.grayscale == "rgb"):
+        pixels = cv2.imdecode(buf, _rgb_flag() | cv2.IMREAD_IGNORE_ORIENTATION)
+        if pixels is not None and not hasattr(cv2, "IMREAD_COLOR_RGB"):
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        return pixels
+    pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         return None
     if pixels.dtype == np.uint16:
@@ -131,6 +147,12 @@ class ImageDecode(Stage):
     reads = ("image",)
     writes = ("image",)
     Config = DecodeConfig
+
+    def setup(self) -> None:
+        import cv2
+
+        if self.config.threads is not None:
+            cv2.setNumThreads(self.config.threads)
 
     def process(self, sample: Sample) -> Sample:
         for ext in fields_of(sample, "image"):
