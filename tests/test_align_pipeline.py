@@ -166,3 +166,43 @@ def test_stage_bad_media_gives_failed_records_not_crashes():
     assert recs["e"]["reasons"] == ["subtitle.empty"]
     assert silent_video["srt"] == srt and silent_video["align.json"]["subtitles"]["srt"]["status"] == "failed"
     assert broken["__meta__"]["align"]["srt"]["status"] == "failed" and empty["srt"] == "\n\n"
+
+
+def test_stage_aligns_json_segments_and_keeps_their_format():
+    from mmprep.stage import get_stage
+    from mmprep.testing.media import wav_bytes
+    from mmprep.testing.speech import add_noise, speech_track
+
+    x, truth = speech_track(40, seed=8, lead=3.0)
+    segs = [{"start": (a - 1500) / 1000, "end": (b - 1500) / 1000, "text": f"s{i}", "speaker": "A"}
+            for i, (a, b) in enumerate(truth)]
+    cls = get_stage("align.subtitles")
+    stage = cls(cls.Config(fields=["segments.json"], feature_hop=160))
+    out = stage.process({"__key__": "j", "__meta__": {}, "wav": wav_bytes(add_noise(x, 15, seed=8)),
+                         "segments.json": json.dumps({"segments": segs}).encode()})
+    rec = out["align.json"]["subtitles"]["segments.json"]
+    assert rec["status"] == "ok" and rec["format"] == "json" and abs(rec["offset"] - 1.5) < 0.03
+    got = json.loads(out["segments.json"])["segments"]
+    assert [s["speaker"] for s in got] == ["A"] * len(truth)
+    assert max(abs(s["start"] * 1000 - a) for s, (a, _) in zip(got, truth, strict=True)) <= 100
+    first = rec["cue_map"][0]
+    assert first["feature_frames"] == [-(-first["samples"][0] // 160), -(-first["samples"][1] // 160)]
+
+
+def test_incremental_rebuild_keeps_every_record_in_the_report(built, tmp_path):
+    root, _ = built
+    src, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(root / "in", src)
+    shutil.copytree(root / "out", out)
+    before = json.loads((out / "alignment_report.json").read_text())
+    srt = next(src.glob("shift.srt"))
+    srt.write_text(srt.read_text() + "\n")  # one input changes; the shard's others are replayed
+    res = CliRunner().invoke(load_commands(), ["build", str(PIPELINE), "-i", str(src), "-o", str(out), "-w", "1",
+                                               "-q", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["shards_built"] >= 1 and summary["records_reused"] >= 1
+    after = json.loads((out / "alignment_report.json").read_text())
+    assert after["totals"]["records"] == before["totals"]["records"] == 7
+    assert sorted((r["key"], r["field"], r["status"]) for r in after["records"]) == sorted(
+        (r["key"], r["field"], r["status"]) for r in before["records"])

@@ -5,7 +5,8 @@
 Use sets made with a different ``--seed`` than the one you score on. A record is a positive when
 the subtitles belong to the audio and >= 90 % of its cue starts land within 100 ms of the truth;
 everything else (mismatched subtitles, wrong placements) is a negative. Logistic regression by
-Newton's method with a small L2 penalty; reports the log loss and the calibration table.
+Newton's method with an L2 penalty of 0.1 (the sets are nearly separable; the penalty keeps it from
+claiming certainty); reports the log loss and the calibration table.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def rows(set_dir: Path) -> tuple[list[list[float]], list[int]]:
     return X, y
 
 
-def fit(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
+def fit(X: np.ndarray, y: np.ndarray, l2: float = 0.1) -> np.ndarray:
     A = np.hstack([np.ones((X.shape[0], 1)), X])
     w = np.zeros(A.shape[1])
     for _ in range(50):

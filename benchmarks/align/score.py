@@ -80,8 +80,9 @@ def summarize(items: list[dict[str, Any]], runs: dict[str, dict[str, Any]], min_
             "within_100ms": round(float((a <= 100).mean()), 4), "within_50ms": round(float((a <= 50).mean()), 4),
             "mismatched": len(neg), "mismatched_flagged": round(float(np.mean(neg)), 4) if neg else None,
             "true_flagged": round(float(np.mean(pos_flag)), 4) if pos_flag else None,
-            "seconds_total": round(float(np.sum(secs)), 2), "seconds_per_item": round(float(np.mean(secs)), 3),
-            "cpu_seconds_per_item": round(float(np.mean(cpu)), 3)}
+            "seconds_total": round(float(np.sum(secs)), 2),
+            "seconds_per_item": round(float(np.mean(secs)), 3) if secs else None,
+            "cpu_seconds_per_item": round(float(np.mean(cpu)), 3) if cpu else None}
 
 
 def score(set_dir: Path, ffsubsync: str | None, work: Path) -> dict[str, Any]:

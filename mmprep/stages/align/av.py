@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.align.subtitles import merge_align_json
+from mmprep.stages.align.subtitles import merge_align_json, replay_records
 
 
 @register
@@ -19,6 +19,7 @@ class AlignAV(Stage):
     name = "align.av"
     version = "1"
     reads = ("video",)
+    summarizes = True
     writes = ("audio", "align.json")
     cacheable = False
 
@@ -33,6 +34,9 @@ class AlignAV(Stage):
 
     def end_shard(self) -> dict[str, Any]:
         return {"records": getattr(self, "records", [])}
+
+    def replay(self, sample: Sample) -> None:
+        self.__dict__.setdefault("records", []).extend(replay_records(sample, "av"))
 
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         from mmprep.align.report import publish

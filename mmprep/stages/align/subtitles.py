@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field
@@ -9,6 +10,19 @@ from pydantic import Field
 from mmprep.errors import Drop
 from mmprep.sample import Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
+
+
+def replay_records(sample: Sample, kind: str) -> list[dict[str, Any]]:
+    """Report records of a finished sample that came from the cache or an earlier build (no plot data)."""
+    raw = sample.get("align.json")
+    if not isinstance(raw, bytes):
+        return []
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return []
+    return [{"key": sample["__key__"], "field": field, "kind": kind, **stored}
+            for field, stored in doc.get(kind, {}).items()]
 
 
 def merge_align_json(sample: Sample, key: str, field: str, value: dict[str, Any]) -> None:
@@ -27,6 +41,7 @@ class AlignSubtitles(Stage):
     name = "align.subtitles"
     version = "1"
     reads = ("subtitle",)
+    summarizes = True
     writes = ("subtitle", "align.json")
     cacheable = False  # per-sample records must reach end_shard on every run
 
@@ -63,6 +78,9 @@ class AlignSubtitles(Stage):
 
     def end_shard(self) -> dict[str, Any]:
         return {"records": getattr(self, "records", [])}
+
+    def replay(self, sample: Sample) -> None:
+        self.__dict__.setdefault("records", []).extend(replay_records(sample, "subtitles"))
 
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         from mmprep.align.report import publish
