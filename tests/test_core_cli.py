@@ -37,3 +37,12 @@ def test_plain_log_lines_and_summary_when_not_a_tty(tmp_path, corpus):
     summary = json.loads(again.stdout)
     assert summary["shards_skipped"] == 2 and summary["shards_built"] == 0 and summary["samples_out"] == 8
     assert not [n for n in os.listdir(out / "shards") if n.startswith(".")]
+
+
+def test_command_table_names_every_command_and_its_module():
+    from mmprep.cli import COMMANDS, app, load_commands
+
+    load_commands()
+    found = {(c.name or c.callback.__name__.replace("_", "-")): c.callback.__module__.rsplit(".", 1)[-1]
+             for c in app.registered_commands}
+    assert found == COMMANDS
