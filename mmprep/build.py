@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mmprep.atomic import atomic_write
 from mmprep.cache import digest
 from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
@@ -27,7 +29,8 @@ from mmprep.corpus import Record, read_corpus
 from mmprep.errors import ConfigError
 from mmprep.executors import default_workers, run_dask, run_local
 from mmprep.progress import Progress
-from mmprep.report import Merger, atomic_write
+from mmprep.report import Merger
+from mmprep.reuse import trusted_part
 from mmprep.stage import summary_slots
 from mmprep.worker import ShardTask, build_shard
 
@@ -48,49 +51,38 @@ class BuildOptions:
 
 def _pipeline_hash(spec: BaseModel, stages: list[Any]) -> str:
     out = spec.output.model_dump(mode="json")
-    return digest(to_json([stage_fingerprint(s) for s in stages]), to_json(out))
+    return digest(to_json([stage_fingerprint(s) for s in stages]), to_json(out), spec.cache.stages)
 
 
 def plan(records: list[Record], spec: BaseModel, pipeline_hash: str) -> list[tuple[str, list[Record], str]]:
     """(shard name, records, plan hash) per shard; the plan hash changes when any input or setting does."""
     n = spec.output.max_samples
     shards = []
-    for i in range(0, max(len(records), 1), n):
+    for i in range(0, len(records), n):
         chunk = records[i : i + n]
-        if not chunk:
-            break
-        name = f"{spec.output.name}-{i // n:06d}"
         stamp = digest(pipeline_hash, *(f"{r.key}\0{r.stamp}" for r in chunk))
-        shards.append((name, chunk, stamp))
+        shards.append((f"{spec.output.name}-{i // n:06d}", chunk, stamp))
     return shards
 
 
-def _previous(out: Path, name: str) -> dict[str, Any] | None:
-    """The shard's part file from an earlier build, if its tars are all still there."""
-    try:
-        doc = json.loads((out / ".parts" / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not all((out / "shards" / t).exists() for t in doc.get("tars", [])):
-        return None
-    return doc
+_SHARD = re.compile(r"^(?P<shard>.+-\d{6})(?:_\d{2})?\.tar$")
 
 
-def _clean(out: Path, keep: set[str], name: str) -> int:
-    """Remove temporary files left by a killed build, and shards the current plan no longer has."""
-    for path in (out / "shards").glob(f".{name}-*.tmp"):
-        path.unlink(missing_ok=True)
+def _clean(out: Path, keep: set[str]) -> int:
+    """Remove temporaries left by a killed build, and tars and part files the current plan does not have."""
     removed = 0
-    for path in (out / ".parts").glob(f"{name}-*.json"):
-        if path.stem not in keep:
+    for path in (out / "shards").iterdir():
+        if path.name.startswith("."):
+            path.unlink(missing_ok=True)
+            continue
+        match = _SHARD.match(path.name)
+        if path.suffix == ".tar" and (match is None or match["shard"] not in keep):
             path.unlink(missing_ok=True)
             removed += 1
-    for path in (out / "shards").glob(f"{name}-*.tar"):
-        if path.stem.split("_")[0] not in keep:
+    for path in (out / ".parts").iterdir():
+        if path.name.startswith(".") or path.stem not in keep:
             path.unlink(missing_ok=True)
-            removed += 1
-    for path in (out / ".parts").glob(".*.tmp"):
-        path.unlink(missing_ok=True)
+            removed += not path.name.startswith(".")
     for path in out.glob(".*.tmp"):
         path.unlink(missing_ok=True)
     return removed
@@ -104,15 +96,16 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     if not source:
         raise ConfigError("input.path", "no input: pass --input or set input.path in the pipeline")
     inp = spec.input
-    records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
-                          include=inp.include, exclude=inp.exclude)
+    # absolute paths: Dask workers elsewhere may not share our working directory
+    records = read_corpus(Path(source).resolve(), fmt=inp.format, key_column=inp.key_column,
+                          path_columns=inp.path_columns, include=inp.include, exclude=inp.exclude)
     execution = spec.execution
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)
     scheduler = opts.scheduler or execution.scheduler
     workers = opts.workers or execution.workers or default_workers()
 
-    out = Path(opts.output)
-    cache_dir = opts.cache_dir or spec.cache.dir or str(out / ".cache")
+    out = Path(opts.output).resolve()
+    cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     for sub in ("shards", ".parts", ".progress"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for path in (out / ".progress").glob("*"):
@@ -120,28 +113,30 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
 
     pipeline_hash = _pipeline_hash(spec, stages)
     shards = plan(records, spec, pipeline_hash)
-    removed = _clean(out, {name for name, _, _ in shards}, spec.output.name)
+    removed = _clean(out, {name for name, _, _ in shards})
     pipeline_doc = spec.model_dump(mode="json")
-    cache = str(Path(cache_dir).resolve()) if spec.cache.enabled else None
     tasks: list[ShardTask] = []
     complete = 0
     for i, (name, chunk, plan_hash) in enumerate(shards):
-        prev = None if opts.force else _previous(out, name)
+        prev = None if opts.force else trusted_part(out, name)
         if prev is not None and prev.get("plan") == plan_hash:
             complete += len(chunk)
             continue
-        reuse = prev is not None and prev.get("pipeline") == pipeline_hash
         tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
-                               plan_hash=plan_hash, out_dir=str(out.resolve()), cache_dir=cache,
-                               read_cache=not opts.force,
-                               previous=str(out / ".parts" / f"{name}.json") if reuse else None))
+                               plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
+                               cache_dir=str(cache_dir) if spec.cache.enabled else None,
+                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash))
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
+    if tasks or removed:
+        (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
     built: set[str] = set()
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
-                  enabled=opts.progress) as progress:
-        if executor == "dask":
+                  shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
+        if not tasks:
+            stream = iter(())
+        elif executor == "dask":
             stream = run_dask(build_shard, tasks, workers=workers, scheduler=scheduler)
         else:
             stream = run_local(build_shard, tasks, workers)
@@ -157,14 +152,15 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
            "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
            f"Python {platform.python_version()}"}
-    stats = None if (tasks or removed) else _refresh_stats(out, run)
+    stats = _refresh_stats(out, run)
     if stats is None:
-        merger = Merger(out, [s.name for s in stages])
+        slots = summary_slots(stages)
+        merger = Merger(out, slots)
         for name, _, _ in shards:
-            doc = _previous(out, name)
+            doc = trusted_part(out, name)
             if doc is not None:
                 merger.add(doc, built=name in built)
-        for slot, stage in zip(summary_slots(stages), stages, strict=True):
+        for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
         stats = merger.close(run)
@@ -178,7 +174,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
 
 
 def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-    """Nothing changed: keep index and errors as they are, note this run in stats.json."""
+    """Nothing changed since the last complete merge (stats.json is removed before any shard is built):
+    keep index and errors as they are, note this run in stats.json."""
     if not all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json")):
         return None
     try:

@@ -7,8 +7,9 @@ several workers (or several builds sharing ``--cache DIR``) can use one cache at
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from mmprep.atomic import atomic_write
 
 
 def digest(*parts: bytes | str) -> str:
@@ -26,8 +27,6 @@ class Cache:
     def __init__(self, root: str | Path | None, *, read: bool = True):
         self.root = Path(root) if root else None
         self.read = read
-        self.hits = 0
-        self.misses = 0
 
     def _path(self, key: str) -> Path:
         assert self.root is not None
@@ -37,18 +36,13 @@ class Cache:
         if self.root is None or not self.read:
             return None
         try:
-            data = self._path(key).read_bytes()
+            return self._path(key).read_bytes()
         except OSError:
-            self.misses += 1
             return None
-        self.hits += 1
-        return data
 
     def put(self, key: str, data: bytes) -> None:
         if self.root is None:
             return
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)

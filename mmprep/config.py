@@ -78,6 +78,10 @@ class CacheSpec(Section):
     dir: str | None = Field(None, description="Defaults to OUT/.cache; share one between builds.")
     final: bool = Field(True, description="Also store each record's finished members (one small file per "
                         "record), so touched, moved or re-sharded inputs skip every stage.")
+    stages: Literal["auto", "all"] = Field(
+        "auto", description="auto: store the output of the stages marked cacheable (features, embeddings, "
+        "alignments); all: of every stage, decoded pixels and audio included (disk-hungry), so that changing "
+        "any stage never recomputes the ones before it.")
 
 
 def pipeline_model() -> type[BaseModel]:

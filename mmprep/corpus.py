@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmprep.errors import ConfigError
 from mmprep.keys import unique_keys
-from mmprep.sample import ext_modality
+from mmprep.sample import RESERVED, ext_modality
+
+log = logging.getLogger(__name__)
+FIELD_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,8 @@ def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
     parts = []
     for ext, path in sorted(paths.items()):
         try:
-            st = os.stat(path)
-            parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}")
+            st = os.stat(path)  # ctime too: a chmod that makes a file readable must count as a change
+            parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
         except OSError:
             parts.append(f"{ext}:missing")
     for ext, text in sorted(inline.items()):
@@ -62,7 +67,11 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
     Hidden files and folders are skipped, and so are files without an extension.
     """
     groups: dict[str, dict[str, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        log.warning("input: cannot list %s (%s); its files are not in this build", exc.filename, exc.strerror)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or "." not in name:
@@ -72,7 +81,12 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
             if _skip(rel, include, exclude):
                 continue
             stem, ext = rel.rsplit(".", 1)
-            groups.setdefault(stem, {}).setdefault(ext.lower(), full)
+            fields = groups.setdefault(stem, {})
+            if ext.lower() in fields:
+                log.warning("input: %s and %s would both be field %r of %r; keeping the first",
+                            fields[ext.lower()], full, ext.lower(), stem)
+                continue
+            fields[ext.lower()] = full
     keys = unique_keys(list(groups))
     records = [
         Record(key=keys[stem], origin=stem, paths=paths, stamp=_stamp(paths, {}))
@@ -120,12 +134,17 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
         if key_column not in row or row[key_column] in (None, ""):
             raise ConfigError("input.key_column", f"row {n} of {path} has no {key_column!r} value")
         raw = str(row[key_column])
+        if raw in by_raw:
+            raise ConfigError("input.key_column", f"key {raw!r} appears twice in {path.name} (row {n})")
         paths: dict[str, str] = {}
         inline: dict[str, str] = {}
         for col, value in row.items():
             if col == key_column or value is None or value == "":
                 continue
             ext = str(col).lower()
+            if not FIELD_NAME.match(ext) or ext in RESERVED:
+                raise ConfigError("input", f"manifest column {col!r} is not a field name (lowercase "
+                                  "letters, digits, _ and inner dots, e.g. jpg or mfcc.npy)")
             if _is_path_column(ext, path_columns):
                 paths[ext] = str(base / str(value))
             else:

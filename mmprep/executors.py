@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,27 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Itera
                 yield task, exc
         return
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    # A worker killed by a crashing decoder or the OOM killer breaks the whole pool, and every shard
+    # still in it with it. Those are retried in a new pool; after a second crash, each alone, so only
+    # the shard that really kills its worker fails.
+    todo, attempt = list(tasks), 0
+    while todo:
+        groups = [todo] if attempt < 2 else [[task] for task in todo]
+        todo = []
+        for group in groups:
+            for task, result in _pool_round(fn, group, workers, ctx):
+                if not isinstance(result, BrokenProcessPool):
+                    yield task, result
+                elif attempt < 2:
+                    todo.append(task)
+                else:
+                    yield task, RuntimeError("the worker process died while building this shard")
+        attempt += 1
+        if todo:
+            log.warning("a worker process died; retrying %d shard(s)", len(todo))
+
+
+def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], workers: int, ctx: Any) -> Iterator[tuple[Any, Any]]:
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
         futures = {pool.submit(fn, task): task for task in tasks}
         pending = set(futures)

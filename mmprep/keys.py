@@ -30,10 +30,14 @@ def sanitize_key(raw: str) -> str:
 
 
 def unique_keys(raws: list[str]) -> dict[str, str]:
-    """Map each raw name to a sanitized key, suffixing a short hash where two would collide."""
+    """Map each raw name to a sanitized key, suffixing a short hash where two would collide.
+
+    A name that is already clean keeps its key whatever else is added to the corpus; names that
+    had to be changed get the hash suffix on a collision.
+    """
     out: dict[str, str] = {}
     taken: set[str] = set()
-    for raw in sorted(set(raws)):
+    for raw in sorted(set(raws), key=lambda r: (sanitize_key(r) != r, r)):
         key = sanitize_key(raw)
         if key in taken:
             key = f"{key}-{hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()}"

@@ -17,13 +17,13 @@ log = logging.getLogger("mmprep.build")
 
 
 class Progress:
-    def __init__(self, directory: Path, *, total: int, shards: int, base_done: int = 0, enabled: bool = True,
-                 interval: float = 10.0):
+    def __init__(self, directory: Path, *, total: int, shards: int, base_done: int = 0, shards_done: int = 0,
+                 enabled: bool = True, interval: float = 10.0):
         self.directory = directory
         self.total = total
         self.shards = shards
         self.base_done = base_done
-        self.shards_done = 0
+        self.shards_done = shards_done
         self.enabled = enabled
         self.interval = interval
         self.start = time.monotonic()

@@ -12,19 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mmprep.atomic import atomic_write, temp_name
+
 INDEX_COLUMNS = ("key", "shard", "offset", "size", "fields", "member_offsets", "member_sizes", "duration",
                  "status", "source")
 COUNTERS = ("in", "out", "skipped", "cached", "seconds")
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = _tmp(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _index_schema():
@@ -41,7 +33,7 @@ def _index_schema():
 class Merger:
     """Accumulates part files into the three outputs."""
 
-    def __init__(self, out: Path, stages: list[str], *, write_index: bool = True):
+    def __init__(self, out: Path, stages: list[str]):
         self.out = out
         self.stage_names = stages
         self.per_stage: dict[str, dict[str, Any]] = {
@@ -50,12 +42,12 @@ class Merger:
         self.summaries: dict[str, list[dict[str, Any]]] = {}
         self.records = self.rows = self.dropped = self.omitted = self.cached = self.reused = 0
         self.shards: list[str] = []
-        self._index = None
-        if write_index:
-            import pyarrow.parquet as pq
+        import pyarrow.parquet as pq
 
-            self._index = pq.ParquetWriter(_tmp(out / "index.parquet"), _index_schema())
-        self._errors = open(_tmp(out / "errors.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
+        self._index_tmp = temp_name(out / "index.parquet")
+        self._index = pq.ParquetWriter(self._index_tmp, _index_schema())
+        self._errors_tmp = temp_name(out / "errors.jsonl")
+        self._errors = open(self._errors_tmp, "w", encoding="utf-8")  # noqa: SIM115
 
     def add(self, doc: dict[str, Any], *, built: bool) -> None:
         self.records += doc["records"]
@@ -78,7 +70,7 @@ class Merger:
             self._errors.write("\n")
         for name, summary in doc.get("summaries", {}).items():
             self.summaries.setdefault(name, []).append(summary)
-        if self._index is not None and doc["rows"]:
+        if doc["rows"]:
             import pyarrow as pa
 
             table = pa.Table.from_pylist([{c: r.get(c) for c in INDEX_COLUMNS} for r in doc["rows"]],
@@ -87,10 +79,9 @@ class Merger:
 
     def close(self, run: dict[str, Any]) -> dict[str, Any]:
         self._errors.close()
-        os.replace(_tmp(self.out / "errors.jsonl"), self.out / "errors.jsonl")
-        if self._index is not None:
-            self._index.close()
-            os.replace(_tmp(self.out / "index.parquet"), self.out / "index.parquet")
+        os.replace(self._errors_tmp, self.out / "errors.jsonl")
+        self._index.close()
+        os.replace(self._index_tmp, self.out / "index.parquet")
         for name, counts in self.per_stage.items():
             if "seconds" in counts:
                 counts["seconds"] = round(counts["seconds"], 4)

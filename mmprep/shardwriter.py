@@ -13,6 +13,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmprep.atomic import temp_name
+
 
 @dataclass
 class MemberInfo:
@@ -49,7 +51,7 @@ class ShardWriter:
     def _open(self) -> tarfile.TarFile:
         if self._tar is None:
             self._final = self._filename()
-            self._tmp = self.directory / f".{self._final}.{os.getpid()}.tmp"
+            self._tmp = temp_name(self.directory / self._final)
             self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
         return self._tar
 

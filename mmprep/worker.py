@@ -4,9 +4,10 @@ This is the unit of work that executors ship to processes or Dask workers, so wh
 (:class:`ShardTask`) and returns (a dict, saved as the shard's part file) is plain data.
 
 Caching, per sample: ``hashes[i]`` is the content key of the sample's state before stage ``i``
-(``hashes[0]`` hashes the input bytes; each next one adds a stage's name, version and parameters).
-The output of every ``cacheable`` stage is stored under its key, and the final members of each
-record under the last key plus the output settings; a rerun starts from the deepest hit.
+(``hashes[0]`` hashes the input bytes, the record's origin and the optional-field policy; each next
+one adds a stage's name, version and parameters). The output of every cacheable stage is stored
+under its key (with the errors so far), and the finished members of each record under the last key
+plus the output settings; a rerun starts from the deepest hit.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ import json
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmprep import serialize
+from mmprep.atomic import temp_name
 from mmprep.cache import Cache, digest
 from mmprep.codecs import encode_field, to_json
 from mmprep.config import instantiate, parse_pipeline, stage_fingerprint
 from mmprep.corpus import Record
 from mmprep.errors import Drop
+from mmprep.keys import sanitize_key
+from mmprep.reuse import Previous, dump_entry, load_entry, tar_stamps
 from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import SampleInfo, ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
 
 _STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
+_TRANSIENT = ("input.unreadable",)  # errors worth retrying next run: never cached
 
 
 @dataclass
@@ -43,7 +48,7 @@ class ShardTask:
     out_dir: str
     cache_dir: str | None
     read_cache: bool = True
-    previous: str | None = None  # the shard's part file from an earlier build with the same pipeline
+    reuse: bool = False  # copy unchanged records from the previous build of this shard
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Item:
     origin: str
     start: int = 0
     partial: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)  # this sample's own, carried through the cache
 
 
 def _stages_for(task: ShardTask) -> list[Stage]:
@@ -87,8 +93,8 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     return sample, problems
 
 
-def input_hash(sample: Sample) -> str:
-    parts: list[bytes | str] = [sample[KEY]]
+def input_hash(sample: Sample, origin: str, policy: str) -> str:
+    parts: list[bytes | str] = [sample[KEY], origin, policy]
     for name in data_fields(sample):
         value = sample[name]
         parts += [name, value if isinstance(value, (bytes, str)) else repr(value)]
@@ -100,65 +106,6 @@ def chain(start: str, fingerprints: list[str]) -> list[str]:
     for fp in fingerprints:
         hashes.append(digest(hashes[-1], fp))
     return hashes
-
-
-def _dump_entry(entry: dict[str, Any]) -> bytes:
-    blobs: dict[str, Any] = {}
-    doc = {"errors": entry["errors"], "samples": []}
-    for key, members, meta in entry["samples"]:
-        doc["samples"].append({"key": key, "fields": [ext for ext, _ in members], "meta": meta})
-        for _ext, data in members:
-            blobs[f"{len(blobs)}"] = data
-    return serialize.dumps({"doc": doc, **blobs})
-
-
-def _load_entry(data: bytes) -> dict[str, Any]:
-    raw = serialize.loads(data)
-    doc, n = raw["doc"], 0
-    samples = []
-    for s in doc["samples"]:
-        members = []
-        for ext in s["fields"]:
-            members.append((ext, raw[str(n)]))
-            n += 1
-        samples.append((s["key"], members, s["meta"]))
-    return {"samples": samples, "errors": doc["errors"]}
-
-
-class Previous:
-    """An earlier build of this shard: records whose files kept their size and mtime are copied from it.
-
-    This is the fast path for incremental builds (like make or rsync): an unchanged record costs one
-    read of its members from the old tar, instead of reading and hashing its inputs.
-    """
-
-    def __init__(self, part: str, shards: Path):
-        doc = json.loads(Path(part).read_text())
-        self.stamps: dict[str, str] = doc.get("stamps", {})
-        self.rows: dict[str, list[dict[str, Any]]] = {}
-        self.errors: dict[str, list[dict[str, Any]]] = {}
-        for row in doc["rows"]:
-            self.rows.setdefault(row["record"], []).append(row)
-        for err in doc["errors"]:
-            self.errors.setdefault(err.get("record", ""), []).append(err)
-        self._files = {name: open(shards / name, "rb") for name in doc["tars"]}  # noqa: SIM115
-
-    def entry(self, record: Record) -> dict[str, Any] | None:
-        if self.stamps.get(record.key) != record.stamp:
-            return None
-        samples = []
-        for row in self.rows.get(record.key, []):
-            fh = self._files[row["shard"]]
-            members = []
-            for fld, off, size in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True):
-                fh.seek(off)
-                members.append((fld, fh.read(size)))
-            samples.append((row["key"], members, row))
-        return {"samples": samples, "errors": self.errors.get(record.key, [])}
-
-    def close(self) -> None:
-        for fh in self._files.values():
-            fh.close()
 
 
 def index_row(info: SampleInfo, meta: dict[str, Any]) -> dict[str, Any]:
@@ -176,16 +123,31 @@ def index_row(info: SampleInfo, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _safe_load(data: bytes | None, loader: Any) -> Any:
+    """A cache entry, or None when it is missing or unreadable (a torn write is just a miss)."""
+    if data is None:
+        return None
+    try:
+        return loader(data)
+    except Exception:  # noqa: BLE001 - any corruption means: recompute
+        return None
+
+
 class ShardBuilder:
     def __init__(self, task: ShardTask):
         self.task = task
         self.spec = parse_pipeline(task.pipeline)
         self.stages = _stages_for(task)
+        self.slots = summary_slots(self.stages)
         self.fps = [stage_fingerprint(s) for s in self.stages]
         self.out_fp = digest(to_json(self.spec.output.model_dump(mode="json")))
+        self.policy = to_json(sorted(self.spec.output.optional))
+        cache_all = self.spec.cache.stages == "all"
+        self.cacheable = [cache_all or s.cacheable for s in self.stages]
         self.cache = Cache(task.cache_dir, read=task.read_cache)
-        self.counters = {s.name: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for s in self.stages}
-        self.replayers = [s for s in self.stages if s.summarizes]
+        self.counters = {slot: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for slot in self.slots}
+        summarizers = [i for i, s in enumerate(self.stages) if s.summarizes]
+        self.resume_limit = min(summarizers, default=len(self.stages))  # never resume past a summarizer
         self.cached_records = 0
         self.reused_records = 0
         self.out = Path(task.out_dir)
@@ -201,7 +163,7 @@ class ShardBuilder:
             path = item.sample.get(SOURCE, {}).get(drop.field)
             if path:
                 rec["path"] = path
-        item.entry["errors"].append(rec)
+        item.errors.append(rec)
 
     def _survives(self, item: Item, stage: str, drop: Drop) -> bool:
         """Record a drop; True when the sample lives on (only an optional field went)."""
@@ -211,11 +173,13 @@ class ShardBuilder:
             self._error(item, stage, drop, "omitted")
             return True
         self._error(item, stage, drop, "dropped")
+        item.entry["errors"].extend(item.errors)
         return False
 
     # -- the stage loop ------------------------------------------------------------------------------
     def run_stage(self, i: int, stage: Stage, items: list[Item]) -> list[Item]:
-        counter = self.counters[stage.name]
+        slot = self.slots[i]
+        counter = self.counters[slot]
         todo = [n for n, it in enumerate(items) if it.start <= i and stage.applies(it.sample)]
         counter["skipped"] += sum(1 for it in items if it.start <= i) - len(todo)
         if not todo:
@@ -231,32 +195,54 @@ class ShardBuilder:
                 continue
             result = results[n]
             if isinstance(result, Drop):
-                if self._survives(item, stage.name, result):
-                    out.append(self._ran(i, stage, item))
+                if self._survives(item, slot, result):
+                    out.append(self._ran(i, item))
             elif isinstance(result, list):  # fan-out: clips, segments
-                if not result:
-                    self._survives(item, stage.name, Drop(f"{stage.name}.empty", "the stage produced no samples"))
-                for child in result:
-                    hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], child[KEY]), self.fps[i + 1 :])
-                    kid = Item(sample=child, hashes=hashes, entry=item.entry, origin=item.origin,
-                               start=i + 1, partial=item.partial)
-                    out.append(self._ran(i, stage, kid))
-                    self._resume(kid, after=i + 1)
+                out += self._fan_out(i, item, result)
             else:
                 item.sample = result
-                out.append(self._ran(i, stage, item))
+                out.append(self._ran(i, item))
         return out
 
-    def _ran(self, i: int, stage: Stage, item: Item) -> Item:
-        self.counters[stage.name]["out"] += 1
-        if stage.cacheable:
-            self.cache.put("s" + item.hashes[i + 1], serialize.dumps(item.sample))
+    def _fan_out(self, i: int, item: Item, children: list[Sample]) -> list[Item]:
+        slot = self.slots[i]
+        if not children:
+            self._survives(item, slot, Drop(f"{self.stages[i].name}.empty", "the stage produced no samples"))
+            return []
+        kids = []
+        for child in children:
+            key = child[KEY]
+            if key != sanitize_key(key):
+                self._error(item, slot, Drop(f"{self.stages[i].name}.bad_key", f"child key {key!r}"), "dropped")
+                continue
+            hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], key), self.fps[i + 1 :])
+            kids.append(Item(sample=child, hashes=hashes, entry=item.entry, origin=item.origin, start=i + 1,
+                             partial=item.partial, errors=list(item.errors)))
+        self.counters[slot]["out"] += len(kids)
+        if self.cacheable[i]:
+            blobs = {str(n): self._state(kid) for n, kid in enumerate(kids)}
+            self.cache.put("s" + item.hashes[i + 1], serialize.dumps({"children": len(kids), **blobs}))
+        out = []
+        for kid in kids:
+            out += self._resume(kid, after=i + 1)
+        return out
+
+    def _state(self, item: Item) -> bytes:
+        return serialize.dumps({"sample": serialize.dumps(item.sample), "errors": item.errors,
+                                "partial": item.partial})
+
+    def _ran(self, i: int, item: Item) -> Item:
+        self.counters[self.slots[i]]["out"] += 1
+        if self.cacheable[i]:
+            self.cache.put("s" + item.hashes[i + 1], self._state(item))
         return item
 
     def _call(self, stage: Stage, samples: list[Sample]) -> list[Any]:
         if stage.batched:
             try:
-                return stage.process_batch(samples)
+                results = stage.process_batch([dict(s) for s in samples])
+                if len(results) == len(samples):
+                    return results
             except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad sample
                 pass
         out: list[Any] = []
@@ -271,30 +257,37 @@ class ShardBuilder:
                                 f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"))
         return out
 
-    def _resume(self, item: Item, *, after: int = 0) -> None:
-        """Skip the stages whose output is cached: start after the deepest cached cacheable stage.
-
-        Never past a summarizing stage (one with ``replay``): it must see every sample of the shard.
-        """
-        for stage in self.replayers:
-            after = max(after, self.stages.index(stage) + 1)
-        for i in range(len(self.stages) - 1, after - 1, -1):
-            if self.stages[i].cacheable:
-                data = self.cache.get("s" + item.hashes[i + 1])
-                if data is not None:
-                    item.sample = serialize.loads(data)
-                    item.start = i + 1
-                    self.counters[self.stages[i].name]["cached"] += 1
-                    return
+    def _resume(self, item: Item, *, after: int = 0) -> list[Item]:
+        """Skip the stages whose output is cached: start after the deepest cached stage (never past a
+        summarizing stage, which must see every sample). A cached fan-out gives back its children."""
+        for i in range(min(self.resume_limit, len(self.stages)) - 1, after - 1, -1):
+            if not self.cacheable[i]:
+                continue
+            doc = _safe_load(self.cache.get("s" + item.hashes[i + 1]), serialize.loads)
+            if doc is None:
+                continue
+            self.counters[self.slots[i]]["cached"] += 1
+            if "children" in doc:
+                kids = []
+                for n in range(doc["children"]):
+                    state = serialize.loads(doc[str(n)])
+                    sample = serialize.loads(state["sample"])
+                    hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], sample[KEY]), self.fps[i + 1 :])
+                    kid = Item(sample=sample, hashes=hashes, entry=item.entry, origin=item.origin, start=i + 1,
+                               partial=state["partial"], errors=state["errors"])
+                    kids += self._resume(kid, after=i + 1)
+                return kids
+            item.sample = serialize.loads(doc["sample"])
+            item.errors, item.partial, item.start = doc["errors"], doc["partial"], i + 1
+            return [item]
+        return [item]
 
     # -- output --------------------------------------------------------------------------------------
     def members(self, item: Item) -> list[tuple[str, bytes]] | None:
         sample, out = item.sample, self.spec.output
         missing = [f for f in out.required if f not in sample]
         if missing:
-            self._error(item, "output", Drop("field.missing", f"required field(s) missing: {', '.join(missing)}"),
-                        "dropped")
-            return None
+            return self._dropped(item, Drop("field.missing", f"required field(s) missing: {', '.join(missing)}"))
         names = data_fields(sample)
         if out.fields is not None:
             names = [n for n in names if n in out.fields]
@@ -306,19 +299,30 @@ class ShardBuilder:
                 drop.field = drop.field or name
                 if not self._survives(item, "output", drop):
                     return None
+            except Exception as exc:  # noqa: BLE001 - an encoder choking on one value
+                if not self._survives(item, "output", Drop("encode.error", f"{type(exc).__name__}: {exc}",
+                                                           field=name)):
+                    return None
         if not members:
-            self._error(item, "output", Drop("sample.empty", "no field left to write"), "dropped")
-            return None
+            return self._dropped(item, Drop("sample.empty", "no field left to write"))
+        meta = sample.setdefault(META, {})
+        meta["status"] = "partial" if item.partial else "ok"
         if out.meta:
-            meta = sample.setdefault(META, {})
-            meta["status"] = "partial" if item.partial else "ok"
-            members.append(("meta.json", to_json(meta).encode("utf-8")))
+            try:
+                members.append(("meta.json", to_json(meta).encode("utf-8")))
+            except (TypeError, ValueError) as exc:
+                return self._dropped(item, Drop("meta.not_json", str(exc)))
         return members
 
+    def _dropped(self, item: Item, drop: Drop) -> None:
+        self._survives(item, "output", drop)
+        return None
+
     def _replay(self, entry: dict[str, Any]) -> dict[str, Any]:
-        for stage in self.replayers:
-            for key, members, _ in entry["samples"]:
-                stage.replay({KEY: key, **dict(members)})
+        for stage in self.stages:
+            if stage.summarizes:
+                for key, members, _ in entry["samples"]:
+                    stage.replay({KEY: key, **dict(members)})
         return entry
 
     def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
@@ -332,29 +336,30 @@ class ShardBuilder:
                 self.reused_records += 1
                 continue
             sample, problems = load_record(record)
-            hashes = chain(input_hash(sample), self.fps)
+            hashes = chain(input_hash(sample, record.origin, self.policy), self.fps)
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
-            cached = self.cache.get(final_key) if final_key else None
+            cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)
             if cached is not None:
-                entries.append(self._replay(_load_entry(cached)))
+                entries.append(self._replay(cached))
                 self.cached_records += 1
                 continue
             entry: dict[str, Any] = {"samples": [], "errors": [], "cache_key": final_key}
             entries.append(entry)
             item = Item(sample=sample, hashes=hashes, entry=entry, origin=record.origin)
             if all([self._survives(item, "input", drop) for drop in problems]):
-                self._resume(item)
-                items.append(item)
+                items += self._resume(item)
         for i, stage in enumerate(self.stages):
             items = self.run_stage(i, stage, items)
         for item in items:
             members = self.members(item)
             if members is not None:
+                item.entry["errors"].extend(item.errors)
                 item.entry["samples"].append((item.sample[KEY], members, item.sample.get(META, {})))
         for entry in entries:
             key = entry.pop("cache_key", None)
-            if key is not None:
-                self.cache.put(key, _dump_entry(entry))
+            if key is not None and not any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error")
+                                           for e in entry["errors"]):
+                self.cache.put(key, dump_entry(entry))
         return entries
 
     def progress(self, done: int, errors: int, *, final: bool = False) -> None:
@@ -362,14 +367,15 @@ class ShardBuilder:
         if not final and now - self._last_progress < 0.5:
             return
         self._last_progress = now
-        tmp = self.progress_path.with_name(f".{self.progress_path.name}.{os.getpid()}.tmp")
+        tmp = temp_name(self.progress_path)
         tmp.write_text(json.dumps({"done": done, "errors": errors}))
         os.replace(tmp, self.progress_path)
 
     def build(self) -> dict[str, Any]:
         task, spec = self.task, self.spec
-        writer = ShardWriter(self.out / "shards", task.name, max_bytes=spec.output.max_bytes)
-        previous = Previous(task.previous, self.out / "shards") if task.previous else None
+        shards = self.out / "shards"
+        previous = Previous(self.out, task.name) if task.reuse else None
+        writer = ShardWriter(shards, task.name, max_bytes=spec.output.max_bytes)
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         done = 0
@@ -392,12 +398,15 @@ class ShardBuilder:
         finally:
             if previous is not None:
                 previous.close()
-        summaries = {slot: s.end_shard() for slot, s in zip(summary_slots(self.stages), self.stages, strict=True)}
+        for stale in shards.glob(f"{task.name}*.tar"):  # parts an earlier build had and this one has not
+            if stale.name not in tars and (stale.stem == task.name or stale.stem[len(task.name):][:1] == "_"):
+                stale.unlink(missing_ok=True)
+        summaries = {slot: s.end_shard() for slot, s in zip(self.slots, self.stages, strict=True)}
         self.progress(done, len(errors), final=True)
         return {
             "name": task.name, "index": task.index, "plan": task.plan_hash, "pipeline": task.pipeline_hash,
-            "tars": tars, "records": len(task.records), "cached_records": self.cached_records,
-            "reused_records": self.reused_records, "stages": self.counters,
+            "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
+            "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
             "summaries": {k: v for k, v in summaries.items() if v is not None},
             "stamps": {r.key: r.stamp for r in task.records}, "rows": rows, "errors": errors,
         }
@@ -406,8 +415,8 @@ class ShardBuilder:
 def build_shard(task: ShardTask) -> dict[str, Any]:
     """Entry point for executors: build the shard and publish its part file (the completion marker)."""
     result = ShardBuilder(task).build()
-    parts = Path(task.out_dir) / ".parts"
-    tmp = parts / f".{task.name}.{os.getpid()}.tmp"
+    part = Path(task.out_dir) / ".parts" / f"{task.name}.json"
+    tmp = temp_name(part)
     tmp.write_text(json.dumps(result, ensure_ascii=False, default=str))
-    os.replace(tmp, parts / f"{task.name}.json")
+    os.replace(tmp, part)
     return {k: result[k] for k in ("name", "records", "tars")}

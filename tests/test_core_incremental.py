@@ -104,7 +104,8 @@ def test_shards_are_identical_for_any_worker_count_and_on_dask(tmp_path, corpus,
 def test_sigkill_midway_then_rerun_gives_the_same_samples(tmp_path, corpus):
     log = str(tmp_path / "slow.log")
     doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": log, "delay": 0.25}],
-           "output": {"name": "k", "max_samples": 2, "fields": ["txt", "jpg"]}}
+           "output": {"name": "k", "max_samples": 2, "fields": ["txt", "jpg"]},
+           "execution": {"batch_size": 1}}  # the tar is open while the next sample sleeps
     pipe = write_pipeline(tmp_path / "p.yaml", doc)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "1", "-q"]

@@ -8,6 +8,7 @@ counts every sample of each shard, replayed ones included (the pattern for summa
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from typing import Any
@@ -31,6 +32,8 @@ class Trace(Stage):
         tag: str = Field("trace", description="Written before each key; also appended to meta.trace.")
         cacheable: bool = Field(False, description="Cache this position's output like an expensive stage.")
         delay: float = Field(0.0, ge=0, description="Seconds to sleep per sample, to act like a slow stage.")
+        exit_on: str | None = Field(None, description="In a worker process, exit abruptly at this key, like a "
+                                    "decoder that crashes (for testing crash recovery).")
         count: bool = Field(False, description="Count every sample per shard, replayed ones included, like a "
                             "summarizing stage (which is then never skipped by the cache).")
 
@@ -54,6 +57,8 @@ class Trace(Stage):
 
     def process(self, sample: Sample) -> Sample:
         self.seen += 1
+        if sample["__key__"] == self.config.exit_on and multiprocessing.parent_process() is not None:
+            os._exit(70)
         if self.config.delay:
             time.sleep(self.config.delay)
         with open(self.config.path, "a", encoding="utf-8") as fh:
