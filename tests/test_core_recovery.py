@@ -135,3 +135,20 @@ def test_relative_paths_are_resolved(tmp_path, corpus, monkeypatch):
     assert summary["samples_out"] == 8
     part = json.loads(next((tmp_path / "o" / ".parts").glob("*.json")).read_text())
     assert part["errors"] == []
+
+
+def test_index_offsets_hold_after_an_incremental_rebuild(tmp_path, corpus, demo_doc):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    build(demo_doc, corpus, out, workers=1)
+    (corpus / "part0" / "item0004.txt").write_text("a caption that grew " * 30)  # shard 1 is rebuilt
+    summary = build(demo_doc, corpus, out, workers=1)
+    assert summary["records_reused"] == 3
+    got = members(out)
+    rows = pq.read_table(out / "index.parquet").to_pylist()
+    assert len(rows) == 8
+    for row in rows:
+        raw = (out / "shards" / row["shard"]).read_bytes()
+        for fld, off, size in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True):
+            assert raw[off : off + size] == got[f"{row['key']}.{fld}"]
