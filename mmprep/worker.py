@@ -336,7 +336,9 @@ class ShardBuilder:
                 self.reused_records += 1
                 continue
             sample, problems = load_record(record)
-            hashes = chain(input_hash(sample, record.origin, self.policy), self.fps)
+            # hashing every input byte only pays when there is a cache to look things up in
+            start = input_hash(sample, record.origin, self.policy) if self.cache.root else digest(sample[KEY])
+            hashes = chain(start, self.fps)
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)
             if cached is not None:

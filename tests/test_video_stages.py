@@ -120,6 +120,14 @@ def test_bad_videos_drop_with_reasons(video, cut):
     assert e.value.reason in ("video.corrupt", "video.no_frames")
 
 
+def test_unsupported_codec_is_a_reason_not_a_crash(video):
+    unknown = video.replace(b"avc1", b"zzz9")  # the sample entry's codec tag: no decoder knows it
+    for stage in ("video.probe", "video.frames", "video.clips"):
+        with pytest.raises(Drop) as e:
+            run(stage, {KEY: "k", "mp4": unknown})
+        assert e.value.reason == "video.unsupported_codec" and e.value.field == "mp4"
+
+
 def test_time_limit_drops_a_slow_sample(video):
     with pytest.raises(Drop) as e:
         run("video.frames", {KEY: "k", "mp4": video}, fps=10, time_limit=1e-9)

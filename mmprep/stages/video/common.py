@@ -55,6 +55,9 @@ def video_stream(container: Any, *, field: str) -> Any:
     if not container.streams.video:
         raise Drop("video.no_stream", f".{field} has no video stream", field=field)
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg knows no decoder for this codec tag
+        tag = getattr(stream, "codec_tag", None) or "unknown"
+        raise Drop("video.unsupported_codec", f".{field}: no decoder for video codec {tag!r}", field=field)
     stream.thread_type = "AUTO"
     return stream
 
