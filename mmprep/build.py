@@ -80,7 +80,7 @@ def _clean(out: Path, keep: set[str]) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     for path in (out / ".parts").iterdir():
-        if path.name.startswith(".") or path.stem not in keep:
+        if path.name.startswith(".") or path.name.split(".", 1)[0] not in keep:
             path.unlink(missing_ok=True)
             removed += not path.name.startswith(".")
     for path in out.glob(".*.tmp"):

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 FIELD_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One sample before it is read: its key, where each field comes from, and how to notice a change."""
 
@@ -29,24 +29,25 @@ class Record:
     origin: str
     paths: dict[str, str] = field(default_factory=dict)
     inline: dict[str, str] = field(default_factory=dict)
-    stamp: str = ""  # size and mtime of every file: equal stamps mean unchanged input
+    stamp: str = ""  # digest of every file's size, mtime and ctime: equal stamps mean unchanged input
 
     @property
     def fields(self) -> list[str]:
         return sorted({*self.paths, *self.inline})
 
 
-def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
+def _stamp(paths: dict[str, str], inline: dict[str, str], stats: dict[str, os.stat_result] | None = None) -> str:
     parts = []
     for ext, path in sorted(paths.items()):
         try:
-            st = os.stat(path)  # ctime too: a chmod that makes a file readable must count as a change
+            st = stats[path] if stats and path in stats else os.stat(path)
+            # ctime too: a chmod that makes a file readable must count as a change
             parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
         except OSError:
             parts.append(f"{ext}:missing")
     for ext, text in sorted(inline.items()):
-        parts.append(f"{ext}:inline:{hash_text(text)}")
-    return "|".join(parts)
+        parts.append(f"{ext}:inline:{text}")
+    return hash_text("|".join(parts))
 
 
 def hash_text(text: str) -> str:
@@ -67,31 +68,41 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
     Hidden files and folders are skipped, and so are files without an extension.
     """
     groups: dict[str, dict[str, str]] = {}
-
-    def unreadable(exc: OSError) -> None:
-        log.warning("input: cannot list %s (%s); its files are not in this build", exc.filename, exc.strerror)
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or "." not in name:
+    stats: dict[str, os.stat_result] = {}
+    prefix = len(str(root).rstrip(os.sep)) + 1
+    todo = [str(root)]
+    while todo:
+        folder = todo.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if _skip(rel, include, exclude):
+            if entry.is_dir():
+                todo.append(entry.path)
+                continue
+            if "." not in entry.name:
+                continue
+            rel = entry.path[prefix:].replace(os.sep, "/")
+            if (include or exclude) and _skip(rel, include, exclude):
                 continue
             stem, ext = rel.rsplit(".", 1)
             fields = groups.setdefault(stem, {})
             if ext.lower() in fields:
                 log.warning("input: %s and %s would both be field %r of %r; keeping the first",
-                            fields[ext.lower()], full, ext.lower(), stem)
+                            fields[ext.lower()], entry.path, ext.lower(), stem)
                 continue
-            fields[ext.lower()] = full
+            fields[ext.lower()] = entry.path
+            try:
+                stats[entry.path] = entry.stat()
+            except OSError:
+                pass
     keys = unique_keys(list(groups))
-    records = [
-        Record(key=keys[stem], origin=stem, paths=paths, stamp=_stamp(paths, {}))
-        for stem, paths in groups.items()
-    ]
+    records = [Record(key=keys[stem], origin=stem, paths=paths, stamp=_stamp(paths, {}, stats))
+               for stem, paths in groups.items()]
     return sorted(records, key=lambda r: r.key)
 
 

@@ -37,8 +37,9 @@ def unique_keys(raws: list[str]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     taken: set[str] = set()
-    for raw in sorted(set(raws), key=lambda r: (sanitize_key(r) != r, r)):
-        key = sanitize_key(raw)
+    clean = {raw: sanitize_key(raw) for raw in set(raws)}
+    for raw in sorted(clean, key=lambda r: (clean[r] != r, r)):
+        key = clean[raw]
         if key in taken:
             key = f"{key}-{hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()}"
         taken.add(key)

@@ -6,6 +6,7 @@ grow with the corpus. Each output is written to a temporary name and renamed, li
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -13,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.atomic import atomic_write, temp_name
+from mmprep.reuse import read_rows
 
-INDEX_COLUMNS = ("key", "shard", "offset", "size", "fields", "member_offsets", "member_sizes", "duration",
-                 "status", "source")
 COUNTERS = ("in", "out", "skipped", "cached", "seconds")
 
 
-def _index_schema():
+@functools.cache
+def index_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema([
@@ -45,13 +46,13 @@ class Merger:
         import pyarrow.parquet as pq
 
         self._index_tmp = temp_name(out / "index.parquet")
-        self._index = pq.ParquetWriter(self._index_tmp, _index_schema())
+        self._index = pq.ParquetWriter(self._index_tmp, index_schema())
         self._errors_tmp = temp_name(out / "errors.jsonl")
         self._errors = open(self._errors_tmp, "w", encoding="utf-8")  # noqa: SIM115
 
     def add(self, doc: dict[str, Any], *, built: bool) -> None:
         self.records += doc["records"]
-        self.rows += len(doc["rows"])
+        self.rows += doc["samples"]
         self.shards += doc["tars"]
         if built:
             self.cached += doc.get("cached_records", 0)
@@ -70,12 +71,13 @@ class Merger:
             self._errors.write("\n")
         for name, summary in doc.get("summaries", {}).items():
             self.summaries.setdefault(name, []).append(summary)
-        if doc["rows"]:
+        if doc["samples"]:
             import pyarrow as pa
 
-            table = pa.Table.from_pylist([{c: r.get(c) for c in INDEX_COLUMNS} for r in doc["rows"]],
-                                         schema=_index_schema())
-            self._index.write_table(table)
+            schema = index_schema()
+            rows = read_rows(self.out, doc["name"])
+            self._index.write_table(pa.Table.from_pylist([{c: r[c] for c in schema.names} for r in rows],
+                                                         schema=schema))
 
     def close(self, run: dict[str, Any]) -> dict[str, Any]:
         self._errors.close()

@@ -1,18 +1,33 @@
 """Reusing earlier work: finished-record cache entries, and the previous build of a shard.
 
-A finished record is what the shard writer needs for it: the samples it produced (key, members,
-metadata) and its errors. Both paths hand back that same ``entry`` dict.
+A finished record is what the shard writer needs for it: the samples it produced and its errors.
+A sample is ``(key, members, meta)``, where members are ``[(field, bytes)]`` or, when copied from the
+previous build of the shard, a :class:`Block` of raw tar bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmprep import serialize
 from mmprep.corpus import Record
+
+
+@dataclass
+class Block:
+    """One sample's contiguous headers + data in a tar, and where each member sits inside it."""
+
+    data: bytes
+    fields: list[str]
+    offsets: list[int]
+    sizes: list[int]
+
+    def members(self) -> list[tuple[str, bytes]]:
+        return [(f, self.data[o : o + s]) for f, o, s in zip(self.fields, self.offsets, self.sizes, strict=True)]
 
 
 def dump_entry(entry: dict[str, Any]) -> bytes:
@@ -47,22 +62,31 @@ def tar_stamps(shards: Path, tars: list[str]) -> dict[str, str]:
     return stamps
 
 
+def part_paths(out: Path, name: str) -> tuple[Path, Path]:
+    """The shard's part file (small JSON: the completion marker) and its index rows (JSON lines)."""
+    return out / ".parts" / f"{name}.json", out / ".parts" / f"{name}.rows.jsonl"
+
+
 def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
     """The shard's part file, if it describes exactly the tars that are there now."""
     try:
-        doc = json.loads((out / ".parts" / f"{name}.json").read_text())
+        doc = json.loads(part_paths(out, name)[0].read_text())
         return doc if tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps") else None
     except (OSError, ValueError, KeyError):
         return None
+
+
+def read_rows(out: Path, name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in part_paths(out, name)[1].read_text().splitlines()]
 
 
 class Previous:
     """An earlier build of this shard: records whose files kept their size, mtime and ctime are copied.
 
     This is the fast path for incremental builds (like make or rsync): an unchanged record costs one
-    read of its members from the old tar, instead of reading and hashing its inputs. The old tars are
-    opened here and the old part file is removed at once, before any new tar is published, so a crash
-    can never pair new tars with the old part file.
+    read of its contiguous bytes from the old tar, instead of reading, hashing and encoding its inputs.
+    The old tars are opened here and the old part file is removed at once, before any new tar is
+    published, so a crash can never pair new tars with the old part file.
     """
 
     def __init__(self, out: Path, name: str):
@@ -73,13 +97,17 @@ class Previous:
         self._files: dict[str, Any] = {}
         if doc is None:
             return
+        try:
+            rows = read_rows(out, name)
+        except OSError:
+            return
         self.stamps = doc.get("stamps", {})
-        for row in doc["rows"]:
+        for row in rows:
             self.rows.setdefault(row["record"], []).append(row)
         for err in doc["errors"]:
             self.errors.setdefault(err.get("record", ""), []).append(err)
         self._files = {t: open(out / "shards" / t, "rb") for t in doc["tars"]}  # noqa: SIM115
-        (out / ".parts" / f"{name}.json").unlink()
+        part_paths(out, name)[0].unlink()
 
     def entry(self, record: Record) -> dict[str, Any] | None:
         if not self._files or self.stamps.get(record.key) != record.stamp:
@@ -87,11 +115,10 @@ class Previous:
         samples = []
         for row in self.rows.get(record.key, []):
             fh = self._files[row["shard"]]
-            members = []
-            for fld, off, size in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True):
-                fh.seek(off)
-                members.append((fld, fh.read(size)))
-            samples.append((row["key"], members, {k: row[k] for k in ("duration", "status", "source")}))
+            fh.seek(row["offset"])
+            block = Block(fh.read(row["size"]), row["fields"], [o - row["offset"] for o in row["member_offsets"]],
+                          row["member_sizes"])
+            samples.append((row["key"], block, {k: row[k] for k in ("duration", "status", "source")}))
         return {"samples": samples, "errors": self.errors.get(record.key, [])}
 
     def close(self) -> None:

@@ -75,6 +75,20 @@ class ShardWriter:
         info.size = tar.offset - info.offset
         return info
 
+    def copy(self, key: str, block: bytes, fields: list[str], offsets: list[int], sizes: list[int]) -> SampleInfo:
+        """Append a sample's members exactly as an earlier shard holds them: its whole contiguous block
+        of headers and data (a multiple of 512 bytes), with member offsets relative to the block."""
+        if self._tar is not None and self.max_bytes and self._tar.offset >= self.max_bytes:
+            self._close_part()
+            self.part += 1
+        tar = self._open()
+        info = SampleInfo(key=key, shard=self._final, offset=tar.offset, size=len(block))
+        tar.fileobj.write(block)
+        tar.offset += len(block)
+        info.members = [MemberInfo(field=f, offset=info.offset + o, size=s)
+                        for f, o, s in zip(fields, offsets, sizes, strict=True)]
+        return info
+
     def _close_part(self) -> None:
         if self._tar is None:
             return

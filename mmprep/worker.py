@@ -28,7 +28,7 @@ from mmprep.config import instantiate, parse_pipeline, stage_fingerprint
 from mmprep.corpus import Record
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
-from mmprep.reuse import Previous, dump_entry, load_entry, tar_stamps
+from mmprep.reuse import Block, Previous, dump_entry, load_entry, part_paths, tar_stamps
 from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import SampleInfo, ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
@@ -322,7 +322,8 @@ class ShardBuilder:
         for stage in self.stages:
             if stage.summarizes:
                 for key, members, _ in entry["samples"]:
-                    stage.replay({KEY: key, **dict(members)})
+                    pairs = members.members() if isinstance(members, Block) else members
+                    stage.replay({KEY: key, **dict(pairs)})
         return entry
 
     def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
@@ -390,7 +391,11 @@ class ShardBuilder:
                     for err in entry["errors"]:
                         errors.append({**err, "record": record.key})
                     for key, members, meta in entry["samples"]:
-                        rows.append({**index_row(writer.write(key, members), meta), "record": record.key})
+                        if isinstance(members, Block):
+                            info = writer.copy(key, members.data, members.fields, members.offsets, members.sizes)
+                        else:
+                            info = writer.write(key, members)
+                        rows.append({**index_row(info, meta), "record": record.key})
                 done += len(batch)
                 self.progress(done, len(errors))
             tars = writer.close()
@@ -415,9 +420,15 @@ class ShardBuilder:
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:
-    """Entry point for executors: build the shard and publish its part file (the completion marker)."""
+    """Entry point for executors: build the shard, then publish its index rows and its part file (the
+    completion marker, written last)."""
     result = ShardBuilder(task).build()
-    part = Path(task.out_dir) / ".parts" / f"{task.name}.json"
+    part, rows_path = part_paths(Path(task.out_dir), task.name)
+    rows = result.pop("rows")
+    tmp = temp_name(rows_path)
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    os.replace(tmp, rows_path)
+    result["samples"] = len(rows)
     tmp = temp_name(part)
     tmp.write_text(json.dumps(result, ensure_ascii=False, default=str))
     os.replace(tmp, part)
