@@ -31,7 +31,11 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Itera
             except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
                 yield task, exc
         return
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["mmprep.worker"])  # workers fork with the core already imported
+    else:
+        ctx = mp.get_context("spawn")
     # A worker killed by a crashing decoder or the OOM killer breaks the whole pool, and every shard
     # still in it with it. Those are retried in a new pool; after a second crash, each alone, so only
     # the shard that really kills its worker fails.
