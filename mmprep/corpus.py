@@ -36,12 +36,14 @@ class Record:
         return sorted({*self.paths, *self.inline})
 
 
-def _stamp(paths: dict[str, str], inline: dict[str, str], stats: dict[str, os.stat_result] | None = None) -> str:
+_NONE: dict[str, str] = {}  # shared by records without inline fields (never mutated)
+
+
+def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
     parts = []
     for ext, path in sorted(paths.items()):
         try:
-            st = stats[path] if stats and path in stats else os.stat(path)
-            # ctime too: a chmod that makes a file readable must count as a change
+            st = os.stat(path)  # ctime too: a chmod that makes a file readable must count as a change
             parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
         except OSError:
             parts.append(f"{ext}:missing")
@@ -68,7 +70,7 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
     Hidden files and folders are skipped, and so are files without an extension.
     """
     groups: dict[str, dict[str, str]] = {}
-    stats: dict[str, os.stat_result] = {}
+    stamps: dict[str, list[str]] = {}  # per stem: "ext:size:mtime:ctime" of each file
     prefix = len(str(root).rstrip(os.sep)) + 1
     todo = [str(root)]
     while todo:
@@ -97,12 +99,15 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
                 continue
             fields[ext.lower()] = entry.path
             try:
-                stats[entry.path] = entry.stat()
+                st = entry.stat()
+                stamp = f"{ext.lower()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
             except OSError:
-                pass
+                stamp = f"{ext.lower()}:missing"
+            stamps.setdefault(stem, []).append(stamp)
     keys = unique_keys(list(groups))
-    records = [Record(key=keys[stem], origin=stem, paths=paths, stamp=_stamp(paths, {}, stats))
-               for stem, paths in groups.items()]
+    records = [Record(key=keys[stem], origin=stem, paths=paths, inline=_NONE,
+                      stamp=hash_text("|".join(sorted(stamps[stem])))) for stem, paths in groups.items()]
+    del groups, stamps, keys
     return sorted(records, key=lambda r: r.key)
 
 

@@ -143,6 +143,16 @@ def get_stage(name: str) -> type[Stage]:
     return stages[name]
 
 
+def make_stage(name: str, **params: Any) -> Stage:
+    """A stage from its YAML name and parameters, checked and set up as a worker would: for using one
+    stage on its own (notebooks, tests, benchmarks)."""
+    cls = get_stage(name)
+    stage = cls(cls.Spec(stage=name, **params))
+    stage.check()
+    stage.setup()
+    return stage
+
+
 def summary_slots(stages: list[Stage]) -> list[str]:
     """Where each stage's per-shard summary is filed: its name, ``name#2``... for repeats."""
     seen: dict[str, int] = {}

@@ -10,7 +10,8 @@ import pytest
 
 from mmprep.errors import Drop
 from mmprep.sample import Audio
-from mmprep.testing.audio import encoded_bytes, make_stage, tone
+from mmprep.stage import make_stage
+from mmprep.testing.audio import encoded_bytes, tone
 from mmprep.testing.media import mp4_bytes, wav_bytes
 
 

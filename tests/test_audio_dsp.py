@@ -7,9 +7,10 @@ import pytest
 
 from mmprep.errors import Drop
 from mmprep.sample import Audio
+from mmprep.stage import make_stage
 from mmprep.stages.audio.loudness import integrated_lufs
 from mmprep.stages.audio.vad import intervals, speech_mask
-from mmprep.testing.audio import burst_signal, chirp, make_stage, noise, snr_db, speech_like, tone, tone_bursts
+from mmprep.testing.audio import burst_signal, chirp, noise, snr_db, speech_like, tone, tone_bursts
 from mmprep.testing.media import srt_text
 
 BURSTS = [(0.5, 1.2), (2.0, 2.35), (3.1, 4.4)]

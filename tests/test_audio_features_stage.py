@@ -8,7 +8,8 @@ import pytest
 from mmprep.errors import ConfigError, Drop
 from mmprep.features import compute
 from mmprep.sample import Audio
-from mmprep.testing.audio import chirp, make_stage, speech_like
+from mmprep.stage import make_stage
+from mmprep.testing.audio import chirp, speech_like
 
 
 def s(key: str, x: np.ndarray | bytes, rate: int = 16000) -> dict:

@@ -8,17 +8,11 @@ import pytest
 
 from mmprep.errors import Drop, MissingDependency
 from mmprep.sample import KEY, Image
-from mmprep.stage import get_stage
+from mmprep.stage import make_stage
 from mmprep.stages.image.header import read_header
 from mmprep.testing.images import encode, photo, png_bomb, with_exif_orientation
 
-
-def stage(name: str, **params):
-    cls = get_stage(name)
-    s = cls(cls.Spec(stage=name, **params))
-    s.check()
-    s.setup()
-    return s
+stage = make_stage
 
 
 def run(name: str, sample: dict, **params) -> dict:

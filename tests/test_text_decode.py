@@ -8,8 +8,9 @@ import tarfile
 import pytest
 
 from mmprep.errors import Drop
+from mmprep.stage import make_stage
 from mmprep.stages.text.encoding import decode_text
-from mmprep.testing.text import ENCODED, MIXED, make_stage, text_corpus
+from mmprep.testing.text import ENCODED, MIXED, text_corpus
 from tests.conftest import build
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmprep.errors import Drop
-from mmprep.testing.text import make_stage
+from mmprep.stage import make_stage
 
 
 def norm(text: str, **params) -> str:

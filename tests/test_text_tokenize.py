@@ -10,7 +10,8 @@ from nltk.stem import PorterStemmer, SnowballStemmer
 from nltk.tokenize import RegexpTokenizer, TreebankWordTokenizer, WordPunctTokenizer
 
 from mmprep.errors import ConfigError, Drop
-from mmprep.testing.text import EN, MIXED, ZH, make_stage, run_stages
+from mmprep.stage import make_stage
+from mmprep.testing.text import EN, MIXED, ZH, run_stages
 
 
 def tokens(text: str, **params) -> dict:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mmprep.errors import ConfigError
-from mmprep.testing.text import make_stage, text_corpus
+from mmprep.stage import make_stage
+from mmprep.testing.text import text_corpus
 from mmprep.text import vocab as vocablib
 from tests.conftest import build, run_cli
 

@@ -126,12 +126,3 @@ def encoded_bytes(samples: np.ndarray, rate: int = 16000, *, ext: str = "mp3") -
     return buf.getvalue()
 
 
-def make_stage(name: str, **params):
-    """A stage from its YAML name and parameters, checked and set up as a build would (for tests)."""
-    from mmprep.stage import get_stage
-
-    cls = get_stage(name)
-    stage = cls(cls.Spec(stage=name, **params))
-    stage.check()
-    stage.setup()
-    return stage

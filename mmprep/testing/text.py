@@ -58,17 +58,6 @@ def text_corpus(root: Path, n: int = 12, *, bad: bool = False) -> dict[str, str]
     return reasons
 
 
-def make_stage(name: str, **params):
-    """A registered stage, checked and set up as a worker would (for unit tests and benchmarks)."""
-    from mmprep.stage import get_stage
-
-    cls = get_stage(name)
-    stage = cls(cls.Spec(stage=name, **params))
-    stage.check()
-    stage.setup()
-    return stage
-
-
 def run_stages(stages: list, sample: dict) -> dict:
     """Run ``stages`` in order over one sample (raises the first Drop)."""
     for stage in stages:
