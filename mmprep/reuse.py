@@ -8,6 +8,7 @@ previous build of the shard, a :class:`Block` of raw tar bytes.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,8 @@ def tar_stamps(shards: Path, tars: list[str]) -> dict[str, str]:
 
 
 def part_paths(out: Path, name: str) -> tuple[Path, Path]:
-    """The shard's part file (small JSON: the completion marker) and its index rows (JSON lines)."""
-    return out / ".parts" / f"{name}.json", out / ".parts" / f"{name}.rows.jsonl"
+    """The shard's part file (small JSON: the completion marker) and its index rows (a JSON list)."""
+    return out / ".parts" / f"{name}.json", out / ".parts" / f"{name}.rows"
 
 
 def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
@@ -77,7 +78,7 @@ def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
 
 
 def read_rows(out: Path, name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in part_paths(out, name)[1].read_text().splitlines()]
+    return json.loads(part_paths(out, name)[1].read_text())
 
 
 class Previous:
@@ -106,7 +107,9 @@ class Previous:
             self.rows.setdefault(row["record"], []).append(row)
         for err in doc["errors"]:
             self.errors.setdefault(err.get("record", ""), []).append(err)
-        self._files = {t: open(out / "shards" / t, "rb") for t in doc["tars"]}  # noqa: SIM115
+        # memory-mapped: slicing costs no system call per sample, and the maps stay valid after the
+        # new tars replace the old names
+        self._files = {t: _map(out / "shards" / t) for t in doc["tars"]}
         part_paths(out, name)[0].unlink()
 
     def entry(self, record: Record) -> dict[str, Any] | None:
@@ -114,13 +117,18 @@ class Previous:
             return None
         samples = []
         for row in self.rows.get(record.key, []):
-            fh = self._files[row["shard"]]
-            fh.seek(row["offset"])
-            block = Block(fh.read(row["size"]), row["fields"], [o - row["offset"] for o in row["member_offsets"]],
-                          row["member_sizes"])
+            start = row["offset"]
+            block = Block(self._files[row["shard"]][start : start + row["size"]], row["fields"],
+                          [o - start for o in row["member_offsets"]], row["member_sizes"])
             samples.append((row["key"], block, {k: row[k] for k in ("duration", "status", "source")}))
         return {"samples": samples, "errors": self.errors.get(record.key, [])}
 
     def close(self) -> None:
-        for fh in self._files.values():
-            fh.close()
+        for mapped in self._files.values():
+            mapped.close()
+        self._files = {}
+
+
+def _map(path: Path) -> mmap.mmap:
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)

@@ -426,7 +426,7 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     part, rows_path = part_paths(Path(task.out_dir), task.name)
     rows = result.pop("rows")
     tmp = temp_name(rows_path)
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    tmp.write_text(json.dumps(rows, ensure_ascii=False))
     os.replace(tmp, rows_path)
     result["samples"] = len(rows)
     tmp = temp_name(part)
