@@ -76,8 +76,9 @@ class ExecutionSpec(Section):
 class CacheSpec(Section):
     enabled: bool = True
     dir: str | None = Field(None, description="Defaults to OUT/.cache; share one between builds.")
-    final: bool = Field(True, description="Also store each record's finished members (one small file per "
-                        "record), so touched, moved or re-sharded inputs skip every stage.")
+    final: bool = Field(False, description="Also store each record's finished members (a second copy of the "
+                        "output), so touched, moved or re-sharded inputs skip every stage; unchanged files are "
+                        "copied from the previous shard without it.")
     stages: Literal["auto", "all"] = Field(
         "auto", description="auto: store the output of the stages marked cacheable (features, embeddings, "
         "alignments); all: of every stage, decoded pixels and audio included (disk-hungry), so that changing "

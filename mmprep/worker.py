@@ -145,6 +145,7 @@ class ShardBuilder:
         cache_all = self.spec.cache.stages == "all"
         self.cacheable = [cache_all or s.cacheable for s in self.stages]
         self.cache = Cache(task.cache_dir, read=task.read_cache)
+        self.hashing = self.cache.root is not None and (self.spec.cache.final or any(self.cacheable))
         self.counters = {slot: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for slot in self.slots}
         summarizers = [i for i, s in enumerate(self.stages) if s.summarizes]
         self.resume_limit = min(summarizers, default=len(self.stages))  # never resume past a summarizer
@@ -337,8 +338,8 @@ class ShardBuilder:
                 self.reused_records += 1
                 continue
             sample, problems = load_record(record)
-            # hashing every input byte only pays when there is a cache to look things up in
-            start = input_hash(sample, record.origin, self.policy) if self.cache.root else digest(sample[KEY])
+            # hashing every input byte only pays when something will be looked up in the cache
+            start = input_hash(sample, record.origin, self.policy) if self.hashing else digest(sample[KEY])
             hashes = chain(start, self.fps)
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)

@@ -193,7 +193,9 @@ def test_incremental_rebuild_keeps_every_record_in_the_report(built, tmp_path):
     root, _ = built
     src, out = tmp_path / "in", tmp_path / "out"
     shutil.copytree(root / "in", src)
-    shutil.copytree(root / "out", out)
+    res = CliRunner().invoke(load_commands(), ["build", str(PIPELINE), "-i", str(src), "-o", str(out), "-w", "1",
+                                               "-q"])
+    assert res.exit_code == 0, res.output
     before = json.loads((out / "alignment_report.json").read_text())
     srt = next(src.glob("shift.srt"))
     srt.write_text(srt.read_text() + "\n")  # one input changes; the shard's others are replayed
@@ -201,7 +203,7 @@ def test_incremental_rebuild_keeps_every_record_in_the_report(built, tmp_path):
                                                "-q", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
-    assert summary["shards_built"] >= 1 and summary["records_reused"] + summary["records_from_cache"] >= 1
+    assert summary["shards_built"] >= 1 and summary["records_reused"] >= 1
     after = json.loads((out / "alignment_report.json").read_text())
     assert after["totals"]["records"] == before["totals"]["records"] == 7
     assert sorted((r["key"], r["field"], r["status"]) for r in after["records"]) == sorted(

@@ -24,6 +24,7 @@ def traced(tmp_path, *, lowercase=False, cache_a=True, count=False) -> dict:
             {"stage": "debug.trace", "path": log, "tag": "C", "count": count},
         ],
         "output": {"name": "t", "max_samples": 3, "fields": ["txt"]},
+        "cache": {"final": True},
     }
 
 
