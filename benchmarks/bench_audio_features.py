@@ -93,7 +93,7 @@ def ours_function(clips: list[np.ndarray], kind: str, device: str, threads: int 
 def ours_stage(clips: list[np.ndarray], kind: str, device: str, batch_size: int = 32) -> None:
     """What a build does: the stage's process_batch over the worker's micro-batches of decoded samples."""
     from mmprep.sample import Audio
-    from mmprep.testing.audio import make_stage
+    from mmprep.stage import make_stage
 
     extra = {"n_mfcc": N_MFCC} if kind == "mfcc" else {}
     stage = make_stage(f"audio.{kind}", device=device, **PARAMS, **extra)

@@ -29,7 +29,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchutil import RESULTS, WORK, machine  # noqa: E402
-from mmprep.testing.text import EN, MIXED, ZH, ZH_TW, make_stage  # noqa: E402
+from mmprep.stage import make_stage  # noqa: E402
+from mmprep.testing.text import EN, MIXED, ZH, ZH_TW  # noqa: E402
 
 EN_MORE = EN + ["Captions, transcripts and subtitles arrive in every encoding a crawl contains.",
                 "She sells sea-shells by the sea-shore; the shells she sells are surely sea-shells.",
