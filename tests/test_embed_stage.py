@@ -57,7 +57,9 @@ def test_embed_stage_in_a_build_and_cached_rerun(tmp_path):
     again = raw_build(tmp_path / "corpus", tmp_path / "out2", stages=stages, optional=optional,
                       cache=tmp_path / "cache")
     stats = json.loads((tmp_path / "out2" / "stats.json").read_text())
-    assert again["records_from_cache"] == 9 and stats["stages"]["embed"]["in"] == 0
+    assert again["samples_out"] == 9
+    assert stats["stages"]["embed"]["in"] == 0 and stats["stages"]["embed#2"]["in"] == 0  # all from the cache
+    assert stats["stages"]["embed"]["cached"] + stats["stages"]["embed#2"]["cached"] == 9
 
 
 def test_audio_logmel_statistics():
