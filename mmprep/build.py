@@ -8,12 +8,14 @@ whatever the worker count or executor.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import platform
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
     built: set[str] = set()
+    if tasks:  # the merge needs pyarrow: import it while the workers run, not after
+        threading.Thread(target=importlib.import_module, args=("pyarrow.parquet",), daemon=True).start()
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
         if not tasks:
