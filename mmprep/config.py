@@ -80,9 +80,9 @@ class CacheSpec(Section):
                         "output), so touched, moved or re-sharded inputs skip every stage; unchanged files are "
                         "copied from the previous shard without it.")
     stages: Literal["auto", "all"] = Field(
-        "auto", description="auto: store the output of the stages marked cacheable (features, embeddings, "
-        "alignments); all: of every stage, decoded pixels and audio included (disk-hungry), so that changing "
-        "any stage never recomputes the ones before it.")
+        "auto", description="auto: store the output of the stages marked cacheable (audio features, "
+        "embeddings, video frames and clips); all: of every stage, decoded pixels and audio included "
+        "(disk-hungry), so that changing any stage never recomputes the ones before it.")
 
 
 def pipeline_model() -> type[BaseModel]:
