@@ -128,6 +128,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                                plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                                cache_dir=str(cache_dir) if spec.cache.enabled else None,
                                reuse=prev is not None and prev.get("pipeline") == pipeline_hash))
+    tasks.sort(key=lambda t: -sum(r.size for r in t.records))  # longest first: a short tail, same output
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
     if tasks or removed:

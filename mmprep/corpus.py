@@ -30,6 +30,7 @@ class Record:
     paths: dict[str, str] = field(default_factory=dict)
     inline: dict[str, str] = field(default_factory=dict)
     stamp: str = ""  # digest of every file's size, mtime and ctime: equal stamps mean unchanged input
+    size: int = 0  # bytes of all its files: big shards are started first, so no core idles at the end
 
     @property
     def fields(self) -> list[str]:
@@ -71,6 +72,7 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
     """
     groups: dict[str, dict[str, str]] = {}
     stamps: dict[str, list[str]] = {}  # per stem: "ext:size:mtime:ctime" of each file
+    sizes: dict[str, int] = {}
     prefix = len(str(root).rstrip(os.sep)) + 1
     todo = [str(root)]
     while todo:
@@ -101,13 +103,15 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ())
             try:
                 st = entry.stat()
                 stamp = f"{ext.lower()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+                sizes[stem] = sizes.get(stem, 0) + st.st_size
             except OSError:
                 stamp = f"{ext.lower()}:missing"
             stamps.setdefault(stem, []).append(stamp)
     keys = unique_keys(list(groups))
     records = [Record(key=keys[stem], origin=stem, paths=paths, inline=_NONE,
-                      stamp=hash_text("|".join(sorted(stamps[stem])))) for stem, paths in groups.items()]
-    del groups, stamps, keys
+                      stamp=hash_text("|".join(sorted(stamps[stem]))), size=sizes.get(stem, 0))
+               for stem, paths in groups.items()]
+    del groups, stamps, sizes, keys
     return sorted(records, key=lambda r: r.key)
 
 
