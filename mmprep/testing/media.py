@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -45,45 +46,57 @@ def srt_text(cues: list[tuple[float, float, str]]) -> str:
     return "".join(f"{i}\n{ts(a)} --> {ts(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
 
 
-def mp4_bytes(*, seconds: float = 1.0, fps: int = 10, width: int = 64, height: int = 48, audio: bool = True,
-              rate: int = 16000, flash_frames: tuple[int, ...] = ()) -> bytes:
-    """An H.264 (or MPEG-4) mp4 made with PyAV: a moving bar, white frames at ``flash_frames``, a tone."""
+def encode_mp4(frames: Iterable[np.ndarray], *, fps: int, audio: np.ndarray | None = None,
+               rate: int = 16000) -> bytes:
+    """RGB uint8 frames ``shape=(h, w, 3)`` (frame i at i / fps s) and an optional mono float32 track at
+    ``rate`` Hz -> an mp4 with H.264 (MPEG-4 where libx264 is missing) video and AAC audio, via PyAV."""
     import av
 
     buf = io.BytesIO()
-    n = int(round(seconds * fps))
     with av.open(buf, mode="w", format="mp4") as out:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.pix_fmt = "yuv420p"
         a_stream = None
-        if audio:
+        if audio is not None:
             a_stream = out.add_stream("aac", rate=rate)
             a_stream.layout = "mono"
-        for i in range(n):
-            img = np.zeros((height, width, 3), np.uint8)
-            if i in flash_frames:
-                img[:] = 255
-            else:
-                x = (i * 4) % width
-                img[:, x : x + 4] = (255, 128, 0)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+        for i, img in enumerate(frames):
+            if i == 0:
+                vs.height, vs.width = img.shape[:2]
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
         if a_stream is not None:
-            samples = tone(seconds, rate=rate, amplitude=0.3)
-            frame_size = 1024
-            for start in range(0, len(samples), frame_size):
-                chunk = samples[start : start + frame_size]
+            for start in range(0, len(audio), 1024):
+                chunk = audio[start : start + 1024]
                 frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate = rate
-                frame.pts = start
+                frame.sample_rate, frame.pts = rate, start
                 for packet in a_stream.encode(frame):
                     out.mux(packet)
             for packet in a_stream.encode():
                 out.mux(packet)
     return buf.getvalue()
+
+
+def mp4_bytes(*, seconds: float = 1.0, fps: int = 10, width: int = 64, height: int = 48, audio: bool = True,
+              rate: int = 16000, flash_frames: tuple[int, ...] = ()) -> bytes:
+    """A small mp4: a moving bar, white frames at ``flash_frames``, a 440 Hz tone (see :func:`encode_mp4`)."""
+
+    def frame(i: int) -> np.ndarray:
+        img = np.zeros((height, width, 3), np.uint8)
+        if i in flash_frames:
+            img[:] = 255
+        else:
+            x = (i * 4) % width
+            img[:, x : x + 4] = (255, 128, 0)
+        return img
+
+    track = tone(seconds, rate=rate, amplitude=0.3) if audio else None
+    return encode_mp4((frame(i) for i in range(int(round(seconds * fps)))), fps=fps, audio=track, rate=rate)
 
 
 def write(path: Path, data: bytes | str) -> Path:

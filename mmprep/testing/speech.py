@@ -112,9 +112,7 @@ def flash_beep_mp4(*, seconds: float = 8.0, fps: int = 25, delay: float = 0.0, f
                    noise_db: float | None = -30.0) -> tuple[bytes, list[float]]:
     """An mp4 (H.264 or MPEG-4 video, AAC audio) with white flash frames and a beep ``delay`` s after
     each flash (positive = audio late). Returns the bytes and the flash times in seconds."""
-    import io
-
-    import av
+    from mmprep.testing.media import encode_mp4
 
     rng = np.random.default_rng(seed)
     n = int(round(seconds * fps))
@@ -124,37 +122,16 @@ def flash_beep_mp4(*, seconds: float = 8.0, fps: int = 25, delay: float = 0.0, f
     track = beeps([t + delay for t in times], seconds, rate=rate)
     if noise_db is not None:
         track = track + (10 ** (noise_db / 20) * rng.standard_normal(track.size)).astype(np.float32)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        a_stream = None
-        if audio:
-            a_stream = out.add_stream("aac", rate=rate)
-            a_stream.layout = "mono"
-        for i in range(n):
-            img = np.full((height, width, 3), 40, np.uint8)
-            if i in frames:
-                img[:] = 255
-            x = (i * 2) % width
-            img[:, x : x + 3] = (90, 60, 40)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        if a_stream is not None:
-            for start in range(0, track.size, 1024):
-                chunk = track[start : start + 1024]
-                af = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                af.sample_rate, af.pts = rate, start
-                for packet in a_stream.encode(af):
-                    out.mux(packet)
-            for packet in a_stream.encode():
-                out.mux(packet)
-    return buf.getvalue(), times
+    def frame(i: int) -> np.ndarray:
+        img = np.full((height, width, 3), 40, np.uint8)
+        if i in frames:
+            img[:] = 255
+        x = (i * 2) % width
+        img[:, x : x + 3] = (90, 60, 40)
+        return img
+
+    video = encode_mp4((frame(i) for i in range(n)), fps=fps, audio=track if audio else None, rate=rate)
+    return video, times
 
 
 def shifted_cues(truth: list[tuple[int, int]], *, offset_ms: int = 0,
