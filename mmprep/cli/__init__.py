@@ -1,25 +1,33 @@
-"""The ``mmprep`` command. Subcommands live in modules named for them and register on ``app``."""
+"""The ``mmprep`` command. Subcommands live in modules named for them and register on ``app``.
+
+Importing this package is cheap: ``app`` (typer, which imports pydantic: ~0.15 s) is built on first
+use, so a command with a fast entry (see ``FAST``) runs without the CLI framework at all.
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
-
-import typer
+from typing import TYPE_CHECKING
 
 from mmprep.errors import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn raw multimodal corpora into WebDataset shards, and stream them into training.")
+if TYPE_CHECKING:
+    import typer
+
+HELP = "Turn raw multimodal corpora into WebDataset shards, and stream them into training."
 
 
 def fail_config(exc: ConfigError) -> None:
     """One line naming the key, exit code 2: the contract for every configuration error."""
+    import typer
+
     typer.echo(f"mmprep: config error: {exc}", err=True)
     raise typer.Exit(2)
 
 
 def setup_logging(quiet: bool = False) -> None:
+    import logging
+
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("distributed", "jieba", "numba", "fsspec"):
@@ -34,10 +42,35 @@ COMMANDS = {
     "embed": "embed", "vocab": "text", "train": "train",
 }
 
+# commands run once per file in shell loops, with an entry that parses its own arguments without
+# typer: ``module:function``, called with the arguments after the command name; it returns the exit
+# code, or None for anything it does not handle (``--help``, a bad value, a missing file), and then
+# the typer command runs and gives the usual help or error
+FAST = {"align": "mmprep.align.command:fast_main"}
 
-@app.callback()
-def _group() -> None:
-    """Turn raw multimodal corpora into WebDataset shards, and stream them into training."""
+
+def _make_app() -> typer.Typer:
+    import typer
+
+    cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=HELP)
+
+    @cli.callback()
+    def _group() -> None:
+        """Turn raw multimodal corpora into WebDataset shards, and stream them into training."""
+
+    return cli
+
+
+def _app() -> typer.Typer:
+    if "app" not in globals():
+        globals()["app"] = _make_app()
+    return globals()["app"]
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # built on the first ``from mmprep.cli import app``
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_commands(command: str | None = None) -> typer.Typer:
@@ -47,12 +80,20 @@ def load_commands(command: str | None = None) -> typer.Typer:
 
     if command in COMMANDS:
         importlib.import_module(f"{__name__}.{COMMANDS[command]}")
-        return app
+        return _app()
     for info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
         importlib.import_module(info.name)
-    return app
+    return _app()
 
 
 def main() -> None:
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command in FAST and sys.argv[1:2] == [command]:
+        import importlib
+
+        module, func = FAST[command].split(":")
+        code = getattr(importlib.import_module(module), func)(sys.argv[2:])
+        if code is not None:
+            sys.stdout.flush()
+            raise SystemExit(code)
     load_commands(command)()

@@ -1,6 +1,8 @@
 """``mmprep align``, ``mmprep avsync`` and ``mmprep report``: alignment outside a pipeline.
 
 Exit codes: 0 ok; 1 the alignment failed or is not trusted (low_confidence); 2 bad arguments.
+``mmprep align`` usually runs without typer (:mod:`mmprep.align.command`); this definition gives its
+help and its argument errors.
 """
 
 from __future__ import annotations
@@ -10,21 +12,9 @@ from pathlib import Path
 
 import typer
 
-from mmprep.cli import app, fail_config, setup_logging
-from mmprep.errors import ConfigError, Drop
-
-
-def _summary(rec: dict) -> str:
-    if rec.get("status") == "failed":
-        return f"failed: {', '.join(rec.get('reasons', []))} {rec.get('message', '')}".rstrip()
-    parts = [rec["status"], f"confidence {rec['confidence']:.3f}", f"offset {rec['offset']:+.3f} s"]
-    if rec.get("ratio") is not None:
-        parts.append(f"ratio {rec['ratio']:.6f}")
-    if rec.get("splits"):
-        parts.append("splits " + ", ".join(f"cue {s['cue']}: {s['offset']:+.3f} s" for s in rec["splits"]))
-    if rec.get("reasons"):
-        parts.append("(" + ", ".join(rec["reasons"]) + ")")
-    return ", ".join(parts)
+from mmprep.align.command import run_align
+from mmprep.cli import app, fail_config
+from mmprep.errors import ConfigError
 
 
 @app.command()
@@ -45,31 +35,14 @@ def align(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Re-time subtitles to the speech in MEDIA; print offset, ratio, splits, confidence and status."""
-    from mmprep.align.api import align_subtitles
-    from mmprep.align.media import decode_audio
-    from mmprep.align.retime import AlignParams, failed
-
-    setup_logging(quiet)
     for name, path in (("MEDIA", media), ("SUBS", subs)):
         if not path.is_file():
             fail_config(ConfigError(name, f"{path} is not a file"))
-    params = AlignParams(max_offset=max_offset, ratios=not no_ratios, max_splits=max_splits,
-                         refine_window=refine_window, refine_min_scatter=refine_min_scatter,
-                         min_confidence=min_confidence)
-    try:
-        samples, rate = decode_audio(media.read_bytes(), field=media.suffix.lstrip("."))
-        rec, text, _, _ = align_subtitles(samples, rate, subs.read_bytes(), hint=subs.suffix.lstrip("."),
-                                          params=params, plot="none")
-    except Drop as drop:
-        rec, text = failed(drop.reason, drop.message).record, None
-    written = text is not None and (rec["status"] == "ok" or force)
-    if written:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-    rec["output"] = str(output) if written else None
-    typer.echo(json.dumps(rec, ensure_ascii=False) if as_json else _summary(rec) + (f" -> {output}" if written else ""))
-    if rec["status"] != "ok":
-        raise typer.Exit(1)
+    code = run_align(media, subs, output, max_offset=max_offset, max_splits=max_splits, no_ratios=no_ratios,
+                     refine_window=refine_window, refine_min_scatter=refine_min_scatter,
+                     min_confidence=min_confidence, force=force, as_json=as_json, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
