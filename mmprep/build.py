@@ -29,7 +29,7 @@ from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
 from mmprep.corpus import Record, read_corpus
 from mmprep.errors import ConfigError
-from mmprep.executors import default_workers, run_dask, run_local
+from mmprep.executors import default_workers, run_dask, run_local, warm_up
 from mmprep.progress import Progress
 from mmprep.report import Merger
 from mmprep.reuse import trusted_part
@@ -97,14 +97,16 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     source = opts.input or spec.input.path
     if not source:
         raise ConfigError("input.path", "no input: pass --input or set input.path in the pipeline")
-    inp = spec.input
-    # absolute paths: Dask workers elsewhere may not share our working directory
-    records = read_corpus(Path(source).resolve(), fmt=inp.format, key_column=inp.key_column,
-                          path_columns=inp.path_columns, include=inp.include, exclude=inp.exclude)
     execution = spec.execution
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)
     scheduler = opts.scheduler or execution.scheduler
     workers = opts.workers or execution.workers or default_workers()
+    if executor != "dask" and workers > 1:
+        warm_up()
+    inp = spec.input
+    # absolute paths: Dask workers elsewhere may not share our working directory
+    records = read_corpus(Path(source).resolve(), fmt=inp.format, key_column=inp.key_column,
+                          path_columns=inp.path_columns, include=inp.include, exclude=inp.exclude)
 
     out = Path(opts.output).resolve()
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
@@ -127,7 +129,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
                                plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                                cache_dir=str(cache_dir) if spec.cache.enabled else None,
-                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash))
+                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash,
+                               progress=opts.progress))
     tasks.sort(key=lambda t: -sum(r.size for r in t.records))  # longest first: a short tail, same output
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
@@ -136,7 +139,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     failed: list[dict[str, str]] = []
     built: set[str] = set()
     if tasks:  # the merge needs pyarrow: import it while the workers run, not after
-        threading.Thread(target=importlib.import_module, args=("pyarrow.parquet",), daemon=True).start()
+        threading.Thread(target=_import, args=("pyarrow.parquet", "pyarrow.json"), daemon=True).start()
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
         if not tasks:
@@ -176,6 +179,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
             "records_from_cache": stats["run"]["records_from_cache"],
             "records_reused": stats["run"]["records_reused"], "failed_shards": failed}
+
+
+def _import(*modules: str) -> None:
+    for name in modules:
+        importlib.import_module(name)
 
 
 def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:

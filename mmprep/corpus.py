@@ -10,8 +10,8 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from mmprep.errors import ConfigError
 from mmprep.keys import unique_keys
@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 FIELD_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One sample before it is read: its key, where each field comes from, and how to notice a change."""
+class Record(NamedTuple):
+    """One sample before it is read: its key, where each field comes from, and how to notice a change.
+
+    A named tuple: a corpus has millions of them, and this is the cheapest immutable record to build."""
 
     key: str
     origin: str
-    paths: dict[str, str] = field(default_factory=dict)
-    inline: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = {}  # noqa: RUF012 - never mutated: records are built whole
+    inline: dict[str, str] = {}  # noqa: RUF012
     stamp: str = ""  # digest of every file's size, mtime and ctime: equal stamps mean unchanged input
     size: int = 0  # bytes of all its files: big shards are started first, so no core idles at the end
 
@@ -53,6 +54,12 @@ def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
     return hash_text("|".join(parts))
 
 
+def printable(text: str) -> str:
+    """A name that is not valid UTF-8 (undecodable bytes become lone surrogates in Python) as text that
+    any JSON or Parquet reader accepts: ``caf\udce9`` -> ``caf\\udce9``."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def hash_text(text: str) -> str:
     import hashlib
 
@@ -68,51 +75,67 @@ def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
 def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ()) -> list[Record]:
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
-    Hidden files and folders are skipped, and so are files without an extension.
+    Hidden files and folders are skipped, and so are files without an extension. This runs on every
+    rebuild, so the loop does one ``stat`` per file and little else: a folder's entries come sorted by
+    name, hence a stem's files by extension, and their stamps are joined in that order.
     """
     groups: dict[str, dict[str, str]] = {}
-    stamps: dict[str, list[str]] = {}  # per stem: "ext:size:mtime:ctime" of each file
+    stamps: dict[str, str] = {}  # per stem: "ext:size:mtime:ctime|..." over its files
     sizes: dict[str, int] = {}
     prefix = len(str(root).rstrip(os.sep)) + 1
+    filtered = bool(include or exclude)
     todo = [str(root)]
     while todo:
         folder = todo.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = sorted(os.scandir(folder), key=_name)
         except OSError as exc:
             log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name[0] == ".":
                 continue
             if entry.is_dir():
                 todo.append(entry.path)
                 continue
-            if "." not in entry.name:
+            if "." not in name:
                 continue
-            rel = entry.path[prefix:].replace(os.sep, "/")
-            if (include or exclude) and _skip(rel, include, exclude):
+            path = entry.path
+            rel = path[prefix:] if os.sep == "/" else path[prefix:].replace(os.sep, "/")
+            if filtered and _skip(rel, include, exclude):
                 continue
             stem, ext = rel.rsplit(".", 1)
-            fields = groups.setdefault(stem, {})
-            if ext.lower() in fields:
+            ext = ext.lower()
+            fields = groups.get(stem)
+            if fields is None:
+                fields = groups[stem] = {}
+            elif ext in fields:
                 log.warning("input: %s and %s would both be field %r of %r; keeping the first",
-                            fields[ext.lower()], entry.path, ext.lower(), stem)
+                            fields[ext], path, ext, stem)
                 continue
-            fields[ext.lower()] = entry.path
+            fields[ext] = path
             try:
                 st = entry.stat()
-                stamp = f"{ext.lower()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+                stamp = f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
                 sizes[stem] = sizes.get(stem, 0) + st.st_size
             except OSError:
-                stamp = f"{ext.lower()}:missing"
-            stamps.setdefault(stem, []).append(stamp)
+                stamp = f"{ext}:missing"
+            stamps[stem] = f"{stamps[stem]}|{stamp}" if stem in stamps else stamp
     keys = unique_keys(list(groups))
-    records = [Record(key=keys[stem], origin=stem, paths=paths, inline=_NONE,
-                      stamp=hash_text("|".join(sorted(stamps[stem]))), size=sizes.get(stem, 0))
+    records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamps[stem]), sizes.get(stem, 0))
                for stem, paths in groups.items()]
     del groups, stamps, sizes, keys
-    return sorted(records, key=lambda r: r.key)
+    records.sort(key=_key)
+    return records
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
+def _key(record: Record) -> str:
+    return record.key
 
 
 def _manifest_rows(path: Path, fmt: str) -> list[dict]:
@@ -172,7 +195,8 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
         by_raw[raw] = (paths, inline)
     keys = unique_keys(list(by_raw))
     records = [
-        Record(key=keys[raw], origin=raw, paths=p, inline=i, stamp=_stamp(p, i)) for raw, (p, i) in by_raw.items()
+        Record(key=keys[raw], origin=printable(raw), paths=p, inline=i, stamp=_stamp(p, i))
+        for raw, (p, i) in by_raw.items()
     ]
     return sorted(records, key=lambda r: r.key)
 

@@ -23,6 +23,23 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _context() -> Any:
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["mmprep.preload"])  # workers fork with the core and stages imported
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the forkserver now, so its imports run on another core while the driver scans the corpus."""
+    if "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        _context()
+        forkserver.ensure_running()
+
+
 def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Iterator[tuple[Any, Any]]:
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
@@ -31,11 +48,7 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Itera
             except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
                 yield task, exc
         return
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["mmprep.worker"])  # workers fork with the core already imported
-    else:
-        ctx = mp.get_context("spawn")
+    ctx = _context()
     # A worker killed by a crashing decoder or the OOM killer breaks the whole pool, and every shard
     # still in it with it. Those are retried in a new pool; after a second crash, each alone, so only
     # the shard that really kills its worker fails.

@@ -14,8 +14,14 @@ import unicodedata
 _UNSAFE = re.compile(r"[^\w\-]+", re.UNICODE)
 
 
+# a key that sanitizing leaves as it is: ASCII word characters and dashes, no part starting or ending with "_"
+_CLEAN = re.compile(r"[A-Za-z0-9-](?:[A-Za-z0-9_-]*[A-Za-z0-9-])?(?:/[A-Za-z0-9-](?:[A-Za-z0-9_-]*[A-Za-z0-9-])?)*")
+
+
 def sanitize_key(raw: str) -> str:
     """``/data/a/../b/x.y z`` -> ``data/b/x_y_z``: no dots, no absolute path, no empty parts."""
+    if isinstance(raw, str) and _CLEAN.fullmatch(raw):
+        return raw
     text = unicodedata.normalize("NFC", str(raw)).replace("\\", "/")
     parts: list[str] = []
     for part in text.split("/"):
@@ -35,9 +41,11 @@ def unique_keys(raws: list[str]) -> dict[str, str]:
     A name that is already clean keeps its key whatever else is added to the corpus; names that
     had to be changed get the hash suffix on a collision.
     """
+    clean = {raw: sanitize_key(raw) for raw in raws}
+    if len(set(clean.values())) == len(clean):
+        return clean  # no collision: every name keeps its sanitized key
     out: dict[str, str] = {}
     taken: set[str] = set()
-    clean = {raw: sanitize_key(raw) for raw in set(raws)}
     for raw in sorted(clean, key=lambda r: (clean[r] != r, r)):
         key = clean[raw]
         if key in taken:

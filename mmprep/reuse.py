@@ -2,33 +2,41 @@
 
 A finished record is what the shard writer needs for it: the samples it produced and its errors.
 A sample is ``(key, members, meta)``, where members are ``[(field, bytes)]`` or, when copied from the
-previous build of the shard, a :class:`Block` of raw tar bytes.
+previous build of the shard, a :class:`Span` of its raw tar bytes.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmprep import serialize
+from mmprep.atomic import temp_name
 from mmprep.corpus import Record
 
+_ROW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder for every row
+PART_FORMAT = 2  # bump when part files or their rows change shape: older ones are then rebuilt
+_META: dict[str, Any] = {}  # a copied sample's index row already carries its duration and status
 
-@dataclass
-class Block:
-    """One sample's contiguous headers + data in a tar, and where each member sits inside it."""
 
-    data: bytes
-    fields: list[str]
-    offsets: list[int]
-    sizes: list[int]
+@dataclass(slots=True)
+class Span:
+    """One sample as the previous build of the shard holds it: its index row and the open old tar.
+
+    The shard writer copies the bytes inside the kernel (neighbouring spans in one call); only a
+    summarizing stage that replays the sample reads its members into Python.
+    """
+
+    fd: int
+    row: dict[str, Any]
 
     def members(self) -> list[tuple[str, bytes]]:
-        return [(f, self.data[o : o + s]) for f, o, s in zip(self.fields, self.offsets, self.sizes, strict=True)]
+        row = self.row
+        return [(f, os.pread(self.fd, s, o))
+                for f, o, s in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True)]
 
 
 def dump_entry(entry: dict[str, Any]) -> bytes:
@@ -64,21 +72,32 @@ def tar_stamps(shards: Path, tars: list[str]) -> dict[str, str]:
 
 
 def part_paths(out: Path, name: str) -> tuple[Path, Path]:
-    """The shard's part file (small JSON: the completion marker) and its index rows (a JSON list)."""
+    """The shard's part file (small JSON: the completion marker) and its index rows (JSON lines, which
+    the merge parses with pyarrow's reader straight into the index)."""
     return out / ".parts" / f"{name}.json", out / ".parts" / f"{name}.rows"
 
 
 def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
-    """The shard's part file, if it describes exactly the tars that are there now."""
+    """The shard's part file, if this version wrote it and it describes exactly the tars there now."""
     try:
         doc = json.loads(part_paths(out, name)[0].read_text())
+        if doc.get("format") != PART_FORMAT:
+            return None
         return doc if tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps") else None
     except (OSError, ValueError, KeyError):
         return None
 
 
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = temp_name(path)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(_ROW.encode(row) + "\n" for row in rows)
+    os.replace(tmp, path)
+
+
 def read_rows(out: Path, name: str) -> list[dict[str, Any]]:
-    return json.loads(part_paths(out, name)[1].read_text())
+    text = part_paths(out, name)[1].read_text(encoding="utf-8")
+    return json.loads("[" + ",".join(text.splitlines()) + "]")
 
 
 class Previous:
@@ -95,7 +114,7 @@ class Previous:
         self.stamps: dict[str, str] = {}
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, list[dict[str, Any]]] = {}
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, int] = {}
         if doc is None:
             return
         try:
@@ -107,28 +126,18 @@ class Previous:
             self.rows.setdefault(row["record"], []).append(row)
         for err in doc["errors"]:
             self.errors.setdefault(err.get("record", ""), []).append(err)
-        # memory-mapped: slicing costs no system call per sample, and the maps stay valid after the
-        # new tars replace the old names
-        self._files = {t: _map(out / "shards" / t) for t in doc["tars"]}
+        # kept open: a run of samples is one copy, and an open file stays readable after the new tars
+        # replace the old names
+        self._files = {t: os.open(out / "shards" / t, os.O_RDONLY) for t in doc["tars"]}
         part_paths(out, name)[0].unlink()
 
     def entry(self, record: Record) -> dict[str, Any] | None:
         if not self._files or self.stamps.get(record.key) != record.stamp:
             return None
-        samples = []
-        for row in self.rows.get(record.key, []):
-            start = row["offset"]
-            block = Block(self._files[row["shard"]][start : start + row["size"]], row["fields"],
-                          [o - start for o in row["member_offsets"]], row["member_sizes"])
-            samples.append((row["key"], block, {k: row[k] for k in ("duration", "status", "source")}))
+        samples = [(row["key"], Span(self._files[row["shard"]], row), _META) for row in self.rows.get(record.key, [])]
         return {"samples": samples, "errors": self.errors.get(record.key, [])}
 
     def close(self) -> None:
-        for mapped in self._files.values():
-            mapped.close()
+        for fd in self._files.values():
+            os.close(fd)
         self._files = {}
-
-
-def _map(path: Path) -> mmap.mmap:
-    with open(path, "rb") as fh:
-        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)

@@ -44,6 +44,7 @@ class ShardWriter:
         self._tar: tarfile.TarFile | None = None
         self._tmp: Path | None = None
         self._final: str = ""
+        self._run: list[int] | None = None  # copies not yet written: [source fd, start, end]
 
     def _filename(self) -> str:
         return f"{self.name}.tar" if self.part == 0 else f"{self.name}_{self.part:02d}.tar"
@@ -60,6 +61,7 @@ class ShardWriter:
             self._close_part()
             self.part += 1
         tar = self._open()
+        self._flush()
         info = SampleInfo(key=key, shard=self._final, offset=tar.offset, size=0)
         for ext, data in members:
             if not isinstance(data, bytes):
@@ -75,23 +77,41 @@ class ShardWriter:
         info.size = tar.offset - info.offset
         return info
 
-    def copy(self, key: str, block: bytes, fields: list[str], offsets: list[int], sizes: list[int]) -> SampleInfo:
-        """Append a sample's members exactly as an earlier shard holds them: its whole contiguous block
-        of headers and data (a multiple of 512 bytes), with member offsets relative to the block."""
+    def copy(self, fd: int, start: int, size: int) -> tuple[str, int]:
+        """Append a sample exactly as an earlier tar (open as ``fd``) holds it: its contiguous headers
+        and data (a multiple of 512 bytes) at ``start``. Returns (tar name, its offset in it).
+
+        Copies are written lazily: a run of samples that were neighbours in the old tar goes out in
+        one kernel-side copy, so an incremental rebuild costs little more than copying the file."""
         if self._tar is not None and self.max_bytes and self._tar.offset >= self.max_bytes:
             self._close_part()
             self.part += 1
         tar = self._open()
-        info = SampleInfo(key=key, shard=self._final, offset=tar.offset, size=len(block))
-        tar.fileobj.write(block)
-        tar.offset += len(block)
-        info.members = [MemberInfo(field=f, offset=info.offset + o, size=s)
-                        for f, o, s in zip(fields, offsets, sizes, strict=True)]
-        return info
+        offset = tar.offset
+        run = self._run
+        if run is not None and run[0] == fd and run[2] == start:
+            run[2] = start + size
+        else:
+            self._flush()
+            self._run = [fd, start, start + size]
+        tar.offset += size
+        return self._final, offset
+
+    def _flush(self) -> None:
+        if self._run is None:
+            return
+        src, lo, hi = self._run
+        self._run = None
+        out = self._tar.fileobj  # type: ignore[union-attr]
+        out.flush()
+        copy_range(src, out.fileno(), lo, hi - lo)
+        out.seek(0, os.SEEK_END)  # the buffered writer re-reads its position from the file
+
 
     def _close_part(self) -> None:
         if self._tar is None:
             return
+        self._flush()
         self._tar.close()
         with open(self._tmp, "rb+") as fh:  # type: ignore[arg-type]
             os.fsync(fh.fileno())
@@ -105,6 +125,7 @@ class ShardWriter:
         return self.finished
 
     def abort(self) -> None:
+        self._run = None
         if self._tar is not None:
             self._tar.close()
             Path(self._tmp).unlink(missing_ok=True)  # type: ignore[arg-type]
@@ -113,3 +134,23 @@ class ShardWriter:
 
 def _padded(n: int) -> int:
     return (n + 511) // 512 * 512
+
+
+def copy_range(src: int, dst: int, start: int, size: int) -> None:
+    """Append ``size`` bytes of ``src`` from ``start`` to ``dst`` at its position: inside the kernel
+    where it can (``copy_file_range``), else through a buffer."""
+    end = start + size
+    try:
+        while start < end:
+            n = os.copy_file_range(src, dst, end - start, start)
+            if n <= 0:
+                break
+            start += n
+    except (AttributeError, OSError):  # not Linux, an old kernel, or a file system that refuses
+        pass
+    while start < end:
+        chunk = os.pread(src, min(end - start, 1 << 22), start)
+        if not chunk:
+            raise OSError(f"the previous shard ended {end - start} bytes early")
+        os.write(dst, chunk)
+        start += len(chunk)

@@ -28,7 +28,7 @@ from mmprep.config import instantiate, parse_pipeline, stage_fingerprint
 from mmprep.corpus import Record
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
-from mmprep.reuse import Block, Previous, dump_entry, load_entry, part_paths, tar_stamps
+from mmprep.reuse import PART_FORMAT, Previous, Span, dump_entry, load_entry, part_paths, tar_stamps, write_rows
 from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import SampleInfo, ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
@@ -49,6 +49,7 @@ class ShardTask:
     cache_dir: str | None
     read_cache: bool = True
     reuse: bool = False  # copy unchanged records from the previous build of this shard
+    progress: bool = True  # write OUT/.progress/NAME.json for the driver's progress bar or log lines
 
 
 @dataclass
@@ -121,6 +122,12 @@ def index_row(info: SampleInfo, meta: dict[str, Any]) -> dict[str, Any]:
         "status": meta.get("status", "ok"),
         "source": str(meta.get("source", "")),
     }
+
+
+def _moved(row: dict[str, Any], shard: str, offset: int) -> dict[str, Any]:
+    """A copied sample's index row at its new place."""
+    delta = offset - row["offset"]
+    return {**row, "shard": shard, "offset": offset, "member_offsets": [o + delta for o in row["member_offsets"]]}
 
 
 def _safe_load(data: bytes | None, loader: Any) -> Any:
@@ -323,7 +330,7 @@ class ShardBuilder:
         for stage in self.stages:
             if stage.summarizes:
                 for key, members, _ in entry["samples"]:
-                    pairs = members.members() if isinstance(members, Block) else members
+                    pairs = members.members() if isinstance(members, Span) else members
                     stage.replay({KEY: key, **dict(pairs)})
         return entry
 
@@ -368,7 +375,7 @@ class ShardBuilder:
 
     def progress(self, done: int, errors: int, *, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now - self._last_progress < 0.5:
+        if not self.task.progress or (not final and now - self._last_progress < 0.5):
             return
         self._last_progress = now
         tmp = temp_name(self.progress_path)
@@ -392,11 +399,11 @@ class ShardBuilder:
                     for err in entry["errors"]:
                         errors.append({**err, "record": record.key})
                     for key, members, meta in entry["samples"]:
-                        if isinstance(members, Block):
-                            info = writer.copy(key, members.data, members.fields, members.offsets, members.sizes)
+                        if isinstance(members, Span):
+                            rows.append(_moved(members.row, *writer.copy(members.fd, members.row["offset"],
+                                                                         members.row["size"])))
                         else:
-                            info = writer.write(key, members)
-                        rows.append({**index_row(info, meta), "record": record.key})
+                            rows.append({**index_row(writer.write(key, members), meta), "record": record.key})
                 done += len(batch)
                 self.progress(done, len(errors))
             tars = writer.close()
@@ -412,7 +419,8 @@ class ShardBuilder:
         summaries = {slot: s.end_shard() for slot, s in zip(self.slots, self.stages, strict=True)}
         self.progress(done, len(errors), final=True)
         return {
-            "name": task.name, "index": task.index, "plan": task.plan_hash, "pipeline": task.pipeline_hash,
+            "format": PART_FORMAT, "name": task.name, "index": task.index, "plan": task.plan_hash,
+            "pipeline": task.pipeline_hash,
             "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
             "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
             "summaries": {k: v for k, v in summaries.items() if v is not None},
@@ -426,11 +434,9 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     result = ShardBuilder(task).build()
     part, rows_path = part_paths(Path(task.out_dir), task.name)
     rows = result.pop("rows")
-    tmp = temp_name(rows_path)
-    tmp.write_text(json.dumps(rows, ensure_ascii=False))
-    os.replace(tmp, rows_path)
+    write_rows(rows_path, rows)
     result["samples"] = len(rows)
     tmp = temp_name(part)
-    tmp.write_text(json.dumps(result, ensure_ascii=False, default=str))
+    tmp.write_text(json.dumps(result, default=str))  # ASCII: error paths may hold undecodable bytes
     os.replace(tmp, part)
     return {k: result[k] for k in ("name", "records", "tars")}

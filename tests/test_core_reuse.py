@@ -1,0 +1,96 @@
+"""Incremental rebuilds that copy unchanged samples from the previous tars: same bytes as a fresh build."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from mmprep import shardwriter
+from tests.conftest import build
+
+
+def text_doc(**output) -> dict:
+    return {"stages": [{"stage": "text.decode"}, {"stage": "text.normalize"}],
+            "output": {"name": "t", "max_samples": 40, "fields": ["txt"], **output}}
+
+
+def text_corpus(root, n: int = 100):
+    for i in range(n):
+        folder = root / f"d{i // 30}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"s{i:03d}.txt").write_text(f"caption {i} " + "word " * (i % 7))
+    return root
+
+
+def tars(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.tar"))}
+
+
+def index(out) -> list[dict]:
+    return pq.read_table(out / "index.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("output", [{}, {"max_bytes": 6000}], ids=["one tar per shard", "rolling over"])
+def test_a_rebuild_with_changes_equals_a_fresh_build_byte_for_byte(tmp_path, output):
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(**output), corpus, out, workers=1)
+    for i in (0, 1, 41, 77, 99):  # first, neighbours, middle, last: runs of copies start and end everywhere
+        (corpus / f"d{i // 30}" / f"s{i:03d}.txt").write_text(f"changed {i} " * (i % 5 + 1))
+    (corpus / "d1" / "s045.txt").unlink()
+    again = build(text_doc(**output), corpus, out, workers=1)
+    # 99 records, 5 changed, and s080 moved into shard 1 when s045 went: it is rebuilt, not copied
+    assert again["records_reused"] == 99 - 5 - 1
+    build(text_doc(**output), corpus, fresh, workers=1)
+    assert tars(out) == tars(fresh)
+    assert index(out) == index(fresh)
+    if output:
+        assert len(tars(out)) > 3  # the copies crossed tar boundaries
+
+
+def test_copies_fall_back_to_reads_where_the_kernel_cannot_copy(tmp_path, monkeypatch):
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(), corpus, out, workers=1)
+    (corpus / "d0" / "s005.txt").write_text("changed")
+
+    def refuse(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(shardwriter.os, "copy_file_range", refuse)
+    assert build(text_doc(), corpus, out, workers=1)["records_reused"] == 39
+    build(text_doc(), corpus, fresh, workers=1)
+    assert tars(out) == tars(fresh)
+
+
+def test_part_files_from_an_older_version_are_rebuilt_not_trusted(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    build(text_doc(), corpus, out, workers=1)
+    part = out / ".parts" / "t-000001.json"
+    doc = json.loads(part.read_text())
+    del doc["format"]  # as an earlier version wrote it
+    part.write_text(json.dumps(doc))
+    (out / ".parts" / "t-000001.rows").write_text("[]")  # and its rows in the old shape
+    again = build(text_doc(), corpus, out, workers=1)
+    assert again["shards_built"] == 1 and again["records_reused"] == 0 and again["samples_out"] == 100
+
+
+@pytest.mark.skipif(os.uname().sysname == "Darwin", reason="macOS file systems require UTF-8 names")
+def test_a_file_name_that_is_not_utf8_is_kept_and_reported_readably(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus", 3)
+    bad = os.fsencode(corpus / "d0") + b"/caf\xe9.txt"  # latin-1 bytes in a name
+    with open(bad, "wb") as fh:
+        fh.write(b"a caption from a latin-1 named file")
+    with open(os.fsencode(corpus / "d0") + b"/vide\xe9.txt", "wb"):
+        pass  # empty: an error whose path cannot be written as UTF-8 as it is
+    summary = build(text_doc(), corpus, tmp_path / "out", workers=1)
+    assert summary["samples_out"] == 4 and summary["errors_by_reason"] == {"input.empty": 1}
+    sources = {row["source"] for row in index(tmp_path / "out")}
+    assert "d0/caf\\udce9" in sources
+    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text("utf-8").splitlines()]
+    assert errors[0]["reason"] == "input.empty" and errors[0]["source"] == "d0/vide\\udce9"
+    assert errors[0]["path"].endswith("/d0/vide\udce9.txt")  # the real name, as os.fsdecode gives it
