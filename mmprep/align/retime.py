@@ -101,7 +101,9 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
     spans = [(cues[i].start, cues[i].end) for i in usable]
     max_ms = int(params.max_offset * 1000)
     ratios = search.STANDARD_RATIOS if params.ratios else (1.0,)
-    fit = search.best_fit(act.mask, spans, max_offset_ms=max_ms, ratios=ratios, refine=params.refine_ratio)
+    longest = int(max(b for _, b in spans) * max(ratios) * 1.006) // HOP_MS + 2  # room for the ratio refinement
+    corr = search.Correlator(act.mask, max_ms, longest)
+    fit = search.best_fit(corr, spans, ratios=ratios, refine=params.refine_ratio)
     ratio = fit.ratio
     seg_starts, seg_offsets = [0], [fit.offset_ms]
     if params.max_splits > 0 and len(spans) >= 6:
@@ -111,7 +113,7 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
         if cuts:
             seg_starts = [0, *cuts]
             bounds = [*seg_starts, len(spans)]
-            seg_offsets = [search.segment_offset(act.mask, spans[a:b], ratio, max_ms).offset_ms
+            seg_offsets = [search.segment_offset(corr, spans[a:b], ratio).offset_ms
                            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     seg_of = np.searchsorted(np.array(seg_starts), np.arange(len(spans)), side="right") - 1
     sub_start = np.array([a for a, _ in spans], np.float64)
@@ -177,7 +179,7 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
         times[i] = mapped_all[i]
 
     B = max_ms // HOP_MS
-    scores = search.fit_ratio(act.mask, spans, ratio, max_ms).scores
+    scores = search.fit_ratio(corr, spans, ratio).scores
     k = int(np.argmax(scores))
     total = float(np.abs(search.cue_mask(spans, ratio)).sum())
     # features of one offset for all cues, also with splits: a split must not flatter a wrong match

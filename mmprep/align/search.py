@@ -70,12 +70,31 @@ def fast_len(n: int) -> int:
     return best
 
 
-def correlate(speech: np.ndarray, cues: np.ndarray, max_frames: int) -> np.ndarray:
-    """``score[k] = sum_t cues[t] * x[t + k]`` for offsets ``k - max_frames``, ``k in [0, 2*max_frames]``."""
-    x = padded_speech(speech, max_frames, 2 * max_frames + cues.size + 1)
-    n = fast_len(x.size + cues.size)
-    corr = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(cues, n)), n)
-    return corr[: 2 * max_frames + 1]
+class Correlator:
+    """Scores of cue masks at every offset in ``+-max_offset_ms`` against one speech mask.
+
+    The speech is transformed once per file (padded with ``max_offset`` frames of silence before it
+    and silence after it) at an FFT size that fits every cue mask up to ``longest`` frames; a longer
+    mask makes it grow. Scores are integers (+-1 speech frames times cue frames of 1 or
+    ``-GAP_WEIGHT`` = -1), so they are rounded: no FFT rounding noise decides between equal scores,
+    whatever the FFT size."""
+
+    def __init__(self, speech: np.ndarray, max_offset_ms: int, longest: int = 0):
+        self.speech = speech
+        self.max_frames = max_offset_ms // HOP_MS
+        self._size(longest)
+
+    def _size(self, longest: int) -> None:
+        self.n = fast_len(2 * self.max_frames + max(longest, 1))
+        x = padded_speech(self.speech, self.max_frames, self.n)[: self.n]
+        self.spectrum = np.fft.rfft(x)
+
+    def scores(self, cues: np.ndarray) -> np.ndarray:
+        """``score[k] = sum_t cues[t] * x[t + k]`` for offsets ``k - max_frames``, ``k in [0, 2*max_frames]``."""
+        if 2 * self.max_frames + cues.size > self.n:
+            self._size(cues.size + cues.size // 16)
+        corr = np.fft.irfft(self.spectrum * np.conj(np.fft.rfft(cues, self.n)), self.n)
+        return np.rint(corr[: 2 * self.max_frames + 1])
 
 
 def peak(scores: np.ndarray) -> tuple[int, float]:
@@ -89,19 +108,19 @@ def peak(scores: np.ndarray) -> tuple[int, float]:
     return k, float(k)
 
 
-def fit_ratio(speech: np.ndarray, cues: list[tuple[int, int]], ratio: float, max_offset_ms: int) -> Fit:
-    B = max_offset_ms // HOP_MS
-    scores = correlate(speech, cue_mask(cues, ratio), B)
+def fit_ratio(corr: Correlator, cues: list[tuple[int, int]], ratio: float) -> Fit:
+    B = corr.max_frames
+    scores = corr.scores(cue_mask(cues, ratio))
     k, sub = peak(scores)
     return Fit(ratio, (sub - B) * HOP_MS, float(scores[k]), scores)
 
 
-def best_fit(speech: np.ndarray, cues: list[tuple[int, int]], *, max_offset_ms: int = 60000,
-             ratios: tuple[float, ...] = STANDARD_RATIOS, refine: bool = True, prefer_margin: float = 0.01) -> Fit:
+def best_fit(corr: Correlator, cues: list[tuple[int, int]], *, ratios: tuple[float, ...] = STANDARD_RATIOS,
+             refine: bool = True, prefer_margin: float = 0.01) -> Fit:
     """The best (ratio, offset). A ratio other than 1 must beat ratio 1 by ``prefer_margin`` of the cue
     frames; ``refine`` then searches the ratio continuously (golden section, +-0.3 %) around the winner."""
     total = float(np.abs(cue_mask(cues, 1.0)).sum())
-    fits = [fit_ratio(speech, cues, r, max_offset_ms) for r in ratios]
+    fits = [fit_ratio(corr, cues, r) for r in ratios]
     base = fits[0]
     best = max(fits[1:], key=lambda f: f.score, default=base)
     if best.score <= base.score + prefer_margin * total:
@@ -114,7 +133,7 @@ def best_fit(speech: np.ndarray, cues: list[tuple[int, int]], *, max_offset_ms: 
 
     def f(r: float) -> float:
         if r not in cache:
-            cache[r] = fit_ratio(speech, cues, r, max_offset_ms)
+            cache[r] = fit_ratio(corr, cues, r)
         return cache[r].score
 
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
@@ -178,6 +197,6 @@ def find_splits(matrix: np.ndarray, *, max_splits: int, penalty: float, min_cues
     return sorted(splits)
 
 
-def segment_offset(speech: np.ndarray, cues: list[tuple[int, int]], ratio: float, max_offset_ms: int) -> Fit:
+def segment_offset(corr: Correlator, cues: list[tuple[int, int]], ratio: float) -> Fit:
     """Best offset for a subset of cues at a fixed ratio (used per segment after splitting)."""
-    return fit_ratio(speech, cues, ratio, max_offset_ms)
+    return fit_ratio(corr, cues, ratio)
