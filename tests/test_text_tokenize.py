@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import jieba
 import jieba.posseg
 import pytest
@@ -53,6 +55,49 @@ def test_english_equals_spacy_blank_tokenizer(blank_en):
         assert tokens(text)["tokens"] == [t.text for t in blank_en.tokenizer(text)]
     text = " ".join(EN)
     assert tokens(text, language="en")["tokens"] == [t.text for t in blank_en.tokenizer(text)]
+
+
+# whitespace that spaCy turns into tokens (leading, doubled, tab, newline, no-break, ideographic, line
+# separator) and what it does not (one space after a word, a trailing space), plus non-space invisibles
+WHITESPACE_CASES = [" The cat.", "The  cat.", "The cat. ", "The\tcat", "The\ncat", "The\u00a0cat", "The\u3000cat",
+                    "The\u2028cat", "The\x1ccat", "a \u200bb", "x \x00y", "emoji 😀 ok", "  ", "\n", "tail  "]
+
+
+def test_english_whitespace_equals_spacy_without_space_tokens(blank_en):
+    """The fast path (no filtering when no whitespace token can occur) gives spaCy's tokens minus the
+    whitespace ones, whatever the whitespace; and never skips a whitespace token that spaCy makes."""
+    from mmprep.text.tokenizers import English, no_space_tokens
+
+    eng = English()
+    eng.load()  # else the first text takes the loading (slow) path
+    rng = random.Random(5)
+    alphabet = ["a", "b", "I", ".", "'", "-", " ", " ", "\t", "\n", "\r", "\u00a0", "\u3000", "\x1f", "😀", "é"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    fast = 0
+    for text in WHITESPACE_CASES + fuzz + EN:
+        doc = blank_en.tokenizer(text)
+        assert eng(text) == ([t.text for t in doc if not t.is_space], None), repr(text)
+        if no_space_tokens(text):
+            fast += 1
+            assert not any(t.is_space for t in doc), repr(text)
+    assert fast > 200  # the fuzz reaches the fast path too (286 of 3,000 with this seed)
+    assert no_space_tokens(EN[1]) and not no_space_tokens("The  cat") and not no_space_tokens(" The")
+
+
+def test_text_fields_are_the_samples_text_fields():
+    from mmprep.sample import fields_of
+    from mmprep.stage import make_stage as make
+    from mmprep.stages.text.fields import has_text, text_fields
+
+    samples = [{"__key__": "k", "txt": "a"}, {"__key__": "k", "jpg": b"", "caption": "a", "txt": "b"},
+               {"__key__": "k", "en.TXT": "a", "text": "b", "txt.json": {}}, {"__key__": "k", "jpg": b""},
+               {"__key__": "k", "__meta__": {}, "wav": b"", "de.caption": "x"}]
+    base = make("text.sentences")  # the generic Stage.applies
+    for sample in samples:
+        assert text_fields(sample, None) == fields_of(sample, "text")
+        assert has_text(sample) == base.applies(sample) == make("text.tokenize").applies(sample)
+    assert text_fields(samples[1], ["txt", "srt"]) == ["txt"]
+    assert text_fields(samples[2], None) == ["en.TXT", "text"]
 
 
 def test_nltk_tokenizers_and_stemmers():

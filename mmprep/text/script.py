@@ -73,6 +73,17 @@ def detect(text: str, *, mixed_share: float = 0.1) -> dict[str, Any]:
     if text.isascii():  # the common English case, in C: no letter-by-letter counting needed
         return {"lang": "en", "scripts": {"latin": 1.0}} if _ASCII_LETTER.search(text) else {"lang": "und",
                                                                                               "scripts": {}}
+    return _detect(text, mixed_share)
+
+
+def lang_of(text: str, *, mixed_share: float = 0.1) -> str:
+    """``detect(text)["lang"]`` without building the shares for the ASCII case (the tokenizer's routing)."""
+    if text.isascii():
+        return "en" if _ASCII_LETTER.search(text) else "und"
+    return _detect(text, mixed_share)["lang"]
+
+
+def _detect(text: str, mixed_share: float) -> dict[str, Any]:
     counts = script_counts(text)
     total = sum(counts.values())
     if not total:

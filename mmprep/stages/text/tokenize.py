@@ -10,7 +10,7 @@ from pydantic import Field
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.text.fields import TOKENS, derived, text_fields, text_of
+from mmprep.stages.text.fields import TOKENS, derived, has_text, text_fields, text_of
 from mmprep.text.tokenizers import NLTK_NEEDS, English, Jieba, Router, nltk_resource, spacy_pipeline_check
 
 
@@ -83,19 +83,25 @@ class TextTokenize(Stage):
         self.router = self.make_router()
         self.router.load()
 
+    def applies(self, sample: Sample) -> bool:
+        return has_text(sample)
+
     def process(self, sample: Sample) -> Sample:
-        if self.router is None:
+        router = self.router
+        if router is None:
             self.setup()
+            router = self.router
         cfg = self.config
-        langs = meta(sample).get("lang", {})
+        info = meta(sample)
+        langs = info.get("lang")
         for ext in text_fields(sample, cfg.fields):
             out = derived(ext, TOKENS)
             text = text_of(sample, ext)
             if len(text) > cfg.max_chars:
                 raise Drop("text.too_long", f"{len(text)} chars > max_chars {cfg.max_chars}", field=out)
-            lang = langs.get(ext, {}).get("lang")
-            route = self.router.route(text, lang)
-            tokens, tags = self.router(text, route)
+            lang = langs[ext].get("lang") if langs and ext in langs else None
+            route = router.route(text, lang)
+            tokens, tags = router.split(text, route)
             if cfg.lowercase:
                 tokens = [t.lower() for t in tokens]
             if not tokens:
@@ -104,5 +110,5 @@ class TextTokenize(Stage):
             if tags is not None:
                 doc["pos"] = tags
             sample[out] = doc
-            meta(sample).setdefault("tokenized", {})[ext] = {"route": route, "tokens": len(tokens)}
+            info.setdefault("tokenized", {})[ext] = {"route": route, "tokens": len(tokens)}
         return sample
