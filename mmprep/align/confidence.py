@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from mmprep.align.stats import median
+
 # Fitted by benchmarks/align/calibrate.py (L2 0.1) on 130 generated records (espeak-ng and synthetic
 # speech, SNR 4-20 dB, 55 mismatched), seeds 11-13, never the scored set (seed 0). Once fit and
 # onset_match are known, a sharp peak adds nothing (its weight comes out slightly negative: repetitive
@@ -30,8 +32,8 @@ def prominence(scores: np.ndarray, k: int, exclude: int = 100) -> float:
     rest = np.concatenate([scores[: max(k - exclude, 0)], scores[k + exclude + 1 :]])
     if rest.size < 10:
         return 0.0
-    med = float(np.median(rest))
-    mad = float(np.median(np.abs(rest - med))) * 1.4826
+    med = median(rest)
+    mad = median(np.abs(rest - med)) * 1.4826
     return float(min(30.0, (scores[k] - med) / max(mad, 1e-6)))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from mmprep.align import search
 from mmprep.align.confidence import confidence, prominence
 from mmprep.align.speech import HOP_MS, Activity
+from mmprep.align.stats import median, percentile
 from mmprep.align.subs import Cue, validate
 
 POLISH_ROUNDS = 2
@@ -129,10 +130,10 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
         if ok.sum() < 4:
             break
         resid = near - start
-        inl = ok & (np.abs(resid - np.median(resid[ok])) < 80.0)
+        inl = ok & (np.abs(resid - median(resid[ok])) < 80.0)
         # early-side scatter: the detector finds soft onsets late, almost never early, so cue starts
         # well *after* their speech onset mean the subtitles' own timing is off (human jitter)
-        spread = float(-np.percentile(resid[ok] - np.median(resid[ok]), 10))
+        spread = -percentile(resid[ok] - median(resid[ok]), 10)
         if len(seg_starts) == 1 and inl.sum() >= 8 and np.ptp(sub_start[inl]) > 5000:
             A = np.stack([sub_start[inl], np.ones(inl.sum())], axis=1)
             (r, o), *_ = np.linalg.lstsq(A, near[inl], rcond=None)
@@ -142,7 +143,7 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
             for s in range(len(seg_starts)):
                 m = inl & (seg_of == s)
                 if m.sum() >= 3:
-                    off[seg_of == s] += float(np.median(resid[m]))
+                    off[seg_of == s] += median(resid[m])
     if POLISH_QUANTILE is not None:
         # least squares follows the late tail of the residuals (soft onsets found late in noise);
         # the median does not. Measured: median error 15 -> 4 ms on 10-minute files at 8-20 dB.
@@ -150,11 +151,11 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
         near, ok = _nearest(onsets, start, 120.0)
         if ok.sum() >= 4:
             resid = near - start
-            inl = ok & (np.abs(resid - np.median(resid[ok])) < 80.0)
+            inl = ok & (np.abs(resid - median(resid[ok])) < 80.0)
             for s in range(len(seg_starts)):
                 m = inl & (seg_of == s)
                 if m.sum() >= 3:
-                    off[seg_of == s] += float(np.percentile(resid[m], POLISH_QUANTILE))
+                    off[seg_of == s] += percentile(resid[m], POLISH_QUANTILE)
     start, end = ratio * sub_start + off, ratio * sub_end + off
     _, matched = _nearest(onsets, start, 100.0)
 
@@ -219,5 +220,5 @@ def _residual_stats(shift: np.ndarray) -> dict[str, float]:
     a = np.abs(shift)
     if a.size == 0:
         return {"median_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
-    return {"median_ms": round(float(np.median(a)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+    return {"median_ms": round(median(a), 1), "p95_ms": round(percentile(a, 95), 1),
             "max_ms": round(float(a.max()), 1)}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmprep.align.stats import block_percentile, median, percentile
+
 RATE = 16000  # analysis rate (8 kHz was measured: p95 onset error 9 ms worse at 8 dB SNR)
 HOP_MS = 10
 MIN_RANGE_DB = 6.0
@@ -113,12 +115,9 @@ def local_floor(env: np.ndarray, block: int = 100, reach: int = 4) -> np.ndarray
     """Noise floor per frame: the 10th percentile of each ``block`` of frames, then the median of
     the ``2*reach+1`` blocks around, so the floor follows slow changes but not speech."""
     n = env.size
-    nb = -(-n // block)
-    pad = np.full(nb * block, np.nan)
-    pad[:n] = env
-    p10 = np.nanpercentile(pad.reshape(nb, block), 10, axis=1)
-    idx = np.arange(nb)
-    med = np.array([np.median(p10[max(0, i - reach) : i + reach + 1]) for i in idx])
+    p10 = block_percentile(env, block, 10)
+    idx = np.arange(p10.size)
+    med = np.array([median(p10[max(0, i - reach) : i + reach + 1]) for i in idx])
     return np.repeat(med, block)[:n]
 
 
@@ -160,8 +159,8 @@ def activity(samples: np.ndarray, rate: int, *, max_gap_ms: int = 150, min_speec
     c = ms_energy(x)
     n_ms = c.size - 1
     env = window_db(c, np.arange(-(-n_ms // HOP_MS)) * HOP_MS + HOP_MS // 2, 25)  # 10 ms hop, 25 ms window
-    level = float(np.percentile(env, 97))
-    floor = max(float(np.percentile(env, 10)), level - 45.0)  # digital silence is no noise floor
+    level = percentile(env, 97)
+    floor = max(percentile(env, 10), level - 45.0)  # digital silence is no noise floor
     local = np.maximum(local_floor(env), floor)  # a quiet stretch must not lower the floor elsewhere
     span = np.maximum(level - local, 1e-6)
     lo, hi = local + np.maximum(3.0, 0.2 * span), local + np.maximum(5.0, 0.45 * span)
