@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mmprep.features import spectral
+from mmprep.features import packed, spectral
 from mmprep.features.device import buckets, pad_batch, resolve_device
 
 FEATURES: dict[str, Callable[..., Any]] = {
@@ -31,11 +31,16 @@ def compute(kind: str, clips: Sequence[np.ndarray], *, rate: int, device: Any = 
     default it is 1M samples on CPU (intermediates stay in cache: measured ~2x faster than one big
     batch on 2 cores) and 32M on CUDA (few large launches). ``threads`` sets torch's CPU threads for
     the call (restored after); None leaves them alone.
+
+    On CPU, ``melspectrogram`` / ``logmel`` / ``mfcc`` (power 2) skip the padding altogether: the clips
+    are packed end to end and computed in cache-sized blocks (:mod:`mmprep.features.packed`, ~2x
+    faster than padded buckets on this corpus); ``max_samples`` then bounds the packed signal (default 4M).
     """
     import torch
 
     fn = FEATURES[kind]
     dev = resolve_device(device) if isinstance(device, str) else device
+    pack_samples = max_samples or packed.PACK_SAMPLES
     if max_samples is None:
         max_samples = 32_000_000 if dev.type == "cuda" else 1_000_000
     lengths = [int(c.shape[-1]) for c in clips]
@@ -44,10 +49,29 @@ def compute(kind: str, clips: Sequence[np.ndarray], *, rate: int, device: Any = 
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
     try:
+        if dev.type == "cpu" and packed.supports(kind, params):
+            _run_packed(kind, clips, out, pack_samples, delta_order, delta_width, dtype, rate, params)
+            return out  # type: ignore[return-value]
         _run(fn, clips, lengths, out, dev, max_samples, delta_order, delta_width, dtype, rate, params)
     finally:
         torch.set_num_threads(saved)
     return out  # type: ignore[return-value]
+
+
+def _run_packed(kind, clips, out, pack_samples, delta_order, delta_width, dtype, rate, params) -> None:
+    import torch
+
+    feats = packed.mel_features(kind, clips, rate=rate, pack_samples=pack_samples, **params)
+    with torch.inference_mode():
+        for i, f in enumerate(feats):
+            if delta_order and f.shape[-1]:
+                frames = torch.tensor([f.shape[-1]])
+                parts = [f] + [spectral.deltas(f[None], frames, width=delta_width, order=order)[0]
+                               for order in range(1, delta_order + 1)]
+                f = torch.cat(parts, dim=0)
+            elif delta_order:
+                f = f.new_empty(f.shape[0] * (1 + delta_order), 0)
+            out[i] = np.ascontiguousarray(f.numpy(), dtype=dtype)
 
 
 def _run(fn, clips, lengths, out, dev, max_samples, delta_order, delta_width, dtype, rate, params) -> None:
