@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import WORK, run_measured, save  # noqa: E402
+from benchutil import WORK, ensure_bytecode, run_measured, save  # noqa: E402
 
 PIPELINE = """\
 name: bench_build
@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--photos", type=int, default=2000, help="photos for the real-work section (0: skip)")
     args = ap.parse_args()
+    ensure_bytecode()
     small, large = (500, 5000) if args.quick else (2000, 20000)
     runs = [run_size(small, args.workers), run_size(large, args.workers)]
     photos = run_photos(args.photos, args.workers) if args.photos else None

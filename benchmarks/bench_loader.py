@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.benchutil import RESULTS, WORK, machine  # noqa: E402
+from benchmarks.benchutil import RESULTS, WORK, ensure_bytecode, machine  # noqa: E402
 
 RATE = 16000
 MFCC = {"n_mfcc": 13, "n_fft": 400, "hop_length": 160}
@@ -194,6 +194,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    ensure_bytecode()
     n_media = args.media or (200 if args.quick else 1000)
     n_tiny = args.tiny or (20000 if args.quick else 100000)
     root = WORK / "loader"

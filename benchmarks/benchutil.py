@@ -14,6 +14,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 WORK = Path(__file__).resolve().parent / ".work"
 
 
+def ensure_bytecode() -> None:
+    """Compile mmprep's modules as ``pip install`` does for an installed package. An editable checkout
+    run with PYTHONDONTWRITEBYTECODE=1 (as on our CI machines) would otherwise recompile every module in
+    every process, and process start-up would be measured slower than users see it."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    compileall.compile_dir(root / "mmprep", quiet=1)
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "machine": platform.machine()}
