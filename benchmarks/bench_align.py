@@ -1,11 +1,12 @@
 """Alignment benchmark: subtitle re-timing against ffsubsync, A/V offset against frame-rate correlation.
 
-    python benchmarks/bench_align.py [--quick] [--ffsubsync PATH] [--set DIR]
+    python benchmarks/bench_align.py [--quick] [--ffsubsync PATH] [--set DIR] [--repeats N]
 
 1. Generates a set with known truth (benchmarks/align/generate.py: espeak-ng speech when installed,
    SNR 8/12/20 dB white or pink noise, offsets +-10 s, framerate ratios, ad breaks, 25 % mismatched
    subtitles) and scores ``mmprep align`` and ffsubsync (when its executable is found, in its own
-   virtualenv) on the same files in the same run (benchmarks/align/score.py).
+   virtualenv) on the same files in the same run, interleaved item by item after a warm-up run of
+   each, ``--repeats`` timing passes (benchmarks/align/score.py).
 2. A/V: flash-and-beep videos at 25 fps with known audio delays; mmprep's event matching against the
    baseline a simple tool would use: cross-correlating frame-difference energy with the audio
    energy rise at the video frame rate.
@@ -123,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ffsubsync", default=shutil.which("ffsubsync") or "/tmp/ffs-venv/bin/ffsubsync")
     ap.add_argument("--set", type=Path, default=None, help="reuse a set made by generate.py")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "align.json")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timing passes over each set, interleaved (default 3; 1 with --quick)")
     args = ap.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    load_before = os.getloadavg()
     ffs = args.ffsubsync if args.ffsubsync and Path(args.ffsubsync).exists() else None
     with tempfile.TemporaryDirectory() as tmp:
         set_dir = args.set
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             items, secs = ("12", "45") if args.quick else ("40", "60")
             generate.main([str(set_dir), "--items", items, "--seconds", secs, "--seed", "0"])
         t = time.perf_counter()
-        doc = score.score(set_dir, ffs, Path(tmp) / "outputs")
+        doc = score.score(set_dir, ffs, Path(tmp) / "outputs", repeats)
         doc["score_seconds"] = round(time.perf_counter() - t, 1)
         negatives = bench_negatives(Path(tmp) / "neg", 30 if args.quick else 150)
         long_doc = None
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             long_dir = Path(tmp) / "long"
             generate.main([str(long_dir), "--items", "3", "--seconds", "600", "--seed", "1", "--mismatch-share", "0",
                            "--split-share", "0", "--snrs", "8,12,20"])
-            long_doc = score.score(long_dir, ffs, Path(tmp) / "long-outputs")
+            long_doc = score.score(long_dir, ffs, Path(tmp) / "long-outputs", repeats)
     print(score.table(doc))
     if long_doc:
         print("3 files of 10 minutes:")
@@ -155,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{av['frame_xcorr_baseline']['median_ms']} ms, p95 {av['frame_xcorr_baseline']['p95_ms']} ms")
     result = {"benchmark": "align", "quick": args.quick, "machine": machine(), "subtitles": doc,
               "subtitles_long": long_doc, "negative_controls": negatives, "av": av,
-              "note": "2 shared CPU cores, other jobs running: timings are noisy; both tools ran one after "
-                      "the other in the same run on the same files, each as a command (process start included).",
+              "note": f"{os.cpu_count()} shared CPU cores, other jobs running (load average 1 min "
+                      f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after): timings are noisy. Both tools "
+                      f"ran in the same run on the same files, each as a command (process start included), "
+                      f"interleaved item by item (order alternating) after a warm-up run of each, {repeats} "
+                      "timing passes (seconds per item: the median of the passes).",
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

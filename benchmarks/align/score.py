@@ -3,9 +3,10 @@
     python benchmarks/align/score.py SET_DIR [--ffsubsync /path/to/venv/bin/ffsubsync] [--json OUT.json]
 
 Runs ``mmprep align`` (as a command, like a user would) and, when given, ffsubsync on the same files
-in the same run, and prints both side by side. Errors are ``output start - truth start`` per cue,
-for items that are not negative controls; "flagged" is the share of mismatched items an aligner
-marks as not trusted (mmprep: status not ok; ffsubsync has no such output, so only a failure counts).
+in the same run, interleaved item by item after a warm-up run of each, and prints both side by side.
+Errors are ``output start - truth start`` per cue, for items that are not negative controls;
+"flagged" is the share of mismatched items an aligner marks as not trusted (mmprep: status not ok;
+ffsubsync has no such output, so only a failure counts).
 """
 
 from __future__ import annotations
@@ -85,38 +86,65 @@ def summarize(items: list[dict[str, Any]], runs: dict[str, dict[str, Any]], min_
             "cpu_seconds_per_item": round(float(np.mean(cpu)), 3) if cpu else None}
 
 
-def score(set_dir: Path, ffsubsync: str | None, work: Path) -> dict[str, Any]:
+def score(set_dir: Path, ffsubsync: str | None, work: Path, repeats: int = 1) -> dict[str, Any]:
+    """Both tools on every item, interleaved: per item one run of each, the order alternating from
+    item to item and pass to pass, after one untimed warm-up run of each (disk cache, .pyc files).
+    Errors come from the first pass; seconds per item are the median over ``repeats`` passes."""
     meta = json.loads((set_dir / "truth.json").read_text())
     items = meta["items"]
     work.mkdir(parents=True, exist_ok=True)
     tools = {"mmprep": None, **({"ffsubsync": ffsubsync} if ffsubsync else {})}
+
+    def run(tool: str, it: dict[str, Any]) -> dict[str, Any]:
+        wav, srt = set_dir / it["wav"], set_dir / it["srt"]
+        out = work / f"{tool}-{it['name']}.srt"
+        out.unlink(missing_ok=True)
+        r = run_mmprep(wav, srt, out) if tool == "mmprep" else run_ffsubsync(tools[tool], wav, srt, out)
+        r["errors"] = errors(out, it["truth"]) if not it["mismatched"] else []
+        return r
+
+    for tool in tools:  # warm-up
+        run(tool, items[0])
+    runs: dict[str, dict[str, Any]] = {tool: {} for tool in tools}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {tool: {it["name"]: [] for it in items} for tool in tools}
+    for p in range(repeats):
+        for i, it in enumerate(items):
+            for tool in (list(tools) if (i + p) % 2 == 0 else list(tools)[::-1]):
+                r = run(tool, it)
+                times[tool][it["name"]].append((r["seconds"], r["cpu"]))
+                runs[tool].setdefault(it["name"], r)
     results: dict[str, Any] = {}
-    for tool, exe in tools.items():
-        runs = {}
-        for it in items:
-            wav, srt = set_dir / it["wav"], set_dir / it["srt"]
-            out = work / f"{tool}-{it['name']}.srt"
-            out.unlink(missing_ok=True)
-            r = run_mmprep(wav, srt, out) if tool == "mmprep" else run_ffsubsync(exe, wav, srt, out)
-            r["errors"] = errors(out, it["truth"]) if not it["mismatched"] else []
-            runs[it["name"]] = r
+    for tool in tools:
+        for name, r in runs[tool].items():
+            r["seconds"] = float(np.median([t for t, _ in times[tool][name]]))
+            r["cpu"] = float(np.median([c for _, c in times[tool][name]]))
         by_snr = {}
         for snr in sorted({it["snr_db"] for it in items}):
             sub = [it for it in items if it["snr_db"] == snr]
-            by_snr[str(snr)] = summarize(sub, runs, snr)
-        results[tool] = {"snr_ge_8": summarize(items, runs, 8.0), "by_snr": by_snr,
-                         "splits": summarize([it for it in items if it["split"]], runs, 0.0),
+            by_snr[str(snr)] = summarize(sub, runs[tool], snr)
+        results[tool] = {"snr_ge_8": summarize(items, runs[tool], 8.0), "by_snr": by_snr,
+                         "splits": summarize([it for it in items if it["split"]], runs[tool], 0.0),
                          "per_item": {k: {"flagged": v["flagged"], "seconds": round(v["seconds"], 3),
                                           "median_abs_ms": round(float(np.median(np.abs(v["errors"]))), 1)
                                           if v["errors"] else None,
                                           "confidence": v["record"].get("confidence"),
                                           "status": v["record"].get("status")}
-                                      for k, v in runs.items()}}
-    return {"set": {"engine": meta["engine"], "items": len(items),
-                    "mismatched": sum(i["mismatched"] for i in items),
-                    "splits": sum(1 for i in items if i["split"]),
-                    "audio_seconds": round(sum(i["seconds"] for i in items), 1), "args": meta["args"]},
-            "results": results}
+                                      for k, v in runs[tool].items()}}
+    doc = {"set": {"engine": meta["engine"], "items": len(items),
+                   "mismatched": sum(i["mismatched"] for i in items),
+                   "splits": sum(1 for i in items if i["split"]),
+                   "audio_seconds": round(sum(i["seconds"] for i in items), 1), "args": meta["args"]},
+           "timing": {"repeats": repeats, "order": "interleaved per item, alternating", "warm_up": "1 run per tool"},
+           "results": results}
+    if len(tools) == 2:
+        ratio = [runs["ffsubsync"][n]["seconds"] / runs["mmprep"][n]["seconds"] for n in runs["mmprep"]]
+        doc["speedup"] = {"wall_mean": round(results["ffsubsync"]["snr_ge_8"]["seconds_per_item"]
+                                             / results["mmprep"]["snr_ge_8"]["seconds_per_item"], 2),
+                          "cpu_mean": round(results["ffsubsync"]["snr_ge_8"]["cpu_seconds_per_item"]
+                                            / results["mmprep"]["snr_ge_8"]["cpu_seconds_per_item"], 2),
+                          "wall_paired_median": round(float(np.median(ratio)), 2),
+                          "wall_paired_min": round(float(np.min(ratio)), 2)}
+    return doc
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -128,10 +156,11 @@ def table(doc: dict[str, Any]) -> str:
     lines = [f"{'SNR >= 8 dB':24s}" + "".join(f"{t:>14s}" for t in tools)]
     for label, key in rows:
         lines.append(f"{label:24s}" + "".join(f"{doc['results'][t]['snr_ge_8'][key]!s:>14s}" for t in tools))
-    if len(tools) == 2:
-        for label, key in (("wall", "seconds_per_item"), ("CPU", "cpu_seconds_per_item")):
-            a, b = (doc["results"][t]["snr_ge_8"][key] for t in tools)
-            lines.append(f"{label + ' speed-up':24s}{b / a:>14.2f}x")
+    if "speedup" in doc:
+        sp = doc["speedup"]
+        lines.append(f"{'wall speed-up':24s}{sp['wall_mean']:>14.2f}x (per item: median {sp['wall_paired_median']}x, "
+                     f"lowest {sp['wall_paired_min']}x)")
+        lines.append(f"{'CPU speed-up':24s}{sp['cpu_mean']:>14.2f}x")
     return "\n".join(lines)
 
 
@@ -141,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ffsubsync", default=None, help="ffsubsync executable (its own virtualenv)")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=1, help="timing passes (seconds: the median per item)")
     args = ap.parse_args(argv)
-    doc = score(args.set_dir, args.ffsubsync, args.work or args.set_dir / "outputs")
+    doc = score(args.set_dir, args.ffsubsync, args.work or args.set_dir / "outputs", args.repeats)
     print(table(doc))
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1))
