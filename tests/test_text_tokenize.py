@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import jieba
 import jieba.posseg
@@ -98,6 +100,22 @@ def test_text_fields_are_the_samples_text_fields():
         assert has_text(sample) == base.applies(sample) == make("text.tokenize").applies(sample)
     assert text_fields(samples[1], ["txt", "srt"]) == ["txt"]
     assert text_fields(samples[2], None) == ["en.TXT", "text"]
+
+
+def test_spacy_language_checked_without_importing_spacy():
+    """The driver checks the config before a build; importing spaCy there (with thinc and torch) would
+    delay the workers, which import it anyway."""
+    code = ("import sys; from mmprep.config import instantiate, parse_pipeline; "
+            "instantiate(parse_pipeline({'stages': [{'stage': 'text.tokenize', 'spacy_lang': 'de'}]})); "
+            "print(sorted(m for m in ('spacy', 'thinc', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for lang in ("../en", "EN", "zz"):
+        with pytest.raises(ConfigError) as err:
+            make_stage("text.tokenize", spacy_lang=lang)
+        assert err.value.key == "spacy_lang"
+    assert make_stage("text.tokenize", spacy_lang="de").process({"__key__": "k", "txt": "Wir gehen."})[
+        "tokens.json"] == {"tokens": ["Wir", "gehen", "."]}
 
 
 def test_nltk_tokenizers_and_stemmers():

@@ -11,7 +11,15 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.text.fields import TOKENS, derived, has_text, text_fields, text_of
-from mmprep.text.tokenizers import NLTK_NEEDS, English, Jieba, Router, nltk_resource, spacy_pipeline_check
+from mmprep.text.tokenizers import (
+    NLTK_NEEDS,
+    English,
+    Jieba,
+    Router,
+    nltk_resource,
+    spacy_lang_check,
+    spacy_pipeline_check,
+)
 
 
 @register
@@ -65,12 +73,7 @@ class TextTokenize(Stage):
         if cfg.spacy_model:
             spacy_pipeline_check(cfg.spacy_model, "spacy_model")
         elif cfg.en_tokenizer == "spacy":
-            import spacy.util
-
-            try:
-                spacy.util.get_lang_class(cfg.spacy_lang)
-            except ImportError:
-                raise ConfigError("spacy_lang", f"spaCy has no language {cfg.spacy_lang!r}") from None
+            spacy_lang_check(cfg.spacy_lang, "spacy_lang")
 
     def make_router(self) -> Router:
         cfg = self.config
