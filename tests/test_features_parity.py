@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmprep.features import compute, deltas, logmel, mel_filterbank, mfcc, pad_batch, spectrogram
+from mmprep.features import FrameParams, compute, deltas, logmel, mel_filterbank, mfcc, pad_batch, spectrogram
 from mmprep.testing.audio import chirp, noise, speech_like, tone
 
 librosa = pytest.importorskip("librosa")
@@ -131,3 +131,59 @@ def test_blocked_stft_equals_one_piece():
         whole, f2 = melspectrogram(batch, lengths, rate=RATE, chunk_frames=10**6, center=center)
         assert f1.tolist() == f2.tolist()
         np.testing.assert_allclose(small.numpy(), whole.numpy(), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize(("n_fft", "hop", "win", "center"),
+                         [(400, 160, None, True), (512, 128, 400, True), (400, 160, None, False),
+                          (401, 100, 300, False), (300, 400, None, True)])
+@pytest.mark.parametrize("kind", ["melspectrogram", "logmel", "mfcc"])
+def test_packed_cpu_path_equals_padded_batch(kind, n_fft, hop, win, center):
+    """``compute`` on CPU packs clips end to end (no padding) and works in blocks; blocks of 7 frames and
+    groups of 20k samples make blocks straddle clips and clips fall into several groups."""
+    import torch
+
+    from mmprep.features import packed, spectral
+
+    clips = [*_clips(), np.zeros(0, np.float32), noise(0.0251, seed=6)]
+    got = packed.mel_features(kind, clips, rate=RATE, n_fft=n_fft, hop=hop, win_length=win, center=center,
+                              n_mels=64, block=7, pack_samples=20_000)
+    fn = getattr(spectral, kind)
+    for clip, ours in zip(clips, got, strict=True):
+        batch = torch.from_numpy(clip)[None]
+        ref, frames = fn(batch, torch.tensor([len(clip)]), rate=RATE, n_fft=n_fft, hop=hop, win_length=win,
+                         center=center, n_mels=64)
+        ref = ref[0, :, : int(frames[0])].numpy()
+        assert ours.shape == ref.shape == (ref.shape[0], FrameParams(rate=RATE, n_fft=n_fft, hop=hop,
+                                                                      center=center).n_frames(len(clip)))
+        if ref.size:
+            tol = 1e-6 * np.abs(ref).max() if kind == "melspectrogram" else 2e-3
+            np.testing.assert_allclose(ours.numpy(), ref, atol=tol, rtol=0)
+
+
+def test_mel_bands_hold_every_filter_weight_once():
+    from mmprep.features.packed import mel_bands
+
+    fb = mel_filterbank(rate=RATE, n_fft=400, n_mels=80)
+    rebuilt = np.zeros_like(fb)
+    macs = 0
+    for m0, m1, b0, b1, weights in mel_bands(rate=RATE, n_fft=400, n_mels=80):
+        np.testing.assert_array_equal(weights[:, 0::2], weights[:, 1::2])  # same weight for re² and im²
+        rebuilt[m0:m1, b0:b1] += weights[:, 0::2]
+        macs += (m1 - m0) * (b1 - b0)
+    np.testing.assert_array_equal(rebuilt, fb)
+    assert macs < fb.size / 5  # 80 x 201 dense: 16,080; banded: ~1,900
+
+
+def test_compute_on_cpu_equals_padded_functions_with_deltas_and_float16():
+    import torch
+
+    clips = [speech_like(1.7, seed=2), chirp(0.9), np.array([0.5], np.float32)]
+    got = compute("mfcc", clips, rate=RATE, device="cpu", n_mfcc=13, delta_order=2, dtype=np.float16)
+    batch, lengths = pad_batch(clips)
+    ref, frames = mfcc(batch, lengths, rate=RATE, n_mfcc=13)
+    for b, ours in enumerate(got):
+        t = int(frames[b])
+        one = ref[b : b + 1, :, :t]
+        want = torch.cat([one, deltas(one, frames[b : b + 1], order=1), deltas(one, frames[b : b + 1], order=2)], 1)
+        assert ours.dtype == np.float16 and ours.shape == (39, t)
+        np.testing.assert_allclose(ours.astype(np.float32), want[0].numpy(), atol=0.05, rtol=2e-3)
