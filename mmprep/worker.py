@@ -25,7 +25,7 @@ from mmprep.atomic import temp_name
 from mmprep.cache import Cache, digest
 from mmprep.codecs import encode_field, to_json
 from mmprep.config import instantiate, parse_pipeline, stage_fingerprint
-from mmprep.corpus import Record
+from mmprep.corpus import Record, printable
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
 from mmprep.reuse import PART_FORMAT, Previous, Span, dump_entry, load_entry, part_paths, tar_stamps, write_rows
@@ -80,6 +80,9 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     sample: Sample = {KEY: record.key, META: {"source": record.origin}, SOURCE: dict(record.paths)}
     problems: list[Drop] = []
     for ext, path in sorted(record.paths.items()):
+        if not ext.isascii() and printable(ext) != ext:
+            problems.append(Drop("input.bad_name", f"{printable(path)}: the extension is not valid UTF-8", field=ext))
+            continue
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

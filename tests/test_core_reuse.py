@@ -94,3 +94,14 @@ def test_a_file_name_that_is_not_utf8_is_kept_and_reported_readably(tmp_path):
     errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text("utf-8").splitlines()]
     assert errors[0]["reason"] == "input.empty" and errors[0]["source"] == "d0/vide\\udce9"
     assert errors[0]["path"].endswith("/d0/vide\udce9.txt")  # the real name, as os.fsdecode gives it
+
+
+def test_an_extension_that_is_not_utf8_drops_its_sample_with_a_reason_not_the_shard(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus", 3)
+    with open(os.fsencode(corpus / "d0") + b"/s001.t\xe9t", "wb") as fh:
+        fh.write(b"a companion file with a latin-1 extension")
+    summary = build(text_doc(), corpus, tmp_path / "out", workers=1)
+    assert summary["samples_out"] == 2 and summary["errors_by_reason"] == {"input.bad_name": 1}
+    assert {row["key"] for row in index(tmp_path / "out")} == {"d0/s000", "d0/s002"}
+    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text("utf-8"))
+    assert error["key"] == "d0/s001" and error["field"] == "t\udce9t"
