@@ -38,6 +38,33 @@ def test_import_path_with_checkpoint(tmp_path):
     assert err.value.key == "checkpoint" and "wrong.pt" in err.value.message
 
 
+def test_torchscript_file_is_frozen_on_cpu_and_equals_the_file(tmp_path):
+    import torch
+    from torch import nn
+
+    from mmprep.embed.modelfile import load_model_file
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with torch.no_grad():  # batch-norm statistics unlike the identity, so folding them visibly matters
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    path = tmp_path / "bn.pt"
+    torch.jit.script(net.eval()).save(str(path))
+    loaded = load_model_file(str(path), device="cpu")
+    assert "aten::batch_norm" not in str(loaded.module.graph)  # folded into the convolutions
+    x = np.random.default_rng(0).standard_normal((5, 3, 40, 40)).astype(np.float32)
+    with torch.inference_mode():
+        want = torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
+    got = loaded.forward(x)
+    assert got.shape == (5, 16) and np.abs(got - want).max() < 1e-5
+    assert np.abs(loaded.forward(x[2:3]) - want[2:3]).max() < 1e-5  # a batch of one as well
+
+
 def test_preprocessing_is_declared_and_part_of_identity(tmp_path):
     model = str(save_torchscript_cnn(tmp_path / "cnn.pt"))
     a = load_encoder(ModelSpec("image", model=model, device="cpu", size=32))

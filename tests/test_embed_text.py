@@ -35,13 +35,38 @@ def test_batch_company_does_not_change_an_embedding(enc):
 
 
 def test_buckets_group_similar_lengths(enc):
-    lengths = [3, 90, 4, 60, 5, 200, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+    lengths = [3, 90, 4, 60, 5, 200, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 96, 16, 16]
     batches = enc.buckets(lengths)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     assert all(len(b) <= enc.batch_size for b in batches)
-    for b in batches:
-        assert max(lengths[i] for i in b) <= 2 * min(lengths[i] for i in b)
-    assert batches[0] == [5]  # the 200-token text pads nobody
+    # CPU: a text joins a batch only within 1/16 of its longest (16 takes 15, 15 takes nothing shorter)
+    assert batches == [[5], [16, 1], [3], [15, 17, 18, 14], [13], [12], [11], [10], [9], [8], [7], [6], [4],
+                       [2], [0]]
+
+
+def test_cpu_batches_stay_within_the_token_budget():
+    from mmprep.embed.text import CPU_BATCH_TOKENS
+
+    enc = load_encoder(ModelSpec("text", device="cpu", batch_size=1000))
+    batches = enc.buckets([20] * 200 + [2000])
+    assert batches[0] == [200]  # longer than the budget: alone
+    assert [len(b) for b in batches[1:]] == [CPU_BATCH_TOKENS // 20] * 3 + [200 - 3 * (CPU_BATCH_TOKENS // 20)]
+
+
+def test_concurrent_batches_equal_one_thread_and_keep_the_thread_count(enc):
+    import torch
+
+    texts = captions(40, seed=5)
+    threads = torch.get_num_threads()
+    assert enc.pool is not None or threads == 1
+    pooled, _ = enc.encode(texts)
+    pool, enc.pool = enc.pool, None
+    try:
+        inline, _ = enc.encode(texts)
+    finally:
+        enc.pool = pool
+    assert np.abs(pooled - inline).max() < 1e-5
+    assert torch.get_num_threads() == threads  # workers are single-threaded, the caller's count is kept
 
 
 @pytest.mark.parametrize(("value", "reason"), [("  \n\t", "embed.empty_text"), (b"\xff\xfe\xfa", "embed.undecodable"),
