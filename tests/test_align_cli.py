@@ -1,10 +1,12 @@
 """``mmprep align`` without typer: the same options, output and exit codes as the typer command, a
-process that imports neither typer, pydantic, soundfile nor numpy.ma, and typer for help and errors."""
+process that imports neither typer, pydantic, soundfile nor numpy.ma and starts one BLAS thread, and
+typer for help and errors."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +98,15 @@ def test_align_process_skips_the_cli_framework(files, tmp_path):
              "from mmprep.cli import main\n"
              "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
              "heavy = ('typer', 'click', 'pydantic', 'rich', 'soundfile', 'numpy.ma', 'torch', 'scipy')\n"
-             "print(json.dumps({'code': code, 'loaded': [m for m in heavy if m in sys.modules]}))\n")
-    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}
+             "import os\n"
+             "print(json.dumps({'code': code, 'loaded': [m for m in heavy if m in sys.modules],\n"
+             "                  'blas_threads': os.environ.get('OPENBLAS_NUM_THREADS')}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for preset, want in ((None, "1"), ("2", "2")):  # one BLAS thread, unless the user chose
+        p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                           env=env if preset is None else {**env, "OPENBLAS_NUM_THREADS": preset})
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": [], "blas_threads": want}
     assert (tmp_path / "o.srt").exists()
     usage = _mmprep("align", "--help")
     assert usage.returncode == 0 and "--max-offset" in usage.stdout

@@ -2,7 +2,8 @@
 
 ``mmprep align`` runs once per file, often in a shell loop, so its start-up counts: typer imports
 pydantic and costs ~0.15 s, more than aligning a minute of audio. ``fast_main`` parses the command's
-own options with the standard library and runs :func:`run_align`; anything it does not handle
+own options with the standard library, limits OpenBLAS to one thread (unless the user set
+``OPENBLAS_NUM_THREADS``) and runs :func:`run_align`; anything it does not handle
 (``--help``, an unknown option, a value out of range, a missing file) returns None, and the typer
 command in :mod:`mmprep.cli.align` runs instead and gives the usual help or error. A test keeps the
 two option tables in step.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -120,4 +122,10 @@ def parse_args(args: list[str]) -> dict | None:
 def fast_main(args: list[str]) -> int | None:
     """``mmprep align ARGS`` without typer: the exit code, or None to let the typer command run."""
     kw = parse_args(args)
-    return None if kw is None else run_align(**kw)
+    if kw is None:
+        return None
+    # numpy is not imported yet: one file needs no parallel linear algebra (one 2-column least
+    # squares), and OpenBLAS starting a thread per core costs ~60 ms of start-up. A value the user
+    # set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return run_align(**kw)
