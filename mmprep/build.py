@@ -107,9 +107,12 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         # with changes saves their start-up (0.25 s here), one with none pays a little (0.07 s)
         warm_up()
     inp = spec.input
+    phases: dict[str, float] = {}  # where the time went, in stats.json: a slow scan or merge shows there
+    mark = time.perf_counter()
     # absolute paths: Dask workers elsewhere may not share our working directory
     records = read_corpus(Path(source).resolve(), fmt=inp.format, key_column=inp.key_column,
                           path_columns=inp.path_columns, include=inp.include, exclude=inp.exclude)
+    phases["scan"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
 
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     for sub in ("shards", ".parts", ".progress"):
@@ -134,6 +137,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                                reuse=prev is not None and prev.get("pipeline") == pipeline_hash,
                                progress=opts.progress))
     tasks.sort(key=lambda t: -sum(r.size for r in t.records))  # longest first: a short tail, same output
+    phases["plan"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
     if tasks or removed:
@@ -158,10 +162,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             else:
                 built.add(task.name)
     shutil.rmtree(out / ".progress", ignore_errors=True)
+    phases["shards"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
            "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-           f"Python {platform.python_version()}"}
+           f"Python {platform.python_version()}", "phases_seconds": phases}
     stats = _refresh_stats(out, run)
     if stats is None:
         slots = summary_slots(stages)
@@ -173,6 +178,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
+        phases["merge"] = round(time.perf_counter() - mark, 3)
         stats = merger.close(run)
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return {"output": str(out), "ok": not failed, "samples_in": stats["samples_in"],

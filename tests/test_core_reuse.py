@@ -105,3 +105,12 @@ def test_an_extension_that_is_not_utf8_drops_its_sample_with_a_reason_not_the_sh
     assert {row["key"] for row in index(tmp_path / "out")} == {"d0/s000", "d0/s002"}
     error = json.loads((tmp_path / "out" / "errors.jsonl").read_text("utf-8"))
     assert error["key"] == "d0/s001" and error["field"] == "t\udce9t"
+
+
+def test_stats_say_where_the_time_went(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus", 5)
+    build(text_doc(), corpus, tmp_path / "out", workers=1)
+    run = json.loads((tmp_path / "out" / "stats.json").read_text())["run"]
+    assert set(run["phases_seconds"]) == {"scan", "plan", "shards", "merge"}
+    assert all(v >= 0 for v in run["phases_seconds"].values())
+    assert run["phases_seconds"]["shards"] <= run["seconds"]
