@@ -32,9 +32,10 @@ def compute(kind: str, clips: Sequence[np.ndarray], *, rate: int, device: Any = 
     batch on 2 cores) and 32M on CUDA (few large launches). ``threads`` sets torch's CPU threads for
     the call (restored after); None leaves them alone.
 
-    On CPU, ``melspectrogram`` / ``logmel`` / ``mfcc`` (power 2) skip the padding altogether: the clips
-    are packed end to end and computed in cache-sized blocks (:mod:`mmprep.features.packed`, ~2x
-    faster than padded buckets on this corpus); ``max_samples`` then bounds the packed signal (default 4M).
+    On CPU, ``melspectrogram`` / ``logmel`` / ``mfcc`` (power 2) skip the padding altogether: the clips'
+    frames are taken end to end and computed in cache-sized blocks (:mod:`mmprep.features.packed`,
+    1.5x faster than padded buckets on 2-60 s clips); ``max_samples`` then bounds the audio samples per
+    group of clips (default 4M).
     """
     import torch
 
