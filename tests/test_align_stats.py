@@ -86,3 +86,48 @@ def test_correlator_scores_equal_a_direct_sum_at_every_offset():
         want = np.array([np.dot(m, x[k : k + m.size]) for k in range(2 * B + 1)])
         got = corr.scores(m)
         assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def _hysteresis_loop(env, lo, hi):
+    above, out = env >= lo, np.zeros(env.size, bool)
+    hi = np.broadcast_to(np.asarray(hi, float), env.shape)
+    i = 0
+    while i < env.size:
+        if not above[i]:
+            i += 1
+            continue
+        j = i
+        while j < env.size and above[j]:
+            j += 1
+        out[i:j] = (env[i:j] >= hi[i:j]).any()
+        i = j
+    return out
+
+
+def _backtrack_loop(env, idx, level, step, limit=25):
+    out = idx.copy()
+    for j, k in enumerate(idx):
+        for _ in range(limit):
+            if not 0 <= k + step < env.size or env[k + step] < level[k + step]:
+                break
+            k += step
+        out[j] = k
+    return out
+
+
+def test_vectorised_speech_steps_equal_their_loop_definitions():
+    from mmprep.align.speech import backtrack, close_gaps, hysteresis
+
+    assert close_gaps(np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1], bool), 3, 2).tolist() == [
+        True, True, True, True, True, True, True, False, False, False, False]  # gaps < 3 filled, lone end run dropped
+    rng = np.random.default_rng(4)
+    for t in range(200):
+        n = int(rng.integers(1, 2000))
+        env = np.cumsum(rng.normal(size=n)) + rng.normal(size=n) * 3
+        lo = env.mean() + rng.normal(size=n) if t % 2 else float(env.mean())
+        hi = lo + np.abs(rng.normal(size=n)) * 3 if t % 2 else lo + 2.0
+        assert np.array_equal(hysteresis(env, lo, hi), _hysteresis_loop(env, lo, hi))
+        idx = np.sort(rng.choice(n, size=min(n, 40), replace=False))
+        level = env - rng.uniform(0, 5, n)
+        for step in (-1, 1):
+            assert np.array_equal(backtrack(env, idx, level, step), _backtrack_loop(env, idx, level, step))

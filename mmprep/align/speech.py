@@ -111,25 +111,36 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
+def _paint(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray, value: bool) -> None:
+    """Set ``mask[s:e] = value`` for each of the disjoint runs ``(s, e)``, in place."""
+    d = np.zeros(mask.size + 1, np.int32)
+    d[starts] += 1
+    d[ends] -= 1
+    mask[np.cumsum(d[:-1]) > 0] = value
+
+
 def local_floor(env: np.ndarray, block: int = 100, reach: int = 4) -> np.ndarray:
     """Noise floor per frame: the 10th percentile of each ``block`` of frames, then the median of
-    the ``2*reach+1`` blocks around, so the floor follows slow changes but not speech."""
+    the ``2*reach+1`` blocks around (fewer at the ends), so the floor follows slow changes but not speech."""
     n = env.size
     p10 = block_percentile(env, block, 10)
-    idx = np.arange(p10.size)
-    med = np.array([median(p10[max(0, i - reach) : i + reach + 1]) for i in idx])
+    nb, w = p10.size, 2 * reach + 1
+    med = np.empty(nb)
+    if nb >= w:  # an odd count: the median is the middle order statistic
+        windows = np.lib.stride_tricks.sliding_window_view(p10, w)
+        med[reach : nb - reach] = np.partition(windows, reach, axis=1)[:, reach]
+    for i in (i for i in range(nb) if i < reach or i >= nb - reach):
+        med[i] = median(p10[max(0, i - reach) : i + reach + 1])
     return np.repeat(med, block)[:n]
 
 
 def hysteresis(env: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
     """True where ``env >= lo`` in runs that reach ``hi`` somewhere (thresholds scalar or per frame)."""
-    above = env >= lo
-    starts, ends = _runs(above)
+    starts, ends = _runs(env >= lo)
+    hits = np.concatenate([[0], np.cumsum(env >= np.asarray(hi, float))])  # frames >= hi before each index
+    keep = hits[ends] > hits[starts]
     out = np.zeros(env.size, bool)
-    hi_arr = np.broadcast_to(np.asarray(hi, float), env.shape)
-    for s, e in zip(starts, ends, strict=True):
-        if (env[s:e] >= hi_arr[s:e]).any():
-            out[s:e] = True
+    _paint(out, starts[keep], ends[keep], True)
     return out
 
 
@@ -137,13 +148,11 @@ def close_gaps(mask: np.ndarray, max_gap: int, min_run: int) -> np.ndarray:
     """Fill False gaps shorter than ``max_gap`` frames, then remove True runs shorter than ``min_run``."""
     m = mask.copy()
     starts, ends = _runs(~m)
-    for s, e in zip(starts, ends, strict=True):
-        if 0 < s and e < m.size and e - s < max_gap:
-            m[s:e] = True
+    fill = (starts > 0) & (ends < m.size) & (ends - starts < max_gap)
+    _paint(m, starts[fill], ends[fill], True)
     starts, ends = _runs(m)
-    for s, e in zip(starts, ends, strict=True):
-        if e - s < min_run:
-            m[s:e] = False
+    short = ends - starts < min_run
+    _paint(m, starts[short], ends[short], False)
     return m
 
 
@@ -179,20 +188,24 @@ def activity(samples: np.ndarray, rate: int, *, max_gap_ms: int = 150, min_speec
     return Activity(mask, on.astype(np.int64), off.astype(np.int64), floor, level, seconds)
 
 
-def backtrack(env: np.ndarray, idx: np.ndarray, level: float, step: int, limit: int = 25) -> np.ndarray:
-    """Move each edge outward (``step`` -1: earlier, +1: later) while the envelope stays above ``level``
-    (per frame)
-    and keeps falling, at most ``limit`` frames: a threshold crossing lags the true start of a rise."""
+def backtrack(env: np.ndarray, idx: np.ndarray, level: np.ndarray, step: int, limit: int = 25) -> np.ndarray:
+    """Move each edge outward (``step`` -1: earlier, +1: later) while the envelope stays at or above
+    ``level`` (per frame), at most ``limit`` frames: a threshold crossing lags the true start of a rise.
+    All edges move together, one frame per round; an edge that stops stays stopped."""
+    k = idx.astype(np.int64)
+    moving = np.ones(k.size, bool)
+    for _ in range(limit):
+        nxt = k + step
+        moving &= (nxt >= 0) & (nxt < env.size)
+        j = np.flatnonzero(moving)
+        j = j[~(env[nxt[j]] < level[nxt[j]])]
+        if j.size == 0:
+            break
+        k[j] = nxt[j]
+        moving[:] = False
+        moving[j] = True
     out = idx.copy()
-    n = env.size
-    for j, i in enumerate(idx):
-        k = int(i)
-        for _ in range(limit):
-            nxt = k + step
-            if not 0 <= nxt < n or env[nxt] < level[nxt]:
-                break
-            k = nxt
-        out[j] = k
+    out[:] = k
     return out
 
 
