@@ -66,7 +66,15 @@ def test_concurrent_batches_equal_one_thread_and_keep_the_thread_count(enc):
     finally:
         enc.pool = pool
     assert np.abs(pooled - inline).max() < 1e-5
-    assert torch.get_num_threads() == threads  # workers are single-threaded, the caller's count is kept
+    assert torch.get_num_threads() == threads  # the caller's count is kept...
+    if enc.pool is not None:  # ...while each worker's ops run single-threaded
+        assert set(enc.pool.map(_threads_here, range(2 * threads))) == {1}
+
+
+def _threads_here(_: int) -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 @pytest.mark.parametrize(("value", "reason"), [("  \n\t", "embed.empty_text"), (b"\xff\xfe\xfa", "embed.undecodable"),

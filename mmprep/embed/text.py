@@ -177,7 +177,8 @@ class TextEncoder(Encoder):
 def _one_thread() -> None:
     import torch
 
-    torch.set_num_threads(1)  # per thread in torch's OpenMP build: this worker's ops run single-threaded
+    torch.get_num_threads()  # first call in a thread initializes its count from the process default...
+    torch.set_num_threads(1)  # ...which this then overrides for this thread (OpenMP and MKL counts are per thread)
 
 
 def _batch_pool(threads: int) -> ThreadPoolExecutor | None:
