@@ -58,11 +58,11 @@ def decode_audio(data: bytes, *, field: str = "media") -> tuple[np.ndarray, int]
 
         got = read_audio(data, field=field)
     samples, rate = got
-    if samples.ndim == 2:
-        samples = samples.mean(axis=0)
+    if samples.ndim == 2:  # one channel: itself (its mean), without a pass over the samples
+        samples = samples[0] if samples.shape[0] == 1 else samples.mean(axis=0)
     if samples.size == 0:
         raise Drop("audio.empty", "zero samples", field=field)
-    return samples.astype(np.float32), rate
+    return samples.astype(np.float32, copy=False), rate
 
 
 def video_info(data: bytes) -> dict[str, Any] | None:

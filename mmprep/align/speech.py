@@ -90,10 +90,17 @@ def band(x: np.ndarray, lo: float = 250.0, hi: float = 4000.0, rate: int = RATE)
 def ms_energy(x: np.ndarray) -> np.ndarray:
     """Cumulative signal energy at 1 ms steps: ``c[j]`` = sum of ``x**2`` over the first ``j`` ms (float64)."""
     ms = RATE // 1000
-    nb = -(-x.size // ms)
-    sq = np.zeros(nb * ms, np.float64)
-    sq[: x.size] = np.square(x, dtype=np.float64)
-    return np.concatenate([[0.0], np.cumsum(sq.reshape(nb, ms).sum(axis=1))])
+    per_ms = np.empty(-(-x.size // ms))
+    whole = x.size // ms
+    step = 1 << 16  # ms per chunk: the float64 squares stay in cache (an hour would be 460 MB at once)
+    for a in range(0, whole, step):
+        b = min(whole, a + step)
+        per_ms[a:b] = np.square(x[a * ms : b * ms], dtype=np.float64).reshape(b - a, ms).sum(axis=1)
+    if per_ms.size > whole:  # the last, partial ms (zero-padded)
+        tail = np.zeros(ms)
+        tail[: x.size - whole * ms] = np.square(x[whole * ms :], dtype=np.float64)
+        per_ms[whole] = tail.sum()
+    return np.concatenate([[0.0], np.cumsum(per_ms)])
 
 
 def window_db(c: np.ndarray, centers: np.ndarray, win: int) -> np.ndarray:
@@ -160,7 +167,10 @@ def activity(samples: np.ndarray, rate: int, *, max_gap_ms: int = 150, min_speec
              method: str = "energy") -> Activity:
     """Speech activity of a signal. ``method``: ``energy`` (default) or ``webrtc`` (WebRTC VAD mask,
     energy edges) or ``both`` (frames both detectors call speech)."""
-    x = band(to_analysis(samples, rate))
+    if rate == RATE and samples.ndim == 1 and samples.dtype == np.float32:
+        x = band(samples)  # band works in float32: no float64 copy needed for the same values
+    else:
+        x = band(to_analysis(samples, rate))
     seconds = x.size / RATE
     if x.size < RATE // 10:
         empty = np.zeros(0, np.int64)
