@@ -110,6 +110,12 @@ def test_spacy_language_checked_without_importing_spacy():
             "print(sorted(m for m in ('spacy', 'thinc', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    # a Chinese-only config sets up jieba alone: no spaCy in its workers either
+    code = ("import sys; from mmprep.stage import make_stage; "
+            "doc = make_stage('text.tokenize', language='zh').process({'__key__': 'k', 'txt': '我们 go'}); "
+            "print(doc['tokens.json']['tokens'], 'spacy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['我们', 'go'] False"
     for lang in ("../en", "EN", "zz"):
         with pytest.raises(ConfigError) as err:
             make_stage("text.tokenize", spacy_lang=lang)
