@@ -1,7 +1,7 @@
 """The work of ``mmprep align`` (re-time one subtitle file), and a typer-free entry for it.
 
 ``mmprep align`` runs once per file, often in a shell loop, so its start-up counts: typer imports
-pydantic and costs ~0.15 s, more than aligning a minute of audio. ``fast_main`` parses the command's
+pydantic and costs ~0.1 s, more than aligning a minute of audio. ``fast_main`` parses the command's
 own options with the standard library, limits OpenBLAS to one thread (unless the user set
 ``OPENBLAS_NUM_THREADS``) and runs :func:`run_align`; anything it does not handle
 (``--help``, an unknown option, a value out of range, a missing file) returns None, and the typer

@@ -1,6 +1,6 @@
 """The ``mmprep`` command. Subcommands live in modules named for them and register on ``app``.
 
-Importing this package is cheap: ``app`` (typer, which imports pydantic: ~0.15 s) is built on first
+Importing this package is cheap: ``app`` (typer, which imports pydantic: ~0.1 s) is built on first
 use, so a command with a fast entry (see ``FAST``) runs without the CLI framework at all.
 """
 
