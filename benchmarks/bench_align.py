@@ -31,9 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks" / "align"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import generate  # noqa: E402
 import score  # noqa: E402
+from benchutil import ensure_bytecode  # noqa: E402
 
 from mmprep.align.api import av_sync  # noqa: E402
 from mmprep.align.avsync import read_video  # noqa: E402
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="timing passes over each set, interleaved (default 3; 1 with --quick)")
     args = ap.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
+    ensure_bytecode()  # each ``mmprep align`` process loads compiled modules, as from an installed package
     load_before = os.getloadavg()
     ffs = args.ffsubsync if args.ffsubsync and Path(args.ffsubsync).exists() else None
     with tempfile.TemporaryDirectory() as tmp:
