@@ -179,6 +179,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
         phases["merge"] = round(time.perf_counter() - mark, 3)
+        run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return {"output": str(out), "ok": not failed, "samples_in": stats["samples_in"],

@@ -31,8 +31,13 @@ def sanitize_key(raw: str) -> str:
         if clean:
             parts.append(clean)
     if not parts:
-        return "_" + hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+        return "_" + _short_hash(text)
     return "/".join(parts)
+
+
+def _short_hash(text: str) -> str:
+    # surrogatepass: a name with undecodable bytes (lone surrogates in Python) hashes like any other
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
 
 
 def unique_keys(raws: list[str]) -> dict[str, str]:
@@ -49,7 +54,7 @@ def unique_keys(raws: list[str]) -> dict[str, str]:
     for raw in sorted(clean, key=lambda r: (clean[r] != r, r)):
         key = clean[raw]
         if key in taken:
-            key = f"{key}-{hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()}"
+            key = f"{key}-{_short_hash(raw)}"
         taken.add(key)
         out[raw] = key
     return out

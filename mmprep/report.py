@@ -78,8 +78,10 @@ class Merger:
             # parsed by Arrow straight into columns (building them from Python lists would also import
             # pandas, a third of a second of a small rebuild)
             options = pj.ParseOptions(explicit_schema=index_schema(), unexpected_field_behavior="ignore")
-            table = pj.read_json(part_paths(self.out, doc["name"])[1], parse_options=options,
-                                 read_options=pj.ReadOptions(use_threads=False))
+            rows = part_paths(self.out, doc["name"])[1]
+            # one block for the whole file: a row must not straddle blocks (a megabyte-long key would)
+            read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, rows.stat().st_size + 1))
+            table = pj.read_json(rows, parse_options=options, read_options=read)
             self._index.write_table(table.select(index_schema().names))
 
     def close(self, run: dict[str, Any]) -> dict[str, Any]:

@@ -97,7 +97,8 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def read_rows(out: Path, name: str) -> list[dict[str, Any]]:
     text = part_paths(out, name)[1].read_text(encoding="utf-8")
-    return json.loads("[" + ",".join(text.splitlines()) + "]")
+    # split at "\n" only: str.splitlines also splits at U+2028 and friends, which JSON leaves raw in strings
+    return json.loads("[" + ",".join(text.rstrip("\n").split("\n")) + "]") if text else []
 
 
 class Previous:
@@ -128,7 +129,12 @@ class Previous:
             self.errors.setdefault(err.get("record", ""), []).append(err)
         # kept open: a run of samples is one copy, and an open file stays readable after the new tars
         # replace the old names
-        self._files = {t: os.open(out / "shards" / t, os.O_RDONLY) for t in doc["tars"]}
+        try:
+            for tar in doc["tars"]:
+                self._files[tar] = os.open(out / "shards" / tar, os.O_RDONLY)
+        except OSError:
+            self.close()
+            return
         part_paths(out, name)[0].unlink()
 
     def entry(self, record: Record) -> dict[str, Any] | None:

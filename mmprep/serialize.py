@@ -50,7 +50,8 @@ def dumps(sample: Sample) -> bytes:
             entry.update(kind="audio", blob=blob(_npy(value.samples)), rate=value.rate, format=value.format,
                          info=value.info, source=None if value.source is None else blob(value.source))
         else:
-            entry.update(kind="json", blob=blob(to_json(value).encode("utf-8")))
+            # surrogatepass: a path from an undecodable file name must round-trip, not fail the shard
+            entry.update(kind="json", blob=blob(to_json(value).encode("utf-8", "surrogatepass")))
         header.append(entry)
     sizes = [len(b) for b in blobs]
     head = json.dumps({"fields": header, "sizes": sizes}).encode("utf-8")
@@ -82,6 +83,6 @@ def loads(data: bytes) -> Sample:
             value = Audio(samples=_load_npy(raw), rate=entry["rate"], source=blob(entry["source"]),
                           format=entry["format"], info=entry["info"])
         else:
-            value = json.loads(raw)
+            value = json.loads(raw.decode("utf-8", "surrogatepass"))
         sample[entry["name"]] = value
     return sample

@@ -107,7 +107,6 @@ class ShardWriter:
         copy_range(src, out.fileno(), lo, hi - lo)
         out.seek(0, os.SEEK_END)  # the buffered writer re-reads its position from the file
 
-
     def _close_part(self) -> None:
         if self._tar is None:
             return
@@ -152,5 +151,7 @@ def copy_range(src: int, dst: int, start: int, size: int) -> None:
         chunk = os.pread(src, min(end - start, 1 << 22), start)
         if not chunk:
             raise OSError(f"the previous shard ended {end - start} bytes early")
-        os.write(dst, chunk)
+        view = memoryview(chunk)
+        while view:  # a write may take less than it was given
+            view = view[os.write(dst, view):]
         start += len(chunk)

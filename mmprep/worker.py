@@ -393,9 +393,9 @@ class ShardBuilder:
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         done = 0
-        for stage in self.stages:
-            stage.begin_shard()
         try:
+            for stage in self.stages:
+                stage.begin_shard()
             for lo in range(0, len(task.records), spec.execution.batch_size):
                 batch = task.records[lo : lo + spec.execution.batch_size]
                 for record, entry in zip(batch, self._process_batch(batch, previous), strict=True):

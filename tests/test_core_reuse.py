@@ -114,3 +114,41 @@ def test_stats_say_where_the_time_went(tmp_path):
     assert set(run["phases_seconds"]) == {"scan", "plan", "shards", "merge"}
     assert all(v >= 0 for v in run["phases_seconds"].values())
     assert run["phases_seconds"]["shards"] <= run["seconds"]
+
+
+@pytest.mark.parametrize("cache", [{"stages": "all"}, {"final": True}], ids=["stage cache", "final cache"])
+def test_undecodable_names_go_through_the_cache_and_collide_safely(tmp_path, cache):
+    corpus = text_corpus(tmp_path / "corpus", 3)
+    folder = os.fsencode(corpus / "d0")
+    files = ((b"/caf\xe9.txt", b"latin-1 name"), (b"/caf\xe8.txt", b"its neighbour"), (b"/vide\xe9.txt", b""))
+    for name, data in files:
+        with open(folder + name, "wb") as fh:
+            fh.write(data)
+    doc = {**text_doc(), "cache": cache}
+    first = build(doc, corpus, tmp_path / "out", workers=1)
+    assert first["ok"] and first["samples_out"] == 5 and first["errors_by_reason"] == {"input.empty": 1}
+    keys = {row["key"] for row in index(tmp_path / "out")}
+    assert "d0/caf" in keys and len([k for k in keys if k.startswith("d0/caf-")]) == 1  # sanitized, then told apart
+    again = build(doc, corpus, tmp_path / "fresh", workers=1)  # everything from the cache this time
+    assert again["ok"] and tars(tmp_path / "fresh") == tars(tmp_path / "out")
+
+
+def test_names_with_line_separators_keep_their_source_through_a_rebuild(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus", 3)
+    (corpus / "d0" / "a\u2028b.txt").write_text("one")
+    (corpus / "d0" / "c\x85d.txt").write_text("two")
+    out = tmp_path / "out"
+    build(text_doc(), corpus, out, workers=1)
+    (corpus / "d0" / "s000.txt").write_text("changed")
+    assert build(text_doc(), corpus, out, workers=1)["records_reused"] == 4
+    assert {"d0/a\u2028b", "d0/c\x85d"} <= {row["source"] for row in index(out)}
+
+
+def test_a_row_longer_than_the_json_reader_block_merges(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    long_key = "k" * 1_200_000  # key, record and source: a 3.6 MB index row
+    manifest.write_text(json.dumps({"key": long_key, "txt": "inline caption"}) + "\n"
+                        + json.dumps({"key": "short", "txt": "another"}) + "\n")
+    summary = build(text_doc(), manifest, tmp_path / "out", workers=1)
+    assert summary["ok"] and summary["samples_out"] == 2
+    assert sorted(len(row["key"]) for row in index(tmp_path / "out")) == [5, 1_200_000]
