@@ -33,7 +33,8 @@ class FeatureParams(StageConfig):
     win_length: int | None = Field(None, ge=1, description="Hann window length in samples (<= n_fft); n_fft if unset.")
     center: bool = Field(True, description="Centre frames: frame i is centred on sample i * hop.")
     max_batch_samples: int | None = Field(
-        None, ge=1, description="Cap on clips x longest clip per bucket (memory); default 1M on CPU, 32M on CUDA.")
+        None, ge=1, description="Memory cap: on CPU for log-mel/MFCC/mel, total samples per group (default 4M); "
+        "otherwise clips x longest clip per bucket (1M CPU, 32M CUDA).")
     cpu_threads: int | None = Field(
         1, ge=1, description="torch CPU threads per worker; build workers already use every core (None: torch's).")
 
