@@ -107,12 +107,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         # with changes saves their start-up (0.25 s here), one with none pays a little (0.07 s)
         warm_up()
     inp = spec.input
-    phases: dict[str, float] = {}  # where the time went, in stats.json: a slow scan or merge shows there
-    mark = time.perf_counter()
+    phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     # absolute paths: Dask workers elsewhere may not share our working directory
     records = read_corpus(Path(source).resolve(), fmt=inp.format, key_column=inp.key_column,
                           path_columns=inp.path_columns, include=inp.include, exclude=inp.exclude)
-    phases["scan"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
+    phases.end("scan")
 
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     for sub in ("shards", ".parts", ".progress"):
@@ -137,7 +136,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                                reuse=prev is not None and prev.get("pipeline") == pipeline_hash,
                                progress=opts.progress))
     tasks.sort(key=lambda t: -sum(r.size for r in t.records))  # longest first: a short tail, same output
-    phases["plan"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
+    phases.end("plan")
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
     if tasks or removed:
@@ -162,7 +161,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             else:
                 built.add(task.name)
     shutil.rmtree(out / ".progress", ignore_errors=True)
-    phases["shards"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
+    phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
            "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -178,7 +177,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
-        phases["merge"] = round(time.perf_counter() - mark, 3)
+        phases.end("merge")
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
     run["seconds"] = round(time.perf_counter() - t0, 3)
@@ -188,6 +187,18 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
             "records_from_cache": stats["run"]["records_from_cache"],
             "records_reused": stats["run"]["records_reused"], "failed_shards": failed}
+
+
+class _Phases(dict):
+    """Seconds per phase of a build, each phase ending where the next begins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mark = time.perf_counter()
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self[name], self._mark = round(now - self._mark, 3), now
 
 
 def _import(*modules: str) -> None:

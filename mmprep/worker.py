@@ -80,7 +80,7 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     sample: Sample = {KEY: record.key, META: {"source": record.origin}, SOURCE: dict(record.paths)}
     problems: list[Drop] = []
     for ext, path in sorted(record.paths.items()):
-        if not ext.isascii() and printable(ext) != ext:
+        if printable(ext) != ext:
             problems.append(Drop("input.bad_name", f"{printable(path)}: the extension is not valid UTF-8", field=ext))
             continue
         try:
