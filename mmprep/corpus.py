@@ -10,6 +10,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +42,7 @@ class Record(NamedTuple):
 
 
 _NONE: dict[str, str] = {}  # shared by records without inline fields (never mutated)
+_NAME = attrgetter("name")  # sort key of folder entries, called in C
 
 
 def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
@@ -75,63 +79,83 @@ def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
 def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = ()) -> list[Record]:
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
-    Hidden files and folders are skipped, and so are files without an extension. This runs on every
-    rebuild, so the loop does one ``stat`` per file and little else: a folder's entries come sorted by
+    Hidden files and folders are skipped, and so are files without an extension; a folder reached
+    twice (a symlink loop) is read once. This runs on every rebuild, so the loop does one ``stat`` per
+    file, relative to an open folder (no path walk), and little else. A folder's entries come sorted by
     name, hence a stem's files by extension, and their stamps are joined in that order.
     """
-    groups: dict[str, dict[str, str]] = {}
-    stamps: dict[str, str] = {}  # per stem: "ext:size:mtime:ctime|..." over its files
-    sizes: dict[str, int] = {}
-    prefix = len(str(root).rstrip(os.sep)) + 1
+    groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
     filtered = bool(include or exclude)
-    todo = [str(root)]
+    seen: set[tuple[int, int]] = set()
+    todo = [("", str(root))]  # (path relative to root with a trailing "/", absolute path)
     while todo:
-        folder = todo.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=_name)
-        except OSError as exc:
-            log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
-            continue
-        for entry in entries:
-            name = entry.name
-            if name[0] == ".":
-                continue
-            if entry.is_dir():
-                todo.append(entry.path)
-                continue
-            if "." not in name:
-                continue
-            path = entry.path
-            rel = path[prefix:] if os.sep == "/" else path[prefix:].replace(os.sep, "/")
-            if filtered and _skip(rel, include, exclude):
-                continue
-            stem, ext = rel.rsplit(".", 1)
-            ext = ext.lower()
-            fields = groups.get(stem)
-            if fields is None:
-                fields = groups[stem] = {}
-            elif ext in fields:
-                log.warning("input: %s and %s would both be field %r of %r; keeping the first",
-                            fields[ext], path, ext, stem)
-                continue
-            fields[ext] = path
-            try:
-                st = entry.stat()
-                stamp = f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-                sizes[stem] = sizes.get(stem, 0) + st.st_size
-            except OSError:
-                stamp = f"{ext}:missing"
-            stamps[stem] = f"{stamps[stem]}|{stamp}" if stem in stamps else stamp
+        rel_dir, folder = todo.pop()
+        subfolders = []
+        with _listing(folder, seen) as entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    continue
+                if entry.is_dir():
+                    subfolders.append((f"{rel_dir}{name}/", f"{folder}{os.sep}{name}"))
+                    continue
+                stem, dot, ext = name.rpartition(".")
+                if not dot:
+                    continue
+                stem = rel_dir + stem
+                if filtered and _skip(f"{stem}.{ext}", include, exclude):
+                    continue
+                ext = ext.lower()
+                path = f"{folder}{os.sep}{name}"
+                group = groups.get(stem)
+                if group is not None and ext in group[0]:
+                    log.warning("input: %s and %s would both be field %r of %r; keeping the first",
+                                group[0][ext], path, ext, stem)
+                    continue
+                try:
+                    st = entry.stat()
+                    stamp, size = f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", st.st_size
+                except OSError:
+                    stamp, size = f"{ext}:missing", 0
+                if group is None:
+                    groups[stem] = [{ext: path}, stamp, size]
+                else:
+                    group[0][ext] = path
+                    group[1] = f"{group[1]}|{stamp}"
+                    group[2] += size
+        todo.extend(reversed(subfolders))  # depth first in name order: the first name for a folder wins
     keys = unique_keys(list(groups))
-    records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamps[stem]), sizes.get(stem, 0))
-               for stem, paths in groups.items()]
-    del groups, stamps, sizes, keys
+    records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
+               for stem, (paths, stamp, size) in groups.items()]
+    del groups, keys
     records.sort(key=_key)
     return records
 
 
-def _name(entry: os.DirEntry) -> str:
-    return entry.name
+@contextmanager
+def _listing(folder: str, seen: set[tuple[int, int]]) -> Iterator[list[os.DirEntry]]:
+    """The folder's entries sorted by name; their ``stat`` calls are relative to the folder, kept open
+    until the block ends, where the OS allows it. Nothing (with a warning) when the folder cannot be
+    read, and nothing when it was read already."""
+    fd = None
+    try:
+        if os.scandir in os.supports_fd:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        st = os.stat(folder) if fd is None else os.fstat(fd)
+        if (st.st_dev, st.st_ino) in seen:
+            entries = []
+        else:
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder if fd is None else fd) as it:
+                entries = sorted(it, key=_NAME)
+    except OSError as exc:
+        log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
+        entries = []
+    try:
+        yield entries
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _key(record: Record) -> str:

@@ -46,6 +46,19 @@ def test_folder_groups_files_by_stem(tmp_path):
     assert records[0].paths["jpg"] == str(tmp_path / "a/b/x.jpg")
 
 
+def test_folder_read_once_through_symlinks_and_stamp_follows_changes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("one")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)  # a cycle: must not repeat samples or recurse
+    (tmp_path / "b").symlink_to(tmp_path / "a")  # the same folder under a second name: read once
+    records = read_corpus(tmp_path)
+    assert [r.key for r in records] == ["a/x"]
+    before = records[0].stamp
+    assert read_corpus(tmp_path)[0].stamp == before  # deterministic
+    (tmp_path / "a" / "x.txt").write_text("two!")
+    assert read_corpus(tmp_path)[0].stamp != before
+
+
 def _rows(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "1.jpg").write_bytes(b"x")
