@@ -62,6 +62,11 @@ class Stage:
     def setup(self) -> None:
         """Load heavy things (models, dictionaries). Runs once per worker process, not in the driver."""
 
+    def imports(self) -> tuple[str, ...]:
+        """Modules ``setup`` imports (e.g. ``cv2``). A local build imports them once in the process its
+        workers fork from, so each worker starts with them loaded instead of importing them again."""
+        return ()
+
     def begin_shard(self) -> None:
         """Reset per-shard accumulators (for stages that summarize, e.g. a vocabulary count)."""
 

@@ -148,6 +148,9 @@ class ImageDecode(Stage):
     writes = ("image",)
     Config = DecodeConfig
 
+    def imports(self) -> tuple[str, ...]:
+        return ("cv2",)
+
     def setup(self) -> None:
         import cv2
 

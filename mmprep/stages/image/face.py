@@ -51,6 +51,9 @@ class ImageFaceCrop(Stage):
         if cascade_path(self.config.cascade) is None:
             raise MissingDependency("cascade", f"OpenCV's Haar cascade {self.config.cascade}", HINT)
 
+    def imports(self) -> tuple[str, ...]:
+        return ("cv2",)
+
     def setup(self) -> None:
         import cv2
 

@@ -82,6 +82,11 @@ class TextTokenize(Stage):
                      stemmer=cfg.stemmer, pos=cfg.pos)
         return Router(zh=zh, en=en, language=cfg.language)
 
+    def imports(self) -> tuple[str, ...]:
+        cfg = self.config
+        zh = ("jieba",) if cfg.language != "en" else ()
+        return zh + (("spacy",) if cfg.language != "zh" and cfg.en_tokenizer == "spacy" else ())
+
     def setup(self) -> None:
         self.router = self.make_router()
         self.router.load()
