@@ -106,10 +106,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     inp = spec.input
     pipeline_hash = _pipeline_hash(spec, stages)
     source = Path(source).resolve()  # absolute paths: Dask workers elsewhere may not share our directory
-    preload([module for stage in stages for module in stage.imports()])
+    preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
-    warmup = WarmUp(out, pipeline_hash, enabled=executor != "dask" and workers > 1, force=opts.force,
-                    folder_input=source.is_dir() and inp.format in ("auto", "folder"))
+    pipeline_doc = spec.model_dump(mode="json")
+    warmup = WarmUp(out, pipeline_doc, pipeline_hash, workers=0 if executor == "dask" else workers,
+                    force=opts.force, folder_input=source.is_dir() and inp.format in ("auto", "folder"))
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                           include=inp.include, exclude=inp.exclude, on_folder=warmup.folder)
@@ -123,7 +124,6 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
 
     shards = plan(records, spec, pipeline_hash)
     removed = _clean(out, {name for name, _, _ in shards})
-    pipeline_doc = spec.model_dump(mode="json")
     tasks: list[ShardTask] = []
     complete = 0
     for i, (name, chunk, plan_hash) in enumerate(shards):
@@ -148,12 +148,15 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         threading.Thread(target=_import, args=("pyarrow.parquet", "pyarrow.json"), daemon=True).start()
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
+        pool = warmup.take_pool()
         if not tasks:
             stream = iter(())
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         elif executor == "dask":
             stream = run_dask(build_shard, tasks, workers=workers, scheduler=scheduler)
         else:
-            stream = run_local(build_shard, tasks, workers)
+            stream = run_local(build_shard, tasks, workers, pool=pool)
         for task, result in stream:
             progress.shard_done()
             if isinstance(result, BaseException):

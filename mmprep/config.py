@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
 from mmprep.errors import ConfigError
-from mmprep.stage import Stage, registry
+from mmprep.stage import Stage, get_stage, loaded, registry
 
 FIELD_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 
@@ -92,8 +92,7 @@ def pipeline_model() -> type[BaseModel]:
 
 @functools.cache
 def _pipeline_model(names: tuple[str, ...]) -> type[BaseModel]:
-    stages = registry()
-    stage_specs = tuple(stages[name].Spec for name in names)
+    stage_specs = tuple(get_stage(name).Spec for name in names)
     stage_union = Annotated[Union[stage_specs], Field(discriminator="stage")]  # noqa: UP007
 
     class PipelineSpec(Section):
@@ -142,6 +141,16 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> BaseModel:
         raise ConfigError(_loc(err["loc"]) or "pipeline", f"{msg}{more}") from None
 
 
+def parse_validated(data: dict[str, Any]) -> BaseModel:
+    """A document the driver validated already, parsed again in a worker. The stage union is made from
+    the stages it names when their modules are loaded (the forkserver imports just those), so a worker
+    does not import every stage module; the result is the same model either way."""
+    names = sorted({stage["stage"] for stage in data.get("stages", [])})
+    if names and loaded(names):
+        return _pipeline_model(tuple(names)).model_validate(data)
+    return parse_pipeline(data)
+
+
 def load_pipeline(path: str | Path) -> BaseModel:
     path = Path(path)
     try:
@@ -159,7 +168,7 @@ def instantiate(spec: BaseModel) -> list[Stage]:
     """Stage objects for a validated spec, after each stage's own pre-flight check."""
     stages: list[Stage] = []
     for i, stage_spec in enumerate(spec.stages):
-        cls = registry()[stage_spec.stage]
+        cls = get_stage(stage_spec.stage)
         stage = cls(stage_spec)
         try:
             stage.check()

@@ -20,15 +20,35 @@ COUNTERS = ("in", "out", "skipped", "cached", "seconds")
 
 
 @functools.cache
-def index_schema() -> Any:
+def index_schema(members: str = "member_offsets") -> Any:
+    """The index's columns; ``member_starts`` (relative to the sample) names the shards' rows files."""
     import pyarrow as pa
 
     return pa.schema([
         ("key", pa.string()), ("shard", pa.string()), ("offset", pa.int64()), ("size", pa.int64()),
-        ("fields", pa.list_(pa.string())), ("member_offsets", pa.list_(pa.int64())),
+        ("fields", pa.list_(pa.string())), (members, pa.list_(pa.int64())),
         ("member_sizes", pa.list_(pa.int64())), ("duration", pa.float64()), ("status", pa.string()),
         ("source", pa.string()),
     ])
+
+
+def read_index_rows(path: Path) -> Any:
+    """A shard's rows file as an index table: parsed by Arrow straight into columns (building them from
+    Python lists would also import pandas, a third of a second of a small rebuild), member places made
+    absolute."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    options = pj.ParseOptions(explicit_schema=index_schema("member_starts"), unexpected_field_behavior="ignore")
+    # one block for the whole file: a row must not straddle blocks (a megabyte-long key would)
+    read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, path.stat().st_size + 1))
+    table = pj.read_json(path, parse_options=options, read_options=read)
+    starts = table["member_starts"].combine_chunks()
+    base = pc.take(table["offset"].combine_chunks(), pc.list_parent_indices(starts))
+    absolute = pa.ListArray.from_arrays(starts.offsets, pc.add(pc.list_flatten(starts), base))
+    table = table.set_column(table.schema.get_field_index("member_starts"), "member_offsets", absolute)
+    return table.select(index_schema().names)
 
 
 class Merger:
@@ -73,16 +93,7 @@ class Merger:
         for name, summary in doc.get("summaries", {}).items():
             self.summaries.setdefault(name, []).append(summary)
         if doc["samples"]:
-            import pyarrow.json as pj
-
-            # parsed by Arrow straight into columns (building them from Python lists would also import
-            # pandas, a third of a second of a small rebuild)
-            options = pj.ParseOptions(explicit_schema=index_schema(), unexpected_field_behavior="ignore")
-            rows = part_paths(self.out, doc["name"])[1]
-            # one block for the whole file: a row must not straddle blocks (a megabyte-long key would)
-            read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, rows.stat().st_size + 1))
-            table = pj.read_json(rows, parse_options=options, read_options=read)
-            self._index.write_table(table.select(index_schema().names))
+            self._index.write_table(read_index_rows(part_paths(self.out, doc["name"])[1]))
 
     def close(self, run: dict[str, Any]) -> dict[str, Any]:
         self._errors.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,25 +19,44 @@ from mmprep.atomic import temp_name
 from mmprep.corpus import Record
 
 _ROW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder for every row
-PART_FORMAT = 2  # bump when part files or their rows change shape: older ones are then rebuilt
+PART_FORMAT = 3  # bump when part files or their rows change shape: older ones are then rebuilt
 _META: dict[str, Any] = {}  # a copied sample's index row already carries its duration and status
+# A row ends with its sample's place: ``,"size":N,"shard":"NAME.tar","offset":N}``. Shard names are
+# [A-Za-z0-9_.-] (the config's pattern), and a quote in any other value is escaped, so the tail is
+# found with one scan of the rows file and cut off at its last ``,"size":``.
+_TAIL = re.compile(r',"size":(\d+),"shard":"([A-Za-z0-9_.-]+)","offset":(\d+)\}$', re.MULTILINE)
+_SIZE = ',"size":'
+
+
+def row_line(row: dict[str, Any], size: int, shard: str, offset: int) -> str:
+    """A sample's index row as one JSON line. Member places are relative to the sample (``member_starts``)
+    and the sample's own place comes last, so a copied sample's row is moved by rewriting the tail."""
+    return placed(_ROW.encode(row)[:-1], size, shard, offset)
+
+
+def placed(fixed: str, size: int, shard: str, offset: int) -> str:
+    return f'{fixed}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
 
 
 @dataclass(slots=True)
 class Span:
-    """One sample as the previous build of the shard holds it: its index row and the open old tar.
+    """One sample as the previous build of the shard holds it: where its bytes are in the open old tar,
+    and its index row less the place (``fixed``).
 
     The shard writer copies the bytes inside the kernel (neighbouring spans in one call); only a
-    summarizing stage that replays the sample reads its members into Python.
+    summarizing stage that replays the sample parses its row and reads its members into Python.
     """
 
     fd: int
-    row: dict[str, Any]
+    offset: int
+    size: int
+    fixed: str
 
-    def members(self) -> list[tuple[str, bytes]]:
-        row = self.row
-        return [(f, os.pread(self.fd, s, o))
-                for f, o, s in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True)]
+    def sample(self) -> tuple[str, list[tuple[str, bytes]]]:
+        """(key, [(field, member bytes)])."""
+        row = json.loads(self.fixed + "}")
+        return row["key"], [(f, os.pread(self.fd, s, self.offset + o))
+                            for f, o, s in zip(row["fields"], row["member_starts"], row["member_sizes"], strict=True)]
 
 
 def dump_entry(entry: dict[str, Any]) -> bytes:
@@ -88,17 +108,11 @@ def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
         return None
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_rows(path: Path, lines: list[str]) -> None:
     tmp = temp_name(path)
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(_ROW.encode(row) + "\n" for row in rows)
+        fh.write("".join(f"{line}\n" for line in lines))
     os.replace(tmp, path)
-
-
-def read_rows(out: Path, name: str) -> list[dict[str, Any]]:
-    text = part_paths(out, name)[1].read_text(encoding="utf-8")
-    # split at "\n" only: str.splitlines also splits at U+2028 and friends, which JSON leaves raw in strings
-    return json.loads("[" + ",".join(text.rstrip("\n").split("\n")) + "]") if text else []
 
 
 class Previous:
@@ -113,18 +127,29 @@ class Previous:
     def __init__(self, out: Path, name: str):
         doc = trusted_part(out, name)
         self.stamps: dict[str, str] = {}
-        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.rows: dict[str, tuple[int, int]] = {}  # record -> its rows' range in ``_lines``
         self.errors: dict[str, list[dict[str, Any]]] = {}
         self._files: dict[str, int] = {}
+        self._lines: list[str] = []
+        self._places: list[tuple[str, str, str]] = []  # per row: size, tar, offset (digits)
         if doc is None:
             return
         try:
-            rows = read_rows(out, name)
+            text = part_paths(out, name)[1].read_text(encoding="utf-8")
         except OSError:
             return
+        # split at "\n" only: str.splitlines also splits at U+2028 and friends, which JSON leaves raw in strings
+        self._lines = text.split("\n")[:-1]
+        self._places = _TAIL.findall(text)  # no row is parsed as JSON: a rebuild copies thousands of them
+        counts = doc.get("rows_per_record", [])
         self.stamps = doc.get("stamps", {})
-        for row in rows:
-            self.rows.setdefault(row["record"], []).append(row)
+        if len(self._places) != len(self._lines) or len(counts) != len(self.stamps) or sum(counts) != len(self._lines):
+            self.stamps = {}  # not what this version writes: nothing is reused
+            return
+        start = 0
+        for key, n in zip(self.stamps, counts, strict=True):  # records in the order they were written
+            self.rows[key] = (start, start + n)
+            start += n
         for err in doc["errors"]:
             self.errors.setdefault(err.get("record", ""), []).append(err)
         # kept open: a run of samples is one copy, and an open file stays readable after the new tars
@@ -140,7 +165,13 @@ class Previous:
     def entry(self, record: Record) -> dict[str, Any] | None:
         if not self._files or self.stamps.get(record.key) != record.stamp:
             return None
-        samples = [(row["key"], Span(self._files[row["shard"]], row), _META) for row in self.rows.get(record.key, [])]
+        lo, hi = self.rows[record.key]
+        files, lines, places = self._files, self._lines, self._places
+        samples = []
+        for i in range(lo, hi):
+            line = lines[i]
+            size, tar, offset = places[i]
+            samples.append((None, Span(files[tar], int(offset), int(size), line[: line.rindex(_SIZE)]), _META))
         return {"samples": samples, "errors": self.errors.get(record.key, [])}
 
     def close(self) -> None:

@@ -142,10 +142,17 @@ def registry() -> dict[str, type[Stage]]:
 
 
 def get_stage(name: str) -> type[Stage]:
-    stages = registry()
-    if name not in stages:
+    """The stage class; every stage module is imported only when its module is not loaded yet."""
+    if name not in _REGISTRY:
+        discover()
+    if name not in _REGISTRY:
         raise ConfigError("stage", f"unknown stage {name!r}; `mmprep stages` lists them")
-    return stages[name]
+    return _REGISTRY[name]
+
+
+def loaded(names: list[str]) -> bool:
+    """Whether these stages are registered already (their modules imported), without discovering."""
+    return all(name in _REGISTRY for name in names)
 
 
 def make_stage(name: str, **params: Any) -> Stage:

@@ -24,11 +24,22 @@ from mmprep import serialize
 from mmprep.atomic import temp_name
 from mmprep.cache import Cache, digest
 from mmprep.codecs import encode_field, to_json
-from mmprep.config import instantiate, parse_pipeline, stage_fingerprint
+from mmprep.config import instantiate, parse_validated, stage_fingerprint
 from mmprep.corpus import Record, printable
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
-from mmprep.reuse import PART_FORMAT, Previous, Span, dump_entry, load_entry, part_paths, tar_stamps, write_rows
+from mmprep.reuse import (
+    PART_FORMAT,
+    Previous,
+    Span,
+    dump_entry,
+    load_entry,
+    part_paths,
+    placed,
+    row_line,
+    tar_stamps,
+    write_rows,
+)
 from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import SampleInfo, ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
@@ -65,14 +76,24 @@ class Item:
     errors: list[dict[str, Any]] = field(default_factory=list)  # this sample's own, carried through the cache
 
 
-def _stages_for(task: ShardTask) -> list[Stage]:
-    stages = _STAGES.get(task.pipeline_hash)
+def setup_stages(pipeline: dict[str, Any], pipeline_hash: str) -> list[Stage]:
+    """This process's stages for the pipeline, set up on first use (the pool may call it ahead)."""
+    stages = _STAGES.get(pipeline_hash)
     if stages is None:
-        stages = instantiate(parse_pipeline(task.pipeline))
+        stages = instantiate(parse_validated(pipeline))
         for stage in stages:
             stage.setup()
-        _STAGES[task.pipeline_hash] = stages
+        _STAGES[pipeline_hash] = stages
     return stages
+
+
+def prepare(pipeline: dict[str, Any], pipeline_hash: str) -> None:
+    """Set the stages up ahead of the first shard (submitted to a pool started early)."""
+    setup_stages(pipeline, pipeline_hash)
+
+
+def _stages_for(task: ShardTask) -> list[Stage]:
+    return setup_stages(task.pipeline, task.pipeline_hash)
 
 
 def load_record(record: Record) -> tuple[Sample, list[Drop]]:
@@ -112,25 +133,18 @@ def chain(start: str, fingerprints: list[str]) -> list[str]:
     return hashes
 
 
-def index_row(info: SampleInfo, meta: dict[str, Any]) -> dict[str, Any]:
+def index_row(info: SampleInfo, meta: dict[str, Any], record: str) -> dict[str, Any]:
+    """The sample's index row, less its place (see :func:`mmprep.reuse.row_line`)."""
     return {
         "key": info.key,
-        "shard": info.shard,
-        "offset": info.offset,
-        "size": info.size,
         "fields": [m.field for m in info.members],
-        "member_offsets": [m.offset for m in info.members],
+        "member_starts": [m.offset - info.offset for m in info.members],
         "member_sizes": [m.size for m in info.members],
         "duration": meta.get("duration"),
         "status": meta.get("status", "ok"),
         "source": str(meta.get("source", "")),
+        "record": record,
     }
-
-
-def _moved(row: dict[str, Any], shard: str, offset: int) -> dict[str, Any]:
-    """A copied sample's index row at its new place."""
-    delta = offset - row["offset"]
-    return {**row, "shard": shard, "offset": offset, "member_offsets": [o + delta for o in row["member_offsets"]]}
 
 
 def _safe_load(data: bytes | None, loader: Any) -> Any:
@@ -146,7 +160,7 @@ def _safe_load(data: bytes | None, loader: Any) -> Any:
 class ShardBuilder:
     def __init__(self, task: ShardTask):
         self.task = task
-        self.spec = parse_pipeline(task.pipeline)
+        self.spec = parse_validated(task.pipeline)
         self.stages = _stages_for(task)
         self.slots = summary_slots(self.stages)
         self.fps = [stage_fingerprint(s) for s in self.stages]
@@ -157,8 +171,9 @@ class ShardBuilder:
         self.cache = Cache(task.cache_dir, read=task.read_cache)
         self.hashing = self.cache.root is not None and (self.spec.cache.final or any(self.cacheable))
         self.counters = {slot: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for slot in self.slots}
-        summarizers = [i for i, s in enumerate(self.stages) if s.summarizes]
-        self.resume_limit = min(summarizers, default=len(self.stages))  # never resume past a summarizer
+        self.summarizers = [s for s in self.stages if s.summarizes]
+        first = [i for i, s in enumerate(self.stages) if s.summarizes][:1]
+        self.resume_limit = first[0] if first else len(self.stages)  # never resume past a summarizer
         self.cached_records = 0
         self.reused_records = 0
         self.out = Path(task.out_dir)
@@ -330,11 +345,11 @@ class ShardBuilder:
         return None
 
     def _replay(self, entry: dict[str, Any]) -> dict[str, Any]:
-        for stage in self.stages:
-            if stage.summarizes:
-                for key, members, _ in entry["samples"]:
-                    pairs = members.members() if isinstance(members, Span) else members
-                    stage.replay({KEY: key, **dict(pairs)})
+        for stage in self.summarizers:
+            for key, members, _ in entry["samples"]:
+                if isinstance(members, Span):
+                    key, members = members.sample()
+                stage.replay({KEY: key, **dict(members)})
         return entry
 
     def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
@@ -390,7 +405,8 @@ class ShardBuilder:
         shards = self.out / "shards"
         previous = Previous(self.out, task.name) if task.reuse else None
         writer = ShardWriter(shards, task.name, max_bytes=spec.output.max_bytes)
-        rows: list[dict[str, Any]] = []
+        rows: list[str] = []  # index rows as JSON lines
+        counts: list[int] = []  # rows per record
         errors: list[dict[str, Any]] = []
         done = 0
         try:
@@ -401,12 +417,16 @@ class ShardBuilder:
                 for record, entry in zip(batch, self._process_batch(batch, previous), strict=True):
                     for err in entry["errors"]:
                         errors.append({**err, "record": record.key})
+                    before = len(rows)
                     for key, members, meta in entry["samples"]:
                         if isinstance(members, Span):
-                            rows.append(_moved(members.row, *writer.copy(members.fd, members.row["offset"],
-                                                                         members.row["size"])))
+                            shard, offset = writer.copy(members.fd, members.offset, members.size)
+                            rows.append(placed(members.fixed, members.size, shard, offset))
                         else:
-                            rows.append({**index_row(writer.write(key, members), meta), "record": record.key})
+                            info = writer.write(key, members)
+                            rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard,
+                                                 info.offset))
+                    counts.append(len(rows) - before)
                 done += len(batch)
                 self.progress(done, len(errors))
             tars = writer.close()
@@ -427,7 +447,8 @@ class ShardBuilder:
             "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
             "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
             "summaries": {k: v for k, v in summaries.items() if v is not None},
-            "stamps": {r.key: r.stamp for r in task.records}, "rows": rows, "errors": errors,
+            "stamps": {r.key: r.stamp for r in task.records}, "rows_per_record": counts, "rows": rows,
+            "errors": errors,
         }
 
 

@@ -51,6 +51,28 @@ def test_a_rebuild_with_changes_equals_a_fresh_build_byte_for_byte(tmp_path, out
         assert len(tars(out)) > 3  # the copies crossed tar boundaries
 
 
+def test_a_summarizing_stage_counts_copied_samples_as_a_fresh_build_does(tmp_path):
+    doc = {"stages": [{"stage": "text.decode"},
+                      {"stage": "text.tokenize", "language": "en", "en_tokenizer": "nltk_wordpunct"},
+                      {"stage": "text.vocab", "min_count": 1},
+                      {"stage": "debug.trace", "path": str(tmp_path / "trace.log"), "count": True}],
+           "output": {"name": "t", "max_samples": 40}, "cache": {"enabled": False}}
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(doc, corpus, out, workers=1)
+    (corpus / "d0" / "s003.txt").write_text("a brand new vocabulary entry")
+    again = build(doc, corpus, out, workers=1)
+    assert again["records_reused"] == 39 and again["shards_built"] == 1  # shard 0: 40 records, 1 changed
+    # the trace stage saw one sample and had the 39 copied ones replayed to it, from the old tar's bytes
+    parts = sorted((out / ".parts").glob("*.json"))
+    counts = [json.loads(p.read_text())["summaries"]["debug.trace"]["samples"] for p in parts]
+    assert counts == [40, 40, 20]
+    build(doc, corpus, fresh, workers=1)
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert vocab == json.loads((fresh / "vocab.json").read_text()) and ["brand", 1] in vocab["vocab"]
+    assert tars(out) == tars(fresh)
+
+
 def test_copies_fall_back_to_reads_where_the_kernel_cannot_copy(tmp_path, monkeypatch):
     corpus = text_corpus(tmp_path / "corpus")
     out, fresh = tmp_path / "out", tmp_path / "fresh"
