@@ -174,10 +174,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     if stats is None:
         slots = summary_slots(stages)
         merger = Merger(out, slots)
-        for name, _, _ in shards:
-            doc = trusted_part(out, name)
-            if doc is not None:
-                merger.add(doc, built=name in built)
+        parts = ((trusted_part(out, name), name in built) for name, _, _ in shards)
+        merger.add_all((doc, was_built) for doc, was_built in parts if doc is not None)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)

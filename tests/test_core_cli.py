@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import ROOT, build, run_cli
+from tests.conftest import ROOT, build, run_cli, write_pipeline
 
 
 def test_build_on_an_existing_dask_scheduler_via_env(tmp_path, corpus, demo_doc):
@@ -37,6 +37,28 @@ def test_plain_log_lines_and_summary_when_not_a_tty(tmp_path, corpus):
     summary = json.loads(again.stdout)
     assert summary["shards_skipped"] == 2 and summary["shards_built"] == 0 and summary["samples_out"] == 8
     assert not [n for n in os.listdir(out / "shards") if n.startswith(".")]
+
+
+def test_workers_forked_from_the_driver_or_from_a_forkserver_write_the_same_bytes(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(12):
+        (corpus / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (corpus / f"d{i % 3}" / f"s{i:02d}.txt").write_text(f"caption {i}")
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}, {"stage": "text.normalize"}],
+                                                "output": {"max_samples": 4}})
+    shards = {}
+    for method in ("fork", "forkserver"):
+        out = tmp_path / method
+        env = {} if method == "fork" else {"MMPREP_START_METHOD": "forkserver"}
+        first = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", env_extra=env)
+        assert first.returncode == 0 and f"starting 2 worker processes ({method})" in first.stderr, first.stderr
+        (corpus / "d1" / "s04.txt").write_text("changed")  # a rebuild: the pool is started from the scan
+        again = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "--json", env_extra=env)
+        assert json.loads(again.stdout)["records_reused"] == 3, again.stderr
+        assert f"starting 2 worker processes ({method})" in again.stderr
+        (corpus / "d1" / "s04.txt").write_text("caption 4")
+        shards[method] = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    assert shards["fork"] == shards["forkserver"] and len(shards["fork"]) == 3
 
 
 def test_command_table_names_every_command_and_its_module():
