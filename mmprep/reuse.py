@@ -1,8 +1,8 @@
 """Reusing earlier work: finished-record cache entries, and the previous build of a shard.
 
-A finished record is what the shard writer needs for it: the samples it produced and its errors.
-A sample is ``(key, members, meta)``, where members are ``[(field, bytes)]`` or, when copied from the
-previous build of the shard, a :class:`Span` of its raw tar bytes.
+A finished record is what the shard writer needs for it: the samples it produced, each
+``(key, [(field, bytes)], meta)``, and its errors; or, for a record copied from the previous build of
+the shard, the range of that build's rows (``copy``) whose bytes go over unread.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmprep import serialize
 from mmprep.atomic import temp_name
 from mmprep.corpus import Record
+from mmprep.shardwriter import ShardWriter
 
 _ROW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder for every row
 PART_FORMAT = 3  # bump when part files or their rows change shape: older ones are then rebuilt
@@ -30,33 +30,9 @@ _SIZE = ',"size":'
 
 def row_line(row: dict[str, Any], size: int, shard: str, offset: int) -> str:
     """A sample's index row as one JSON line. Member places are relative to the sample (``member_starts``)
-    and the sample's own place comes last, so a copied sample's row is moved by rewriting the tail."""
-    return placed(_ROW.encode(row)[:-1], size, shard, offset)
-
-
-def placed(fixed: str, size: int, shard: str, offset: int) -> str:
-    return f'{fixed}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
-
-
-@dataclass(slots=True)
-class Span:
-    """One sample as the previous build of the shard holds it: where its bytes are in the open old tar,
-    and its index row less the place (``fixed``).
-
-    The shard writer copies the bytes inside the kernel (neighbouring spans in one call); only a
-    summarizing stage that replays the sample parses its row and reads its members into Python.
-    """
-
-    fd: int
-    offset: int
-    size: int
-    fixed: str
-
-    def sample(self) -> tuple[str, list[tuple[str, bytes]]]:
-        """(key, [(field, member bytes)])."""
-        row = json.loads(self.fixed + "}")
-        return row["key"], [(f, os.pread(self.fd, s, self.offset + o))
-                            for f, o, s in zip(row["fields"], row["member_starts"], row["member_sizes"], strict=True)]
+    and the sample's own place comes last, so a copied sample's row is moved by rewriting the tail
+    (``Previous.copy``)."""
+    return f'{_ROW.encode(row)[:-1]}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
 
 
 def dump_entry(entry: dict[str, Any]) -> bytes:
@@ -163,16 +139,33 @@ class Previous:
         part_paths(out, name)[0].unlink()
 
     def entry(self, record: Record) -> dict[str, Any] | None:
+        """The record's outcome when its files are unchanged: its rows to copy (``copy``) and errors."""
         if not self._files or self.stamps.get(record.key) != record.stamp:
             return None
-        lo, hi = self.rows[record.key]
+        return {"samples": [], "copy": self.rows[record.key], "errors": self.errors.get(record.key, [])}
+
+    def copy(self, writer: ShardWriter, rows: tuple[int, int]) -> list[str]:
+        """Append these rows' samples to ``writer`` as the old tar holds them; their rows at the new place.
+        The writer copies neighbours in one call, inside the kernel."""
         files, lines, places = self._files, self._lines, self._places
-        samples = []
-        for i in range(lo, hi):
-            line = lines[i]
+        out = []
+        for i in range(*rows):
             size, tar, offset = places[i]
-            samples.append((None, Span(files[tar], int(offset), int(size), line[: line.rindex(_SIZE)]), _META))
-        return {"samples": samples, "errors": self.errors.get(record.key, [])}
+            shard, new = writer.copy(files[tar], int(offset), int(size))
+            line = lines[i]
+            out.append(f'{line[: line.rindex(_SIZE)]}{_SIZE}{size},"shard":"{shard}","offset":{new}}}')
+        return out
+
+    def samples(self, rows: tuple[int, int]) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        """(key, [(field, member bytes)]) of these rows, read back for a summarizing stage to replay."""
+        out = []
+        for i in range(*rows):
+            size, tar, offset = self._places[i]
+            row = json.loads(self._lines[i][: self._lines[i].rindex(_SIZE)] + "}")
+            start = int(offset)
+            out.append((row["key"], [(f, os.pread(self._files[tar], n, start + o)) for f, o, n in
+                                     zip(row["fields"], row["member_starts"], row["member_sizes"], strict=True)]))
+        return out
 
     def close(self) -> None:
         for fd in self._files.values():

@@ -31,11 +31,9 @@ from mmprep.keys import sanitize_key
 from mmprep.reuse import (
     PART_FORMAT,
     Previous,
-    Span,
     dump_entry,
     load_entry,
     part_paths,
-    placed,
     row_line,
     tar_stamps,
     write_rows,
@@ -61,6 +59,13 @@ class ShardTask:
     read_cache: bool = True
     reuse: bool = False  # copy unchanged records from the previous build of this shard
     progress: bool = True  # write OUT/.progress/NAME.json for the driver's progress bar or log lines
+
+    def __getstate__(self) -> dict[str, Any]:
+        # records travel as plain tuples: a named tuple pickles through its class, twice as slow
+        return {**self.__dict__, "records": [tuple(r) for r in self.records]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, records=[Record._make(r) for r in state["records"]])
 
 
 @dataclass
@@ -344,13 +349,11 @@ class ShardBuilder:
         self._survives(item, "output", drop)
         return None
 
-    def _replay(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def _replay(self, samples: list[tuple[str, list[tuple[str, bytes]]]]) -> None:
+        """Show summarizing stages the finished samples of a record that skipped the stages."""
         for stage in self.summarizers:
-            for key, members, _ in entry["samples"]:
-                if isinstance(members, Span):
-                    key, members = members.sample()
+            for key, members in samples:
                 stage.replay({KEY: key, **dict(members)})
-        return entry
 
     def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
@@ -359,7 +362,9 @@ class ShardBuilder:
         for record in records:
             reused = previous.entry(record) if previous is not None else None
             if reused is not None:
-                entries.append(self._replay(reused))
+                if self.summarizers:
+                    self._replay(previous.samples(reused["copy"]))
+                entries.append(reused)
                 self.reused_records += 1
                 continue
             sample, problems = load_record(record)
@@ -369,7 +374,9 @@ class ShardBuilder:
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)
             if cached is not None:
-                entries.append(self._replay(cached))
+                if self.summarizers:
+                    self._replay([(key, members) for key, members, _ in cached["samples"]])
+                entries.append(cached)
                 self.cached_records += 1
                 continue
             entry: dict[str, Any] = {"samples": [], "errors": [], "cache_key": final_key}
@@ -418,14 +425,11 @@ class ShardBuilder:
                     for err in entry["errors"]:
                         errors.append({**err, "record": record.key})
                     before = len(rows)
+                    if "copy" in entry:
+                        rows += previous.copy(writer, entry["copy"])
                     for key, members, meta in entry["samples"]:
-                        if isinstance(members, Span):
-                            shard, offset = writer.copy(members.fd, members.offset, members.size)
-                            rows.append(placed(members.fixed, members.size, shard, offset))
-                        else:
-                            info = writer.write(key, members)
-                            rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard,
-                                                 info.offset))
+                        info = writer.write(key, members)
+                        rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard, info.offset))
                     counts.append(len(rows) - before)
                 done += len(batch)
                 self.progress(done, len(errors))
