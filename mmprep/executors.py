@@ -66,13 +66,14 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     run ``setup(*args)`` (the stages' own set-up) on other cores while the driver scans the corpus.
     Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build."""
     ctx = _context()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=gc.enable)  # see below
     log.info("starting %d worker processes (%s)", workers, ctx.get_start_method())
     if setup is None:
         return pool
     if ctx.get_start_method() == "fork":
         # forked here and now, before this process has a second thread; the driver's objects are kept
-        # out of the workers' collections, so those never write to (and copy) the pages they share
+        # out of the workers' collections, so those never write to (and copy) the pages they share.
+        # The driver may be in the middle of its scan, with the collector paused: workers turn it on.
         gc.freeze()
         try:
             _submit(pool, workers, setup, args)
