@@ -8,14 +8,12 @@ whatever the worker count or executor.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import platform
 import re
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +134,9 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                                cache_dir=str(cache_dir) if spec.cache.enabled else None,
                                reuse=prev is not None and prev.get("pipeline") == pipeline_hash,
                                progress=opts.progress))
-    tasks.sort(key=lambda t: -sum(r.size for r in t.records))  # longest first: a short tail, same output
+    # longest first, for a short tail (the output is the same in any order); shards of about the same
+    # size in plan order, so they finish in about that order and the merge keeps pace
+    tasks.sort(key=lambda t: -float(f"{sum(r.size for r in t.records):.1g}"))
     phases.end("plan")
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
@@ -144,8 +144,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
     built: set[str] = set()
-    if tasks:  # the merge needs pyarrow: import it while the workers run, not after
-        threading.Thread(target=_import, args=("pyarrow.parquet", "pyarrow.json"), daemon=True).start()
+    names = [name for name, _, _ in shards]
+    unfinished = {task.name for task in tasks}
+    slots = summary_slots(stages)
+    merging = not _reports_current(out)  # else nothing changed since the last merge
+    merger: Merger | None = None  # made at the first finished shard (it imports pyarrow)
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
         pool = warmup.take_pool()
@@ -164,18 +167,20 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                 failed.append({"shard": task.name, "error": f"{type(result).__name__}: {result}"})
             else:
                 built.add(task.name)
+            unfinished.discard(task.name)
+            if merging:
+                merger = merger or Merger(out, slots)
+                merger.add_ready(names, unfinished, built)
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
            "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
            f"Python {platform.python_version()}", "phases_seconds": phases}
-    stats = _refresh_stats(out, run)
+    stats = None if merging else _refresh_stats(out, run)
     if stats is None:
-        slots = summary_slots(stages)
-        merger = Merger(out, slots)
-        parts = ((trusted_part(out, name), name in built) for name, _, _ in shards)
-        merger.add_all((doc, was_built) for doc, was_built in parts if doc is not None)
+        merger = merger or Merger(out, slots)
+        merger.add_ready(names, set(), built)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
@@ -205,19 +210,17 @@ class _Phases(dict):
         self[name], self._mark = round(now - self._mark, 3), now
 
 
-def _import(*modules: str) -> None:
-    for name in modules:
-        importlib.import_module(name)
+def _reports_current(out: Path) -> bool:
+    """Whether the last merge is still true: stats.json is removed before any shard is built."""
+    return all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json"))
 
 
 def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-    """Nothing changed since the last complete merge (stats.json is removed before any shard is built):
-    keep index and errors as they are, note this run in stats.json."""
-    if not all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json")):
-        return None
+    """Nothing changed since the last complete merge: keep index and errors as they are, note this run in
+    stats.json. None when stats.json cannot be read (then the reports are merged again)."""
     try:
         stats = json.loads((out / "stats.json").read_text())
-    except ValueError:
+    except (OSError, ValueError):
         return None
     stats["run"] = {**run, "records_from_cache": 0, "records_reused": 0}
     atomic_write(out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.atomic import atomic_write, temp_name
-from mmprep.reuse import part_paths
+from mmprep.reuse import part_paths, trusted_part
 
 COUNTERS = ("in", "out", "skipped", "cached", "seconds")
 
@@ -81,6 +81,7 @@ class Merger:
         self.summaries: dict[str, list[dict[str, Any]]] = {}
         self.records = self.rows = self.dropped = self.omitted = self.cached = self.reused = 0
         self.shards: list[str] = []
+        self._next = 0  # see add_ready
         import pyarrow.parquet as pq
 
         self._index_tmp = temp_name(out / "index.parquet")
@@ -103,6 +104,15 @@ class Merger:
                     self._add(*ahead.popleft())
             while ahead:
                 self._add(*ahead.popleft())
+
+    def add_ready(self, names: list[str], unfinished: set[str], built: set[str]) -> None:
+        """Add, in plan order, every shard from the first not added yet up to the first one still being
+        built (``unfinished``): the merge keeps pace with the workers instead of starting after them."""
+        start = self._next
+        while self._next < len(names) and names[self._next] not in unfinished:
+            self._next += 1
+        parts = ((trusted_part(self.out, name), name in built) for name in names[start : self._next])
+        self.add_all((doc, was_built) for doc, was_built in parts if doc is not None)
 
     def _add(self, doc: dict[str, Any], built: bool, table: Future | None) -> None:
         self.add(doc, built=built, table=table.result() if table is not None else None)
