@@ -1,4 +1,4 @@
-"""Core build benchmark: full build, rerun with no change, rerun with 1% of inputs changed; peak memory.
+"""Core build benchmark: full build, reruns with no change and with 1% of inputs changed; peak memory.
 
 Baseline: the full build of the same corpus in the same run (the targets are ratios to it):
 no-change rerun <= 5%, 1% changed <= 10%, and peak RSS at 20,000 samples within 10% of 2,000.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -56,62 +57,69 @@ def build(pipe: Path, corpus: Path, out: Path, workers: int) -> dict:
     return res
 
 
-def run_size(n: int, workers: int) -> dict:
+def three_builds(pipe: Path, corpus: Path, out: Path, workers: int, edits: list[Path], repeats: int) -> dict:
+    """A full build (twice, from scratch), then `repeats` reruns with no change and `repeats` with the
+    `edits` files changed (each run edits or restores them, so each sees 1% of the inputs changed).
+    Medians are compared: one rerun takes a fraction of a second, and single runs vary by 10-20%."""
+    fulls = []
+    for _ in range(2):
+        shutil.rmtree(out, ignore_errors=True)
+        fulls.append(build(pipe, corpus, out, workers))
+    nochange = [build(pipe, corpus, out, workers) for _ in range(repeats)]
+    changed = []
+    for i in range(repeats):
+        for path in edits:
+            text = path.read_text()
+            path.write_text(text + " (edited)" if i % 2 == 0 else text.replace(" (edited)", ""))
+        changed.append(build(pipe, corpus, out, workers))
+    if repeats % 2:  # restore, so the next run starts from the same corpus
+        for path in edits:
+            path.write_text(path.read_text().replace(" (edited)", ""))
+    for run in (*fulls, *nochange, *changed):
+        run["build_seconds"] = run["summary"]["seconds"]
+
+    def median(runs: list[dict], key: str) -> float:
+        return round(statistics.median(r[key] for r in runs), 3)
+
+    full = {key: median(fulls, key) for key in ("build_seconds", "seconds")}
+    full["peak_rss_mib"] = max(r["peak_rss_mib"] for r in fulls)
+    res = {"full": full, "full_runs": fulls}
+    for name, runs in (("no_change", nochange), ("one_percent_changed", changed)):
+        res[name] = {key: median(runs, key) for key in ("build_seconds", "seconds")}
+        res[name]["build_seconds_all"] = [r["build_seconds"] for r in runs]
+        res[name]["phases_seconds_last"] = json.loads((out / "stats.json").read_text())["run"]["phases_seconds"] \
+            if name == "one_percent_changed" else None
+        res[name]["summary_last"] = runs[-1]["summary"]
+    # build_seconds: what `mmprep build` reports (corpus scan to reports written); seconds: the whole
+    # process, including interpreter start and imports (about 0.35 s here)
+    for key, suffix in (("build_seconds", ""), ("seconds", "_process")):
+        res[f"ratio_no_change{suffix}"] = round(res["no_change"][key] / full[key], 4)
+        res[f"ratio_one_percent{suffix}"] = round(res["one_percent_changed"][key] / full[key], 4)
+    return res
+
+
+def run_size(n: int, workers: int, repeats: int) -> dict:
     corpus = WORK / f"build_{n}"
     make_corpus(corpus, n)
-    out = WORK / f"build_{n}_out"
-    shutil.rmtree(out, ignore_errors=True)
     pipe = WORK / "bench_build.yaml"
     pipe.write_text(PIPELINE)
-    full = build(pipe, corpus, out, workers)
-    nochange = build(pipe, corpus, out, workers)
-    changed = sorted(corpus.glob("*/*.txt"))[:: 100]  # 1%
-    for path in changed:
-        path.write_text(path.read_text() + " (edited)")
-    one_pct = build(pipe, corpus, out, workers)
-    for path in changed:  # restore, so the next run starts from the same corpus
-        path.write_text(path.read_text().replace(" (edited)", ""))
-    def ratio(run: dict, key: str) -> float:
-        return round(run[key] / full[key], 4)
-
-    for run in (full, nochange, one_pct):
-        run["build_seconds"] = run["summary"]["seconds"]
-    return {
-        "samples": n, "workers": workers, "full": full, "no_change": nochange, "one_percent_changed": one_pct,
-        # build_seconds: what `mmprep build` reports (corpus scan to reports written); seconds: the whole
-        # process, including interpreter start and imports (about 0.3-0.5 s here)
-        "ratio_no_change": ratio(nochange, "build_seconds"),
-        "ratio_one_percent": ratio(one_pct, "build_seconds"),
-        "ratio_no_change_process": ratio(nochange, "seconds"),
-        "ratio_one_percent_process": ratio(one_pct, "seconds"),
-        "samples_per_second_full": round(n / full["build_seconds"], 1),
-    }
+    edits = sorted(corpus.glob("*/*.txt"))[::100]  # 1%
+    res = three_builds(pipe, corpus, WORK / f"build_{n}_out", workers, edits, repeats)
+    return {"samples": n, "workers": workers, **res,
+            "samples_per_second_full": round(n / res["full"]["build_seconds"], 1)}
 
 
-def run_photos(n: int, workers: int) -> dict:
-    """The same three builds with real work per sample: pipelines/images.yaml over n photos (0.1-3 MP)."""
+def run_photos(n: int, workers: int, repeats: int) -> dict:
+    """The same builds with real work per sample: pipelines/images.yaml over n photos (0.1-3 MP)."""
     from images_corpus import make_corpus
 
     corpus = WORK / f"photos-{n}"
     if not (WORK / f"photos-{n}.json").exists():
         make_corpus(corpus, n, workers)
-    out = WORK / f"build_photos_{n}_out"
-    shutil.rmtree(out, ignore_errors=True)
     pipe = Path(__file__).resolve().parent.parent / "pipelines" / "images.yaml"
-    full = build(pipe, corpus, out, workers)
-    nochange = build(pipe, corpus, out, workers)
-    changed = sorted(corpus.glob("*.txt"))[::100]
-    for path in changed:
-        path.write_text(path.read_text() + " (edited)")
-    one_pct = build(pipe, corpus, out, workers)
-    for path in changed:
-        path.write_text(path.read_text().replace(" (edited)", ""))
-    for run in (full, nochange, one_pct):
-        run["build_seconds"] = run["summary"]["seconds"]
-    return {"samples": n, "pipeline": "pipelines/images.yaml", "full": full, "no_change": nochange,
-            "one_percent_changed": one_pct,
-            "ratio_no_change": round(nochange["build_seconds"] / full["build_seconds"], 4),
-            "ratio_one_percent": round(one_pct["build_seconds"] / full["build_seconds"], 4)}
+    edits = sorted(corpus.glob("*.txt"))[::100]
+    res = three_builds(pipe, corpus, WORK / f"build_photos_{n}_out", workers, edits, repeats)
+    return {"samples": n, "pipeline": "pipelines/images.yaml", **res}
 
 
 def main() -> None:
@@ -119,11 +127,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--photos", type=int, default=2000, help="photos for the real-work section (0: skip)")
+    ap.add_argument("--repeats", type=int, default=5, help="reruns of each kind; medians are compared")
     args = ap.parse_args()
     ensure_bytecode()
     small, large = (500, 5000) if args.quick else (2000, 20000)
-    runs = [run_size(small, args.workers), run_size(large, args.workers)]
-    photos = run_photos(args.photos, args.workers) if args.photos else None
+    runs = [run_size(small, args.workers, args.repeats), run_size(large, args.workers, args.repeats)]
+    photos = run_photos(args.photos, args.workers, max(1, args.repeats // 2)) if args.photos else None
     if photos:
         print(f"{photos['samples']} photos ({photos['pipeline']}): full {photos['full']['build_seconds']:.2f}s, "
               f"no-change rerun {photos['ratio_no_change']:.1%} of full (target <= 5%), "

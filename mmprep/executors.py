@@ -42,22 +42,23 @@ _FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy
 
 
 def _context() -> Any:
-    """How worker processes start. Fork from the driver when that is safe: on Linux, while the driver
-    runs one thread and has none of ``_FORK_UNSAFE`` loaded. The workers then start at once with the
-    driver's modules (what the forkserver would import, 0.3 s, and an import beside the scan slows the
-    scan down). Otherwise a forkserver that imports the core, the stages and their libraries once.
-    ``MMPREP_START_METHOD=forkserver`` (or ``spawn``) overrides the choice."""
-    forced = os.environ.get("MMPREP_START_METHOD")
-    if forced:
-        return mp.get_context(forced)
-    if (sys.platform == "linux" and threading.active_count() == 1
-            and not any(name in sys.modules for name in _FORK_UNSAFE)):
-        return mp.get_context("fork")
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    # workers fork with the core, the stages and their libraries imported (a failing import is skipped)
-    ctx.set_forkserver_preload([*_PRELOAD, "mmprep.preload"])
+    """How worker processes start: ``MMPREP_START_METHOD``, default ``forkserver`` (a server that imports
+    the core, the stages and their libraries once; every worker forks from it).
+
+    ``fork`` (from the driver itself) starts workers at once, with the driver's modules loaded; it is
+    honoured only where it is safe: on Linux, while the driver runs one thread and has none of
+    ``_FORK_UNSAFE`` loaded. It is not the default: the workers share the driver's pages, so the sum
+    of the processes' RSS, which most monitoring shows, counts the driver once per worker."""
+    method = os.environ.get("MMPREP_START_METHOD") or "forkserver"
+    if method == "fork" and not (sys.platform == "linux" and threading.active_count() == 1
+                                 and not any(name in sys.modules for name in _FORK_UNSAFE)):
+        method = "forkserver"
+    if method not in mp.get_all_start_methods():
+        method = "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        # workers fork with the core, the stages and their libraries imported (a failing import is skipped)
+        ctx.set_forkserver_preload([*_PRELOAD, "mmprep.preload"])
     return ctx
 
 

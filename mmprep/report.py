@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections import Counter, deque
-from collections.abc import Iterator
-from concurrent.futures import Future
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,35 +88,19 @@ class Merger:
         # a file name that is not UTF-8 is written as a \udcXX escape: still valid JSON
         self._errors = open(self._errors_tmp, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
 
-    def add_all(self, docs: Iterator[tuple[dict[str, Any], bool]], threads: int = 2) -> None:
-        """``add`` each (part, built), in order; the rows files of the next few are parsed meanwhile on
-        other threads (Arrow's parser releases the GIL), at most ``2 * threads`` tables held at once."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        ahead: deque = deque()
-        with ThreadPoolExecutor(threads) as pool:
-            for doc, built in docs:
-                rows = part_paths(self.out, doc["name"])[1]
-                ahead.append((doc, built, pool.submit(read_index_rows, rows) if doc["samples"] else None))
-                if len(ahead) >= 2 * threads:
-                    self._add(*ahead.popleft())
-            while ahead:
-                self._add(*ahead.popleft())
-
     def add_ready(self, names: list[str], unfinished: set[str], built: set[str]) -> None:
         """Add, in plan order, every shard from the first not added yet up to the first one still being
         built (``unfinished``): the merge keeps pace with the workers instead of starting after them."""
         start = self._next
         while self._next < len(names) and names[self._next] not in unfinished:
             self._next += 1
-        parts = ((trusted_part(self.out, name), name in built) for name in names[start : self._next])
-        self.add_all((doc, was_built) for doc, was_built in parts if doc is not None)
+        for name in names[start : self._next]:
+            doc = trusted_part(self.out, name)
+            if doc is not None:
+                self.add(doc, built=name in built)
 
-    def _add(self, doc: dict[str, Any], built: bool, table: Future | None) -> None:
-        self.add(doc, built=built, table=table.result() if table is not None else None)
-
-    def add(self, doc: dict[str, Any], *, built: bool, table: Any) -> None:
-        """One shard's part file and its index rows (``read_index_rows``; None when it has no sample)."""
+    def add(self, doc: dict[str, Any], *, built: bool) -> None:
+        """One shard's part file and its index rows."""
         self.records += doc["records"]
         self.rows += doc["samples"]
         self.shards += doc["tars"]
@@ -139,8 +121,8 @@ class Merger:
             self._errors.write("\n")
         for name, summary in doc.get("summaries", {}).items():
             self.summaries.setdefault(name, []).append(summary)
-        if table is not None:
-            self._index.write_table(table)
+        if doc["samples"]:
+            self._index.write_table(read_index_rows(part_paths(self.out, doc["name"])[1]))
 
     def close(self, run: dict[str, Any]) -> dict[str, Any]:
         self._errors.close()

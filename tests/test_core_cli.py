@@ -49,7 +49,7 @@ def test_workers_forked_from_the_driver_or_from_a_forkserver_write_the_same_byte
     shards = {}
     for method in ("fork", "forkserver"):
         out = tmp_path / method
-        env = {} if method == "fork" else {"MMPREP_START_METHOD": "forkserver"}
+        env = {"MMPREP_START_METHOD": method}
         first = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", env_extra=env)
         assert first.returncode == 0 and f"starting 2 worker processes ({method})" in first.stderr, first.stderr
         (corpus / "d1" / "s04.txt").write_text("changed")  # a rebuild: the pool is started from the scan
