@@ -34,7 +34,7 @@ def compute(kind: str, clips: Sequence[np.ndarray], *, rate: int, device: Any = 
 
     On CPU, ``melspectrogram`` / ``logmel`` / ``mfcc`` (power 2) skip the padding altogether: the clips'
     frames are taken end to end and computed in cache-sized blocks (:mod:`mmprep.features.packed`,
-    1.5x faster than padded buckets on 2-60 s clips); ``max_samples`` then bounds the audio samples per
+    ~1.8x faster than padded buckets on 2-60 s clips); ``max_samples`` then bounds the audio samples per
     group of clips (default 4M).
     """
     import torch
