@@ -1,0 +1,132 @@
+"""Review of the core engine: incremental rebuilds that copy samples must give what a fresh build gives,
+whatever a record produced (several samples, none, errors) and wherever its samples land."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+
+from mmprep.testing.media import tone, wav_bytes, write
+from tests.conftest import build
+
+
+def tars(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.tar"))}
+
+
+def index(out) -> list[dict]:
+    return pq.read_table(out / "index.parquet").to_pylist()
+
+
+def check_places(out) -> None:
+    """Every index row points at its own members' bytes in its tar."""
+    for row in index(out):
+        with tarfile.open(out / "shards" / row["shard"]) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            for field, offset, size in zip(row["fields"], row["member_offsets"], row["member_sizes"], strict=True):
+                m = members[f"{row['key']}.{field}"]
+                assert (m.offset_data, m.size) == (offset, size)
+        assert row["offset"] <= row["member_offsets"][0] < row["offset"] + row["size"]
+
+
+def segment_doc() -> dict:
+    return {"stages": [{"stage": "audio.decode"},
+                       {"stage": "audio.segment", "window": 0.1, "min_seconds": 0.05}],
+            "output": {"name": "a", "max_samples": 4, "max_bytes": 20000}, "cache": {"enabled": False}}
+
+
+def audio_corpus(root, n: int = 14):
+    for i in range(n):
+        # 0.02 s: nothing to keep (no row, an error); 0.1..0.4 s: one to four segments
+        seconds = 0.02 if i % 5 == 2 else 0.1 * (1 + i % 4)
+        write(root / f"d{i // 6}" / f"s{i:03d}.wav", wav_bytes(tone(seconds, freq=200 + 30 * i)))
+    write(root / "d0" / "s003.wav", b"RIFF\x00\x00\x00\x00WAVEjunk")  # a corrupt one: dropped with its reason
+    for i in range(4):  # a shard where every record is dropped: no tar at all
+        write(root / "z" / f"bad{i}.wav", wav_bytes(tone(0.01)))
+    return root
+
+
+def errors(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fan_out_drops_and_roll_over_rebuild_like_a_fresh_build(tmp_path, workers):
+    corpus = audio_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    first = build(segment_doc(), corpus, out, workers=workers)
+    assert first["ok"] and first["samples_in"] == 18
+    assert first["samples_out"] > 14 and first["errors_by_reason"] == {"audio.corrupt": 1, "audio.no_segments": 7}
+    assert len(tars(out)) > 5  # 5 shards (one without any tar), some of several tars: copies cross tar boundaries
+    for i in (1, 9):  # one in the first shard, one in the middle
+        write(corpus / f"d{i // 6}" / f"s{i:03d}.wav", wav_bytes(tone(0.35, freq=999)))
+    again = build(segment_doc(), corpus, out, workers=workers)
+    assert again["ok"] and again["shards_built"] == 2
+    assert again["records_reused"] == 8 - 2  # the two changed shards hold 8 records
+    ref = build(segment_doc(), corpus, fresh, workers=1)
+    assert tars(out) == tars(fresh)
+    assert index(out) == index(fresh)
+    assert errors(out) == errors(fresh)
+    assert {k: again[k] for k in ("samples_out", "samples_dropped", "errors_by_reason")} == \
+        {k: ref[k] for k in ("samples_out", "samples_dropped", "errors_by_reason")}
+    check_places(out)
+
+
+def test_names_with_quotes_backslashes_and_a_fake_tail_survive_a_rebuild(tmp_path):
+    corpus = tmp_path / "corpus"
+    names = ['q"uote', "back\\slash", 'evil,"size":1,"shard":"t-000000.tar","offset":0}', "plain"]
+    for n, name in enumerate(names):
+        write(corpus / f"{name}.txt", f"text {n}")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 10}}
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(doc, corpus, out, workers=1)
+    write(corpus / "plain.txt", "changed")
+    assert build(doc, corpus, out, workers=1)["records_reused"] == 3
+    build(doc, corpus, fresh, workers=1)
+    assert index(out) == index(fresh) and tars(out) == tars(fresh)
+    assert sorted(row["source"] for row in index(out)) == sorted(names)
+    check_places(out)
+
+
+def test_a_previous_rows_file_that_does_not_match_its_part_is_rebuilt_not_copied(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(6):
+        write(corpus / f"s{i}.txt", f"text {i} " * (i + 1))
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 10},
+           "cache": {"enabled": False}}
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(doc, corpus, out, workers=1)
+    rows = out / ".parts" / "t-000000.rows"
+    lines = rows.read_text().split("\n")
+    rows.write_text("\n".join(lines[:2] + lines[3:]))  # one row lost: counts no longer add up
+    write(corpus / "s5.txt", "changed")
+    again = build(doc, corpus, out, workers=1)
+    assert again["records_reused"] == 0
+    build(doc, corpus, fresh, workers=1)
+    assert index(out) == index(fresh) and tars(out) == tars(fresh)
+
+
+def test_symlinked_folder_loop_is_read_once(tmp_path):
+    corpus = tmp_path / "corpus"
+    write(corpus / "a" / "x.txt", "one")
+    os.symlink(corpus, corpus / "a" / "loop")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t"}}
+    summary = build(doc, corpus, tmp_path / "out", workers=1)
+    assert summary["samples_in"] == 1 and [r["key"] for r in index(tmp_path / "out")] == ["a/x"]
+
+
+def test_a_no_change_rerun_with_a_pool_started_for_nothing_finishes(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(8):
+        write(corpus / f"d{i % 2}" / f"s{i}.txt", f"text {i}")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 3}}
+    out = tmp_path / "out"
+    build(doc, corpus, out, workers=2)
+    (out / ".scan.json").unlink()  # no record of the last scan: the pool starts at once
+    again = build(doc, corpus, out, workers=2)
+    assert again["ok"] and again["shards_built"] == 0 and again["samples_out"] == 8
+    assert json.loads((out / ".scan.json").read_text())["folders"].keys() == {"", "d0/", "d1/"}
