@@ -130,3 +130,38 @@ def test_a_no_change_rerun_with_a_pool_started_for_nothing_finishes(tmp_path):
     again = build(doc, corpus, out, workers=2)
     assert again["ok"] and again["shards_built"] == 0 and again["samples_out"] == 8
     assert json.loads((out / ".scan.json").read_text())["folders"].keys() == {"", "d0/", "d1/"}
+
+
+def test_filters_with_the_folder_scan(tmp_path):
+    corpus = tmp_path / "corpus"
+    for folder in ("d0", "d1", "d0/sub"):
+        write(corpus / folder / "a.txt", f"text in {folder}")
+        write(corpus / folder / "a.JPG", b"not read: filtered out")
+    doc = {"input": {"include": ["*.txt"], "exclude": ["d1/*"]}, "stages": [{"stage": "text.decode"}],
+           "output": {"name": "t"}}
+    out = tmp_path / "out"
+    build(doc, corpus, out, workers=1)
+    assert [(r["key"], r["fields"]) for r in index(out)] == [("d0/a", ["txt", "meta.json"]),
+                                                             ("d0/sub/a", ["txt", "meta.json"])]
+    write(corpus / "d1" / "a.txt", "changed, but excluded")
+    assert build(doc, corpus, out, workers=1)["shards_built"] == 0
+
+
+def test_the_pool_starts_only_when_a_folder_changed(tmp_path, monkeypatch):
+    from mmprep import warmup
+
+    started = []
+    real = warmup.start_pool
+    monkeypatch.setattr(warmup, "start_pool", lambda *a: started.append(a[0]) or real(*a))
+    corpus = tmp_path / "corpus"
+    for i in range(6):
+        write(corpus / f"d{i % 3}" / f"s{i}.txt", f"text {i}")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 2}}
+    out = tmp_path / "out"
+    build(doc, corpus, out, workers=2)
+    assert started == [2]  # no record of a last scan: at once
+    assert build(doc, corpus, out, workers=2)["shards_built"] == 0
+    assert started == [2]  # every folder as the last complete build saw it: never
+    write(corpus / "d2" / "s5.txt", "changed")
+    assert build(doc, corpus, out, workers=2)["shards_built"] == 1
+    assert started == [2, 2]
