@@ -66,7 +66,7 @@ def plan(records: list[Record], spec: BaseModel, pipeline_hash: str) -> list[tup
     return shards
 
 
-_SHARD = re.compile(r"^(?P<shard>.+-\d{6})(?:_\d{2})?\.tar$")
+_SHARD = re.compile(r"^(?P<shard>.+-\d{6,})(?:_\d{2,})?\.tar$")  # NAME-000003.tar, NAME-000003_101.tar
 
 
 def _clean(out: Path, keep: set[str]) -> int:
@@ -110,8 +110,12 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     warmup = WarmUp(out, pipeline_doc, pipeline_hash, workers=0 if executor == "dask" else workers,
                     force=opts.force, folder_input=source.is_dir() and inp.format in ("auto", "folder"))
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
-    records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
-                          include=inp.include, exclude=inp.exclude, on_folder=warmup.folder)
+    try:
+        records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
+                              include=inp.include, exclude=inp.exclude, on_folder=warmup.folder)
+    except BaseException:  # a manifest's config error: stop the workers now, not at exit
+        warmup.abandon()
+        raise
     phases.end("scan")
 
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
@@ -132,7 +136,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
                                plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                                cache_dir=str(cache_dir) if spec.cache.enabled else None,
-                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash,
+                               # copies read old tars by offset while new ones replace them: not on Windows
+                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash and os.name != "nt",
                                progress=opts.progress))
     # longest first, for a short tail (the output is the same in any order); shards of about the same
     # size in plan order, so they finish in about that order and the merge keeps pace
@@ -145,6 +150,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     failed: list[dict[str, str]] = []
     built: set[str] = set()
     names = [name for name, _, _ in shards]
+    plans = {name: plan_hash for name, _, plan_hash in shards}
     unfinished = {task.name for task in tasks}
     slots = summary_slots(stages)
     merging = not _reports_current(out)  # else nothing changed since the last merge
@@ -169,7 +175,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                 built.add(task.name)
             unfinished.discard(task.name)
             if merging:
-                merger = merger or Merger(out, slots)
+                merger = merger or Merger(out, slots, plans)
                 merger.add_ready(names, unfinished, built)
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
@@ -179,7 +185,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
            f"Python {platform.python_version()}", "phases_seconds": phases}
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
-        merger = merger or Merger(out, slots)
+        merger = merger or Merger(out, slots, plans)
         merger.add_ready(names, set(), built)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:

@@ -169,10 +169,12 @@ def _listing(folder: str, seen: set[tuple[int, int]]) -> Iterator[list[os.DirEnt
         if os.scandir in os.supports_fd:
             fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         st = os.stat(folder) if fd is None else os.fstat(fd)
-        if (st.st_dev, st.st_ino) in seen:
+        node = (st.st_dev, st.st_ino) if st.st_ino else None  # 0: a file system without inode numbers
+        if node in seen:
             entries = []
         else:
-            seen.add((st.st_dev, st.st_ino))
+            if node is not None:
+                seen.add(node)
             with os.scandir(folder if fd is None else fd) as it:
                 entries = sorted(it, key=_NAME)
     except OSError as exc:

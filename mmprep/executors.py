@@ -38,7 +38,7 @@ def preload(modules: list[str]) -> None:
 
 # libraries whose threads or device state do not survive a fork: with one loaded, workers never fork
 # from the driver
-_FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy", "thinc", "distributed")
+_FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy", "thinc", "distributed", "pyarrow")
 
 
 def _context() -> Any:
@@ -129,7 +129,12 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
 
 def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExecutor) -> Iterator[tuple[Any, Any]]:
     with pool:
-        futures = {pool.submit(fn, task): task for task in tasks}
+        futures = {}
+        for task in tasks:
+            try:
+                futures[pool.submit(fn, task)] = task
+            except BrokenProcessPool as exc:  # a worker died before (setting the stages up): retried
+                yield task, exc
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -70,8 +70,9 @@ def _arrow(values: Any, kind: Any) -> Any:
 class Merger:
     """Accumulates part files into the three outputs."""
 
-    def __init__(self, out: Path, stages: list[str]):
+    def __init__(self, out: Path, stages: list[str], plans: dict[str, str]):
         self.out = out
+        self.plans = plans  # shard -> the plan hash its part file must carry to be merged
         self.stage_names = stages
         self.per_stage: dict[str, dict[str, Any]] = {
             n: {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}} for n in stages}
@@ -96,7 +97,8 @@ class Merger:
             self._next += 1
         for name in names[start : self._next]:
             doc = trusted_part(self.out, name)
-            if doc is not None:
+            # a shard that failed keeps the part of an earlier plan (other inputs or pipeline): not merged
+            if doc is not None and doc.get("plan") == self.plans[name]:
                 self.add(doc, built=name in built)
 
     def add(self, doc: dict[str, Any], *, built: bool) -> None:

@@ -58,6 +58,11 @@ class WarmUp:
         pool, self.pool = self.pool, None
         return pool
 
+    def abandon(self) -> None:
+        pool = self.take_pool()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def save(self) -> None:
         """After a complete build: what the corpus looked like (nothing to save for a manifest)."""
         if self.folders and self.folders != self.known:

@@ -101,6 +101,12 @@ def _stages_for(task: ShardTask) -> list[Stage]:
     return setup_stages(task.pipeline, task.pipeline_hash)
 
 
+def _retried(errors: list[dict[str, Any]]) -> bool:
+    """Whether a record's outcome is worth computing again next run, rather than reusing (from the cache
+    or the previous build): an unreadable file may be readable now, and a stage's crash is a bug."""
+    return any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
+
+
 def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     """Read a record's files. An unreadable or empty file is left out, with a Drop naming it."""
     sample: Sample = {KEY: record.key, META: {"source": record.origin}, SOURCE: dict(record.paths)}
@@ -361,7 +367,7 @@ class ShardBuilder:
         items: list[Item] = []
         for record in records:
             reused = previous.entry(record) if previous is not None else None
-            if reused is not None:
+            if reused is not None and not _retried(reused["errors"]):
                 if self.summarizers:
                     self._replay(previous.samples(reused["copy"]))
                 entries.append(reused)
@@ -393,8 +399,7 @@ class ShardBuilder:
                 item.entry["samples"].append((item.sample[KEY], members, item.sample.get(META, {})))
         for entry in entries:
             key = entry.pop("cache_key", None)
-            if key is not None and not any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error")
-                                           for e in entry["errors"]):
+            if key is not None and not _retried(entry["errors"]):
                 self.cache.put(key, dump_entry(entry))
         return entries
 

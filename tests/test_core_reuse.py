@@ -73,6 +73,28 @@ def test_a_summarizing_stage_counts_copied_samples_as_a_fresh_build_does(tmp_pat
     assert tars(out) == tars(fresh)
 
 
+def test_a_record_a_stage_crashed_on_is_computed_again_not_copied(tmp_path, monkeypatch):
+    from mmprep.stages.text.basic import TextNormalize
+
+    corpus = text_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    process = TextNormalize.process
+
+    def crash_on_s003(self, sample):
+        if sample["__key__"] == "d0/s003":
+            raise RuntimeError("a bug in this version")
+        return process(self, sample)
+
+    monkeypatch.setattr(TextNormalize, "process", crash_on_s003)
+    first = build(text_doc(), corpus, out, workers=1)
+    assert first["errors_by_reason"] == {"text.normalize.error": 1} and first["samples_out"] == 99
+    monkeypatch.setattr(TextNormalize, "process", process)  # the bug fixed
+    (corpus / "d0" / "s005.txt").write_text("changed")  # shard 0 is rebuilt; s003's file did not change
+    again = build(text_doc(), corpus, out, workers=1)
+    assert again["samples_out"] == 100 and again["errors_by_reason"] == {}
+    assert again["records_reused"] == 38  # 40 in shard 0, less s005 (changed) and s003 (computed again)
+
+
 def test_copies_fall_back_to_reads_where_the_kernel_cannot_copy(tmp_path, monkeypatch):
     corpus = text_corpus(tmp_path / "corpus")
     out, fresh = tmp_path / "out", tmp_path / "fresh"

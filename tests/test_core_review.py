@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 
+from mmprep.corpus import scan_folder
 from mmprep.testing.media import tone, wav_bytes, write
 from tests.conftest import build
 
@@ -165,3 +167,60 @@ def test_the_pool_starts_only_when_a_folder_changed(tmp_path, monkeypatch):
     write(corpus / "d2" / "s5.txt", "changed")
     assert build(doc, corpus, out, workers=2)["shards_built"] == 1
     assert started == [2, 2]
+
+
+# --- bugs the review found, fixed ---
+
+
+def test_a_shard_that_fails_after_a_pipeline_change_does_not_merge_its_old_rows(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(6):
+        write(corpus / f"s{i}.txt", f"text {i}")
+    old = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 3},
+           "cache": {"enabled": False}}
+    out = tmp_path / "out"
+    build(old, corpus, out, workers=2)
+    new = {**old, "stages": [{"stage": "text.decode"},
+                             {"stage": "debug.trace", "path": str(tmp_path / "trace.log"), "exit_on": "s1"}]}
+    again = build(new, corpus, out, workers=2)  # shard 0's worker dies at s1, each time
+    assert [f["shard"] for f in again["failed_shards"]] == ["t-000000"]
+    # the index must hold what this pipeline made: shard 1 only, never shard 0 as the old pipeline made it
+    assert sorted(row["key"] for row in index(out)) == ["s3", "s4", "s5"]
+    assert again["samples_in"] == 3
+
+
+def test_a_pool_whose_worker_died_while_setting_up_still_builds_every_task():
+    import time
+
+    from mmprep.executors import run_local, start_pool
+
+    pool = start_pool(2, os._exit, 3)  # a stage's setup that kills its worker (a native crash, the OOM killer)
+    deadline = time.monotonic() + 10
+    while not pool._broken and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool._broken
+    results = dict(run_local(abs, [1, -2, 3], 2, pool=pool))  # a new pool takes over, as after a crash mid-shard
+    assert results == {1: 1, -2: 2, 3: 3}
+
+
+def test_a_shard_of_more_than_100_tars_is_complete_on_a_rerun(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(102):
+        write(corpus / f"s{i:03d}.txt", f"text {i}")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 200, "max_bytes": 1}}
+    out = tmp_path / "out"
+    first = build(doc, corpus, out, workers=1)
+    assert first["shards"] == 102 and (out / "shards" / "t-000000_101.tar").exists()
+    again = build(doc, corpus, out, workers=1)
+    assert again["shards_built"] == 0 and again["samples_out"] == 102
+
+
+
+def test_a_file_system_without_inode_numbers_still_lists_every_folder(tmp_path, monkeypatch):
+    # os.stat: st_ino "if non-zero, uniquely identifies the file"; some file systems give 0 (FAT/exFAT on
+    # Windows, some network and FUSE mounts)
+    for folder in ("a", "b", "b/c"):
+        write(tmp_path / folder / "x.txt", folder)
+    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_dev=7, st_ino=0))
+    monkeypatch.setattr(os, "stat", lambda path, **kw: SimpleNamespace(st_dev=7, st_ino=0))
+    assert [r.key for r in scan_folder(tmp_path)] == ["a/x", "b/c/x", "b/x"]
