@@ -63,17 +63,22 @@ class ShardWriter:
         tar = self._open()
         self._flush()
         info = SampleInfo(key=key, shard=self._final, offset=tar.offset, size=0)
+        out = tar.fileobj
         for ext, data in members:
             if not isinstance(data, bytes):
                 raise TypeError(f"{key}.{ext}: the shard writer takes bytes, got {type(data).__name__}")
-            ti = tarfile.TarInfo(f"{key}.{ext}")
-            ti.size = len(data)
-            ti.mtime = 0
-            ti.mode = 0o644
-            ti.uname = ti.gname = ""
-            tar.addfile(ti, io.BytesIO(data))
-            data_offset = tar.offset - _padded(len(data))
-            info.members.append(MemberInfo(field=ext, offset=data_offset, size=len(data)))
+            name, size = f"{key}.{ext}", len(data)
+            header = ustar_header(name, size)
+            if header is None:  # a long or non-ASCII name: tarfile adds the pax extension
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = size, 0, 0o644, "", ""
+                tar.addfile(ti, io.BytesIO(data))
+            else:
+                out.write(header)
+                out.write(data)
+                out.write(_PAD[: _padded(size) - size])
+                tar.offset += BLOCK + _padded(size)
+            info.members.append(MemberInfo(field=ext, offset=tar.offset - _padded(size), size=size))
         info.size = tar.offset - info.offset
         return info
 
@@ -133,6 +138,25 @@ class ShardWriter:
 
 def _padded(n: int) -> int:
     return (n + 511) // 512 * 512
+
+
+BLOCK = 512
+_PAD = bytes(BLOCK)
+# A plain member's ustar header around its name, size and checksum, byte for byte what tarfile writes
+# for our TarInfo (mode 644, ids 0, mtime 0, no owner names) when the pax format needs no extension.
+_IDS = b"0000644\0" + b"0000000\0" * 2  # mode, uid, gid
+_MTIME = b"00000000000\0"
+_TAIL = b"0" + bytes(100) + b"ustar\x0000" + bytes(64 + 16 + 155 + 12)  # type, link, magic, owners, devs, prefix
+_SUM = 8 * ord(" ") + sum(_TAIL)  # the checksum field itself counts as spaces
+
+
+def ustar_header(name: str, size: int) -> bytes | None:
+    """The 512-byte header of a member, as ``tarfile`` (pax format) would write it; None when the name is
+    longer than 100 bytes or not ASCII, or the size needs more than 11 octal digits (pax extension)."""
+    if len(name) > 100 or not name.isascii() or size >= 8**11:
+        return None
+    head = name.encode("ascii").ljust(100, b"\0") + _IDS + b"%011o\0" % size + _MTIME
+    return head + b"%06o\0 " % (sum(head) + _SUM) + _TAIL
 
 
 def copy_range(src: int, dst: int, start: int, size: int) -> None:

@@ -196,3 +196,32 @@ def test_a_row_longer_than_the_json_reader_block_merges(tmp_path):
     summary = build(text_doc(), manifest, tmp_path / "out", workers=1)
     assert summary["ok"] and summary["samples_out"] == 2
     assert sorted(len(row["key"]) for row in index(tmp_path / "out")) == [5, 1_200_000]
+
+
+@pytest.mark.parametrize("name, size", [("a.txt", 0), ("d0/s001.jpg", 2005), ("x" * 96 + ".txt", 513),
+                                        ("k/" + "y" * 98, 8**11 - 1)])
+def test_member_headers_are_the_bytes_tarfile_writes(name, size):
+    import tarfile
+
+    from mmprep.shardwriter import ustar_header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, 0, 0o644, "", ""
+    assert ustar_header(name, size) == info.tobuf(tarfile.PAX_FORMAT)
+
+
+def test_long_and_non_ascii_names_go_through_tarfile_and_read_back(tmp_path):
+    import tarfile
+
+    from mmprep.shardwriter import ShardWriter, ustar_header
+
+    names = ["plain/key", "caf\u00e9/cl\u00e9", "long/" + "n" * 120]
+    assert ustar_header(names[1] + ".txt", 1) is None and ustar_header(names[2] + ".txt", 1) is None
+    writer = ShardWriter(tmp_path, "t-000000")
+    for i, key in enumerate(names):
+        writer.write(key, [("txt", f"text {i}".encode()), ("json", b"{}")])
+    writer.close()
+    with tarfile.open(tmp_path / "t-000000.tar") as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert got == {f"{k}.{e}": (f"text {i}".encode() if e == "txt" else b"{}")
+                   for i, k in enumerate(names) for e in ("txt", "json")}
