@@ -1,7 +1,8 @@
 """Core build benchmark: full build, reruns with no change and with 1% of inputs changed; peak memory.
 
 Baseline: the full build of the same corpus in the same run (the targets are ratios to it):
-no-change rerun <= 5%, 1% changed <= 10%, and peak RSS at 20,000 samples within 10% of 2,000.
+no-change rerun <= 5%, 1% changed <= 10%, and peak RSS at 20,000 samples within 10% of 2,000 (the
+sum of every process's own peak RSS, see benchutil.run_measured; the sampled tree sum is kept too).
 Two workloads: tiny samples (a 96x64 JPEG + a caption: all I/O, the worst case for the ratios, and
 the memory measurement) and photos through pipelines/images.yaml (real decode/resize/encode work).
 
@@ -82,7 +83,8 @@ def three_builds(pipe: Path, corpus: Path, out: Path, workers: int, edits: list[
         return round(statistics.median(r[key] for r in runs), 3)
 
     full = {key: median(fulls, key) for key in ("build_seconds", "seconds")}
-    full["peak_rss_mib"] = max(r["peak_rss_mib"] for r in fulls)
+    for key in ("peak_rss_mib", "peak_rss_hwm_sum_mib"):
+        full[key] = max(r[key] for r in fulls)
     res = {"full": full, "full_runs": fulls}
     for name, runs in (("no_change", nochange), ("one_percent_changed", changed)):
         res[name] = {key: median(runs, key) for key in ("build_seconds", "seconds")}
@@ -137,15 +139,20 @@ def main() -> None:
         print(f"{photos['samples']} photos ({photos['pipeline']}): full {photos['full']['build_seconds']:.2f}s, "
               f"no-change rerun {photos['ratio_no_change']:.1%} of full (target <= 5%), "
               f"1% changed {photos['ratio_one_percent']:.1%} (target <= 10%)")
-    mem_ratio = runs[1]["full"]["peak_rss_mib"] / runs[0]["full"]["peak_rss_mib"]
+    # the target is read on the sum of the processes' own high-water marks: exact and stable from run
+    # to run, where the sampled sum can miss a 0.5 s build's peak (it varied by 20 MiB at 2,000 samples)
+    mem_ratio = runs[1]["full"]["peak_rss_hwm_sum_mib"] / runs[0]["full"]["peak_rss_hwm_sum_mib"]
+    sampled_ratio = runs[1]["full"]["peak_rss_mib"] / runs[0]["full"]["peak_rss_mib"]
     for r in runs:
         print(f"{r['samples']:>6} samples: full {r['full']['build_seconds']:.2f}s ({r['samples_per_second_full']}/s), "
               f"no-change rerun {r['no_change']['build_seconds']:.2f}s = {r['ratio_no_change']:.1%} of full "
               f"(target <= 5%), 1% changed {r['one_percent_changed']['build_seconds']:.2f}s = "
-              f"{r['ratio_one_percent']:.1%} (target <= 10%), peak RSS {r['full']['peak_rss_mib']} MiB; "
+              f"{r['ratio_one_percent']:.1%} (target <= 10%), peak RSS {r['full']['peak_rss_hwm_sum_mib']} MiB "
+              f"(sampled {r['full']['peak_rss_mib']} MiB); "
               f"whole process: {r['ratio_no_change_process']:.1%} and {r['ratio_one_percent_process']:.1%}")
-    print(f"peak RSS {large} / {small} samples: {mem_ratio:.3f} (target <= 1.10)")
+    print(f"peak RSS {large} / {small} samples: {mem_ratio:.3f} (target <= 1.10; sampled sums: {sampled_ratio:.3f})")
     path = save("build", {"runs": runs, "photos": photos, "peak_rss_ratio": round(mem_ratio, 4),
+                          "peak_rss_ratio_sampled": round(sampled_ratio, 4),
                           "targets": {"no_change": 0.05, "one_percent": 0.10, "peak_rss_ratio": 1.10}})
     print(f"wrote {path}")
 

@@ -44,13 +44,17 @@ def machine() -> dict:
 
 
 def run_measured(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None) -> dict:
-    """Run a command; wall seconds and the peak RSS of its whole process tree (sampled every 20 ms)."""
+    """Run a command; wall seconds and the peak RSS of its whole process tree, two ways: the largest sum
+    of the processes' RSS seen by a sampler (every 20 ms: a short build's peak can fall between samples),
+    and the sum of each process's own high-water mark (Linux ``VmHWM``: exact per process, and an upper
+    bound of the tree's peak, as the processes may peak at different times)."""
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     peak = {"tree": 0, "main": 0}
+    hwm: dict[int, int] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -67,6 +71,8 @@ def run_measured(cmd: list[str], *, cwd: Path | None = None, env: dict | None = 
             if rss:
                 peak["tree"] = max(peak["tree"], sum(rss.values()))
                 peak["main"] = max(peak["main"], rss.get(proc.pid, 0))
+            for pid in rss:
+                hwm[pid] = max(hwm.get(pid, 0), _high_water(pid))
             stop.wait(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -78,7 +84,20 @@ def run_measured(cmd: list[str], *, cwd: Path | None = None, env: dict | None = 
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     return {"seconds": round(seconds, 3), "peak_rss_mib": round(peak["tree"] / 2**20, 1),
-            "peak_rss_main_mib": round(peak["main"] / 2**20, 1), "stdout": out}
+            "peak_rss_main_mib": round(peak["main"] / 2**20, 1),
+            "peak_rss_hwm_sum_mib": round(sum(hwm.values()) / 2**20, 1), "stdout": out}
+
+
+def _high_water(pid: int) -> int:
+    """A process's peak RSS so far in bytes (0 where /proc is not there or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def save(name: str, doc: dict) -> Path:
