@@ -169,7 +169,8 @@ def _per_worker(runs: list[tuple[int, float, float, float]], t0: float) -> dict:
 
 def timed_build_shard(task: object) -> dict:
     """``build_shard`` as the executors call it, plus when it ran; the first task of a process sets up
-    the stages first (what ``build_shard`` would do itself), timed apart as ``setup``."""
+    the stages first (what ``build_shard`` would do itself), timed apart as ``setup``, unless the pool
+    started during the scan did that already (then it is part of the time before the pool)."""
     from mmprep import worker
 
     t0 = time.perf_counter()
@@ -198,9 +199,9 @@ def one_build(corpus: str, out: str, workers: int, shard: int) -> dict:
         marks["scanned"] = time.perf_counter()
         return records
 
-    def timed_local(fn: object, tasks: list, n: int) -> object:
+    def timed_local(fn: object, tasks: list, n: int, **kwargs: object) -> object:
         marks["pool"] = time.perf_counter()
-        for task, result in run_local(fn, tasks, n):
+        for task, result in run_local(fn, tasks, n, **kwargs):
             if isinstance(result, dict):
                 timings.append(result["timing"])
             yield task, result
