@@ -16,11 +16,11 @@ from typing import Any
 from mmprep import serialize
 from mmprep.atomic import temp_name
 from mmprep.corpus import Record
-from mmprep.shardwriter import ShardWriter
+from mmprep.shardwriter import SampleInfo, ShardWriter
 
 _ROW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder for every row
 PART_FORMAT = 3  # bump when part files or their rows change shape: older ones are then rebuilt
-_META: dict[str, Any] = {}  # a copied sample's index row already carries its duration and status
+_TRANSIENT = ("input.unreadable",)  # errors worth retrying next run: never cached nor copied
 # A row ends with its sample's place: ``,"size":N,"shard":"NAME.tar","offset":N}``. Shard names are
 # [A-Za-z0-9_.-] (the config's pattern), and a quote in any other value is escaped, so the tail is
 # found with one scan of the rows file and cut off at its last ``,"size":``.
@@ -33,6 +33,26 @@ def row_line(row: dict[str, Any], size: int, shard: str, offset: int) -> str:
     and the sample's own place comes last, so a copied sample's row is moved by rewriting the tail
     (``Previous.copy``)."""
     return f'{_ROW.encode(row)[:-1]}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
+
+
+def retried(errors: list[dict[str, Any]]) -> bool:
+    """Whether a record's outcome is worth computing again next run, rather than reusing (from the cache
+    or the previous build): an unreadable file may be readable now, and a stage's crash is a bug."""
+    return any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
+
+
+def index_row(info: SampleInfo, meta: dict[str, Any], record: str) -> dict[str, Any]:
+    """The sample's index row, less its place (see :func:`mmprep.reuse.row_line`)."""
+    return {
+        "key": info.key,
+        "fields": [m.field for m in info.members],
+        "member_starts": [m.offset - info.offset for m in info.members],
+        "member_sizes": [m.size for m in info.members],
+        "duration": meta.get("duration"),
+        "status": meta.get("status", "ok"),
+        "source": str(meta.get("source", "")),
+        "record": record,
+    }
 
 
 def dump_entry(entry: dict[str, Any]) -> bytes:

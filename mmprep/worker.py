@@ -25,25 +25,27 @@ from mmprep.atomic import temp_name
 from mmprep.cache import Cache, digest
 from mmprep.codecs import encode_field, to_json
 from mmprep.config import instantiate, parse_validated, stage_fingerprint
-from mmprep.corpus import Record, printable
+from mmprep.corpus import Record
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
+from mmprep.loading import chain, input_hash, load_record
 from mmprep.reuse import (
     PART_FORMAT,
     Previous,
     dump_entry,
+    index_row,
     load_entry,
     part_paths,
+    retried,
     row_line,
     tar_stamps,
     write_rows,
 )
 from mmprep.sample import KEY, META, SOURCE, Sample
-from mmprep.shardwriter import SampleInfo, ShardWriter
+from mmprep.shardwriter import ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
 
 _STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
-_TRANSIENT = ("input.unreadable",)  # errors worth retrying next run: never cached
 
 
 @dataclass
@@ -99,63 +101,6 @@ def prepare(pipeline: dict[str, Any], pipeline_hash: str) -> None:
 
 def _stages_for(task: ShardTask) -> list[Stage]:
     return setup_stages(task.pipeline, task.pipeline_hash)
-
-
-def _retried(errors: list[dict[str, Any]]) -> bool:
-    """Whether a record's outcome is worth computing again next run, rather than reusing (from the cache
-    or the previous build): an unreadable file may be readable now, and a stage's crash is a bug."""
-    return any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
-
-
-def load_record(record: Record) -> tuple[Sample, list[Drop]]:
-    """Read a record's files. An unreadable or empty file is left out, with a Drop naming it."""
-    sample: Sample = {KEY: record.key, META: {"source": record.origin}, SOURCE: dict(record.paths)}
-    problems: list[Drop] = []
-    for ext, path in sorted(record.paths.items()):
-        if printable(ext) != ext:
-            problems.append(Drop("input.bad_name", f"{printable(path)}: the extension is not valid UTF-8", field=ext))
-            continue
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            problems.append(Drop("input.unreadable", f"{path}: {exc.strerror}", field=ext))
-            continue
-        if not data:
-            problems.append(Drop("input.empty", f"{path} is empty", field=ext))
-            continue
-        sample[ext] = data
-    for ext, text in sorted(record.inline.items()):
-        sample[ext] = text
-    return sample, problems
-
-
-def input_hash(sample: Sample, origin: str, policy: str) -> str:
-    parts: list[bytes | str] = [sample[KEY], origin, policy]
-    for name in data_fields(sample):
-        value = sample[name]
-        parts += [name, value if isinstance(value, (bytes, str)) else repr(value)]
-    return digest(*parts)
-
-
-def chain(start: str, fingerprints: list[str]) -> list[str]:
-    hashes = [start]
-    for fp in fingerprints:
-        hashes.append(digest(hashes[-1], fp))
-    return hashes
-
-
-def index_row(info: SampleInfo, meta: dict[str, Any], record: str) -> dict[str, Any]:
-    """The sample's index row, less its place (see :func:`mmprep.reuse.row_line`)."""
-    return {
-        "key": info.key,
-        "fields": [m.field for m in info.members],
-        "member_starts": [m.offset - info.offset for m in info.members],
-        "member_sizes": [m.size for m in info.members],
-        "duration": meta.get("duration"),
-        "status": meta.get("status", "ok"),
-        "source": str(meta.get("source", "")),
-        "record": record,
-    }
 
 
 def _safe_load(data: bytes | None, loader: Any) -> Any:
@@ -367,7 +312,7 @@ class ShardBuilder:
         items: list[Item] = []
         for record in records:
             reused = previous.entry(record) if previous is not None else None
-            if reused is not None and not _retried(reused["errors"]):
+            if reused is not None and not retried(reused["errors"]):
                 if self.summarizers:
                     self._replay(previous.samples(reused["copy"]))
                 entries.append(reused)
@@ -399,7 +344,7 @@ class ShardBuilder:
                 item.entry["samples"].append((item.sample[KEY], members, item.sample.get(META, {})))
         for entry in entries:
             key = entry.pop("cache_key", None)
-            if key is not None and not _retried(entry["errors"]):
+            if key is not None and not retried(entry["errors"]):
                 self.cache.put(key, dump_entry(entry))
         return entries
 

@@ -1,0 +1,53 @@
+"""A record's files read into a sample, and the content keys that the cache files samples under.
+
+``chain(input_hash(...), fingerprints)[i]`` is the key of a sample's state before stage ``i``: the
+input bytes, the record's origin and the optional-field policy, then each stage's name, version and
+parameters in turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmprep.cache import digest
+from mmprep.corpus import Record, printable
+from mmprep.errors import Drop
+from mmprep.sample import KEY, META, SOURCE, Sample
+from mmprep.stage import data_fields
+
+
+def load_record(record: Record) -> tuple[Sample, list[Drop]]:
+    """Read a record's files. An unreadable or empty file is left out, with a Drop naming it."""
+    sample: Sample = {KEY: record.key, META: {"source": record.origin}, SOURCE: dict(record.paths)}
+    problems: list[Drop] = []
+    for ext, path in sorted(record.paths.items()):
+        if printable(ext) != ext:
+            problems.append(Drop("input.bad_name", f"{printable(path)}: the extension is not valid UTF-8", field=ext))
+            continue
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            problems.append(Drop("input.unreadable", f"{path}: {exc.strerror}", field=ext))
+            continue
+        if not data:
+            problems.append(Drop("input.empty", f"{path} is empty", field=ext))
+            continue
+        sample[ext] = data
+    for ext, text in sorted(record.inline.items()):
+        sample[ext] = text
+    return sample, problems
+
+
+def input_hash(sample: Sample, origin: str, policy: str) -> str:
+    parts: list[bytes | str] = [sample[KEY], origin, policy]
+    for name in data_fields(sample):
+        value = sample[name]
+        parts += [name, value if isinstance(value, (bytes, str)) else repr(value)]
+    return digest(*parts)
+
+
+def chain(start: str, fingerprints: list[str]) -> list[str]:
+    hashes = [start]
+    for fp in fingerprints:
+        hashes.append(digest(hashes[-1], fp))
+    return hashes
