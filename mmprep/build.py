@@ -149,23 +149,20 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
     built: set[str] = set()
-    names = [name for name, _, _ in shards]
-    plans = {name: plan_hash for name, _, plan_hash in shards}
+    plans = {name: plan_hash for name, _, plan_hash in shards}  # in plan order: the merge's order
     unfinished = {task.name for task in tasks}
     slots = summary_slots(stages)
     merging = not _reports_current(out)  # else nothing changed since the last merge
     merger: Merger | None = None  # made at the first finished shard (it imports pyarrow)
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
-        pool = warmup.take_pool()
         if not tasks:
+            warmup.abandon()
             stream = iter(())
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
         elif executor == "dask":
             stream = run_dask(build_shard, tasks, workers=workers, scheduler=scheduler)
         else:
-            stream = run_local(build_shard, tasks, workers, pool=pool)
+            stream = run_local(build_shard, tasks, workers, pool=warmup.take_pool())
         for task, result in stream:
             progress.shard_done()
             if isinstance(result, BaseException):
@@ -176,7 +173,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             unfinished.discard(task.name)
             if merging:
                 merger = merger or Merger(out, slots, plans)
-                merger.add_ready(names, unfinished, built)
+                merger.add_ready(unfinished, built)
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
@@ -186,7 +183,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
         merger = merger or Merger(out, slots, plans)
-        merger.add_ready(names, set(), built)
+        merger.add_ready(set(), built)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)

@@ -44,6 +44,7 @@ class Record(NamedTuple):
 
 _NONE: dict[str, str] = {}  # shared by records without inline fields (never mutated)
 _NAME = attrgetter("name")  # sort key of folder entries, called in C
+_KEY = attrgetter("key")  # sort key of records
 
 
 def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
@@ -155,7 +156,7 @@ def _scan(root: str, include: list[str], exclude: list[str], on_folder: Callable
     records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
                for stem, (paths, stamp, size) in groups.items()]
     del groups, keys
-    records.sort(key=_key)
+    records.sort(key=_KEY)
     return records
 
 
@@ -185,10 +186,6 @@ def _listing(folder: str, seen: set[tuple[int, int]]) -> Iterator[list[os.DirEnt
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def _key(record: Record) -> str:
-    return record.key
 
 
 def _manifest_rows(path: Path, fmt: str) -> list[dict]:
@@ -251,7 +248,7 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
         Record(key=keys[raw], origin=printable(raw), paths=p, inline=i, stamp=_stamp(p, i))
         for raw, (p, i) in by_raw.items()
     ]
-    return sorted(records, key=lambda r: r.key)
+    return sorted(records, key=_KEY)
 
 
 def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",

@@ -72,7 +72,8 @@ class Merger:
 
     def __init__(self, out: Path, stages: list[str], plans: dict[str, str]):
         self.out = out
-        self.plans = plans  # shard -> the plan hash its part file must carry to be merged
+        self.plans = plans  # shard -> the plan hash its part file must carry to be merged, in plan order
+        self._names = list(plans)
         self.stage_names = stages
         self.per_stage: dict[str, dict[str, Any]] = {
             n: {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}} for n in stages}
@@ -89,10 +90,10 @@ class Merger:
         # a file name that is not UTF-8 is written as a \udcXX escape: still valid JSON
         self._errors = open(self._errors_tmp, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
 
-    def add_ready(self, names: list[str], unfinished: set[str], built: set[str]) -> None:
+    def add_ready(self, unfinished: set[str], built: set[str]) -> None:
         """Add, in plan order, every shard from the first not added yet up to the first one still being
         built (``unfinished``): the merge keeps pace with the workers instead of starting after them."""
-        start = self._next
+        names, start = self._names, self._next
         while self._next < len(names) and names[self._next] not in unfinished:
             self._next += 1
         for name in names[start : self._next]:

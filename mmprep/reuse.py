@@ -32,7 +32,17 @@ def row_line(row: dict[str, Any], size: int, shard: str, offset: int) -> str:
     """A sample's index row as one JSON line. Member places are relative to the sample (``member_starts``)
     and the sample's own place comes last, so a copied sample's row is moved by rewriting the tail
     (``Previous.copy``)."""
-    return f'{_ROW.encode(row)[:-1]}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
+    return _placed(_ROW.encode(row)[:-1], size, shard, offset)
+
+
+def _placed(fixed: str, size: int | str, shard: str, offset: int) -> str:
+    """A row from its fields (the JSON object without its closing brace) and its place."""
+    return f'{fixed}{_SIZE}{size},"shard":"{shard}","offset":{offset}}}'
+
+
+def _fixed(line: str) -> str:
+    """A row without its place: the inverse of ``_placed``."""
+    return line[: line.rindex(_SIZE)]
 
 
 def retried(errors: list[dict[str, Any]]) -> bool:
@@ -172,16 +182,15 @@ class Previous:
         for i in range(*rows):
             size, tar, offset = places[i]
             shard, new = writer.copy(files[tar], int(offset), int(size))
-            line = lines[i]
-            out.append(f'{line[: line.rindex(_SIZE)]}{_SIZE}{size},"shard":"{shard}","offset":{new}}}')
+            out.append(_placed(_fixed(lines[i]), size, shard, new))
         return out
 
     def samples(self, rows: tuple[int, int]) -> list[tuple[str, list[tuple[str, bytes]]]]:
         """(key, [(field, member bytes)]) of these rows, read back for a summarizing stage to replay."""
         out = []
         for i in range(*rows):
-            size, tar, offset = self._places[i]
-            row = json.loads(self._lines[i][: self._lines[i].rindex(_SIZE)] + "}")
+            _, tar, offset = self._places[i]
+            row = json.loads(_fixed(self._lines[i]) + "}")
             start = int(offset)
             out.append((row["key"], [(f, os.pread(self._files[tar], n, start + o)) for f, o, n in
                                      zip(row["fields"], row["member_starts"], row["member_sizes"], strict=True)]))

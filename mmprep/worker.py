@@ -128,8 +128,8 @@ class ShardBuilder:
         self.hashing = self.cache.root is not None and (self.spec.cache.final or any(self.cacheable))
         self.counters = {slot: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for slot in self.slots}
         self.summarizers = [s for s in self.stages if s.summarizes]
-        first = [i for i, s in enumerate(self.stages) if s.summarizes][:1]
-        self.resume_limit = first[0] if first else len(self.stages)  # never resume past a summarizer
+        # never resume past a summarizer
+        self.resume_limit = next((i for i, s in enumerate(self.stages) if s.summarizes), len(self.stages))
         self.cached_records = 0
         self.reused_records = 0
         self.out = Path(task.out_dir)
