@@ -16,6 +16,7 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
 
+_LOOKAHEAD = 4096  # records looked through for a batch to compute (copied ones are held as small dicts)
 _STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
 
 
@@ -306,18 +308,41 @@ class ShardBuilder:
             for key, members in samples:
                 stage.replay({KEY: key, **dict(members)})
 
-    def _process_batch(self, records: list[Record], previous: Previous | None) -> list[dict[str, Any]]:
+    def _reused(self, record: Record, previous: Previous | None) -> dict[str, Any] | None:
+        """The record's outcome in the previous build, when it can be copied (its rows, errors)."""
+        reused = previous.entry(record) if previous is not None else None
+        if reused is None or retried(reused["errors"]):
+            return None
+        if self.summarizers:
+            self._replay(previous.samples(reused["copy"]))
+        self.reused_records += 1
+        return reused
+
+    def _outcomes(self, records: list[Record], previous: Previous | None) -> Iterator[tuple[Record, dict[str, Any]]]:
+        """Each record with its outcome, in order. A copied record costs nothing here, so the records to
+        compute are gathered past the copied ones into full batches: the changed 1% of a rerun reach a
+        batched (GPU) stage ``batch_size`` at a time, not one by one between their copied neighbours."""
+        size = self.spec.execution.batch_size
+        i, n = 0, len(records)
+        while i < n:
+            group: list[tuple[Record, dict[str, Any] | None]] = []
+            todo: list[Record] = []
+            while i < n and len(todo) < size and len(group) < _LOOKAHEAD:
+                record = records[i]
+                i += 1
+                reused = self._reused(record, previous)
+                group.append((record, reused))
+                if reused is None:
+                    todo.append(record)
+            computed = iter(self._process_batch(todo) if todo else ())
+            for record, reused in group:
+                yield record, reused if reused is not None else next(computed)
+
+    def _process_batch(self, records: list[Record]) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
         entries: list[dict[str, Any]] = []
         items: list[Item] = []
         for record in records:
-            reused = previous.entry(record) if previous is not None else None
-            if reused is not None and not retried(reused["errors"]):
-                if self.summarizers:
-                    self._replay(previous.samples(reused["copy"]))
-                entries.append(reused)
-                self.reused_records += 1
-                continue
             sample, problems = load_record(record)
             # hashing every input byte only pays when something will be looked up in the cache
             start = input_hash(sample, record.origin, self.policy) if self.hashing else digest(sample[KEY])
@@ -369,20 +394,19 @@ class ShardBuilder:
         try:
             for stage in self.stages:
                 stage.begin_shard()
-            for lo in range(0, len(task.records), spec.execution.batch_size):
-                batch = task.records[lo : lo + spec.execution.batch_size]
-                for record, entry in zip(batch, self._process_batch(batch, previous), strict=True):
-                    for err in entry["errors"]:
-                        errors.append({**err, "record": record.key})
-                    before = len(rows)
-                    if "copy" in entry:
-                        rows += previous.copy(writer, entry["copy"])
-                    for key, members, meta in entry["samples"]:
-                        info = writer.write(key, members)
-                        rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard, info.offset))
-                    counts.append(len(rows) - before)
-                done += len(batch)
-                self.progress(done, len(errors))
+            for record, entry in self._outcomes(task.records, previous):
+                for err in entry["errors"]:
+                    errors.append({**err, "record": record.key})
+                before = len(rows)
+                if "copy" in entry:
+                    rows += previous.copy(writer, entry["copy"])
+                for key, members, meta in entry["samples"]:
+                    info = writer.write(key, members)
+                    rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard, info.offset))
+                counts.append(len(rows) - before)
+                done += 1
+                if done % spec.execution.batch_size == 0:
+                    self.progress(done, len(errors))
             tars = writer.close()
         except BaseException:
             writer.abort()

@@ -51,6 +51,31 @@ def test_a_rebuild_with_changes_equals_a_fresh_build_byte_for_byte(tmp_path, out
         assert len(tars(out)) > 3  # the copies crossed tar boundaries
 
 
+def test_changed_records_between_copied_ones_reach_a_batched_stage_together(tmp_path):
+    """1% changed must not mean batches of one: the records to compute are gathered past the copied."""
+    trace = tmp_path / "trace.log"
+    doc = {"stages": [{"stage": "text.decode"},
+                      {"stage": "debug.trace", "path": str(trace), "batch": True}],
+           "output": {"name": "t", "max_samples": 100}, "execution": {"batch_size": 4},
+           "cache": {"enabled": False}}
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(doc, corpus, out, workers=1)
+    assert [line.split()[2] for line in trace.read_text().splitlines()] == ["4"] * 100
+    trace.unlink()
+    changed = (3, 17, 30, 52, 66, 98)  # far apart: 6 batches of one, were they cut at every 4 records
+    for i in changed:
+        (corpus / f"d{i // 30}" / f"s{i:03d}.txt").write_text(f"changed {i}")
+    again = build(doc, corpus, out, workers=1)
+    assert again["records_reused"] == 94
+    lines = [line.split() for line in trace.read_text().splitlines()]
+    assert [key for _, key, _ in lines] == [f"d{i // 30}/s{i:03d}" for i in changed]
+    assert [n for _, _, n in lines] == ["4"] * 4 + ["2"] * 2
+    build(doc, corpus, fresh, workers=1)
+    assert tars(out) == tars(fresh)
+    assert index(out) == index(fresh)
+
+
 def test_a_summarizing_stage_counts_copied_samples_as_a_fresh_build_does(tmp_path):
     doc = {"stages": [{"stage": "text.decode"},
                       {"stage": "text.tokenize", "language": "en", "en_tokenizer": "nltk_wordpunct"},

@@ -46,7 +46,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     av = [r["offset"] for r in records if r.get("kind") == "av" and r.get("offset") is not None]
     conf = [r.get("confidence", 0.0) for r in records]
     span = max([10.0, *[abs(o) for o in offsets]])
-    order = sorted(records, key=lambda r: (STATUSES.index(r.get("status", "failed")) * -1, r.get("confidence", 0.0)))
+    order = sorted(records, key=lambda r: (STATUSES.index(r.get("status", "failed")) * -1, r.get("confidence", 0.0),
+                                           str(r.get("key", "")), str(r.get("field", ""))))
     return {
         "version": 1,
         "totals": {"records": len(records), "status": status, "kinds": kinds, "reasons": dict(sorted(reasons.items())),

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mmprep.errors import Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 
@@ -36,11 +37,15 @@ class Trace(Stage):
                                     "decoder that crashes (for testing crash recovery).")
         count: bool = Field(False, description="Count every sample per shard, replayed ones included, like a "
                             "summarizing stage (which is then never skipped by the cache).")
+        batch: bool = Field(False, description="Run as a batched stage and write each line as `TAG KEY N`, N "
+                            "being the size of the batch the sample came in.")
 
     def __init__(self, config: StageConfig):
         super().__init__(config)
         self.cacheable = config.cacheable
         self.summarizes = config.count
+        self.batched = config.batch
+        self._suffix = ""
 
     def begin_shard(self) -> None:
         self.seen = 0
@@ -62,8 +67,15 @@ class Trace(Stage):
         if self.config.delay:
             time.sleep(self.config.delay)
         with open(self.config.path, "a", encoding="utf-8") as fh:
-            fh.write(f"{self.config.tag} {sample['__key__']}\n")
+            fh.write(f"{self.config.tag} {sample['__key__']}{self._suffix}\n")
             fh.flush()
             os.fsync(fh.fileno())
         meta(sample).setdefault("trace", []).append(self.config.tag)
         return sample
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | list[Sample] | Drop]:
+        self._suffix = f" {len(samples)}"
+        try:
+            return super().process_batch(samples)
+        finally:
+            self._suffix = ""
