@@ -28,6 +28,7 @@ from mmprep.config import instantiate, stage_fingerprint
 from mmprep.corpus import Record, read_corpus
 from mmprep.errors import ConfigError
 from mmprep.executors import default_workers, preload, run_dask, run_local
+from mmprep.listing import list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
 from mmprep.reuse import trusted_part
@@ -107,15 +108,26 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
-    warmup = WarmUp(out, pipeline_doc, pipeline_hash, workers=0 if executor == "dask" else workers,
-                    force=opts.force, folder_input=source.is_dir() and inp.format in ("auto", "folder"))
+    folder_input = source.is_dir() and inp.format in ("auto", "folder")
+    identity = digest(pipeline_hash, str(source), to_json(inp.model_dump(mode="json", exclude={"path"})))
+    warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if executor == "dask" else workers,
+                    force=opts.force, folder_input=folder_input)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     try:
+        listing = list_folder(str(source), inp.include, inp.exclude) if folder_input else None
+        if listing is not None:
+            unchanged = warmup.listed({folder.rel: folder.digest() for folder in listing})
+            if unchanged is not None:
+                phases.end("scan")
+                summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases)
+                if summary is not None:
+                    return summary
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
-                              include=inp.include, exclude=inp.exclude, on_folder=warmup.folder)
+                              include=inp.include, exclude=inp.exclude, listing=listing)
     except BaseException:  # a manifest's config error: stop the workers now, not at exit
         warmup.abandon()
         raise
+    del listing
     phases.end("scan")
 
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
@@ -178,8 +190,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
            "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
-           "executor": scheduler or executor, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-           f"Python {platform.python_version()}", "phases_seconds": phases}
+           "executor": scheduler or executor, "machine": _machine(), "phases_seconds": phases}
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
         merger = merger or Merger(out, slots, plans)
@@ -191,14 +202,37 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
     if not failed:
-        warmup.save()
+        warmup.save(len(shards))
     run["seconds"] = round(time.perf_counter() - t0, 3)
-    return {"output": str(out), "ok": not failed, "samples_in": stats["samples_in"],
+    return _summary(out, stats, run)
+
+
+def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    return {"output": str(out), "ok": not run["failed_shards"], "samples_in": stats["samples_in"],
             "samples_out": stats["samples_out"], "samples_dropped": stats["samples_dropped"],
             "fields_omitted": stats["fields_omitted"], "errors_by_reason": stats["errors_by_reason"],
             "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
             "records_from_cache": stats["run"]["records_from_cache"],
-            "records_reused": stats["run"]["records_reused"], "failed_shards": failed}
+            "records_reused": stats["run"]["records_reused"], "failed_shards": run["failed_shards"]}
+
+
+def _unchanged(out: Path, t0: float, shards: int, workers: int, executor: str, phases: _Phases
+               ) -> dict[str, Any] | None:
+    """Every input folder and output file is as the last complete build left them: note this run in
+    stats.json and return the summary, without making a record. None if stats.json cannot be read."""
+    log.info("nothing changed since the last complete build: its %d shards and reports are current", shards)
+    run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": 0, "shards_skipped": shards,
+           "failed_shards": [], "workers": workers, "executor": executor, "machine": _machine(),
+           "phases_seconds": phases}
+    stats = _refresh_stats(out, run)
+    if stats is None:
+        return None
+    run["seconds"] = round(time.perf_counter() - t0, 3)
+    return _summary(out, stats, run)
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 class _Phases(dict):

@@ -5,13 +5,12 @@ Planning only lists and stats files; bytes are read later, in the worker that bu
 
 from __future__ import annotations
 
-import fnmatch
 import gc
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import NamedTuple
 
 from mmprep.errors import ConfigError
 from mmprep.keys import unique_keys
+from mmprep.listing import Folder, list_folder
 from mmprep.sample import RESERVED, ext_modality
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class Record(NamedTuple):
 
 
 _NONE: dict[str, str] = {}  # shared by records without inline fields (never mutated)
-_NAME = attrgetter("name")  # sort key of folder entries, called in C
 _KEY = attrgetter("key")  # sort key of records
 
 
@@ -72,27 +71,18 @@ def hash_text(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
-    if include and not any(fnmatch.fnmatch(rel, pat) for pat in include):
-        return True
-    return any(fnmatch.fnmatch(rel, pat) for pat in exclude)
-
-
 def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = (),
-                on_folder: Callable[[str, str], None] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None) -> list[Record]:
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
-    Hidden files and folders are skipped, and so are files without an extension; a folder reached
-    twice (a symlink loop) is read once. This runs on every rebuild, so the loop does one ``stat`` per
-    file, relative to an open folder (no path walk), and little else. A folder's entries come sorted by
-    name, hence a stem's files by extension, and their stamps are joined in that order.
-
-    ``on_folder(folder, digest)`` is called after each folder (relative, ``""`` for the root, else
-    ending in ``/``) with a digest of its samples' names and stamps: the build compares them with the
-    last build's to start its workers as soon as a change shows, and not at all when none does.
+    The files are those :func:`mmprep.listing.list_folder` finds (pass ``listing`` when it was listed
+    already). A folder's names come sorted, hence a stem's files by extension, and their stamps are
+    joined in that order.
     """
     with _gc_paused():  # ~100k new objects and no cycles: the cyclic collector would only walk them
-        return _scan(str(root), list(include), list(exclude), on_folder)
+        if listing is None:
+            listing = list_folder(str(root), list(include), list(exclude))
+        return _records(listing)
 
 
 @contextmanager
@@ -106,86 +96,37 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _scan(root: str, include: list[str], exclude: list[str], on_folder: Callable[[str, str], None] | None
-          ) -> list[Record]:
+def _records(listing: list[Folder]) -> list[Record]:
     groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
-    filtered = bool(include or exclude)
-    seen: set[tuple[int, int]] = set()
-    todo = [("", root)]  # (path relative to root with a trailing "/", absolute path)
-    while todo:
-        rel_dir, folder = todo.pop()
-        subfolders = []
-        fresh = []  # this folder's stems
-        with _listing(folder, seen) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == ".":
-                    continue
-                if entry.is_dir():
-                    subfolders.append((f"{rel_dir}{name}/", f"{folder}{os.sep}{name}"))
-                    continue
-                stem, dot, ext = name.rpartition(".")
-                if not dot:
-                    continue
-                stem = rel_dir + stem
-                if filtered and _skip(f"{stem}.{ext}", include, exclude):
-                    continue
-                ext = ext.lower()
-                path = f"{folder}{os.sep}{name}"
-                group = groups.get(stem)
-                if group is not None and ext in group[0]:
-                    log.warning("input: %s and %s would both be field %r of %r; keeping the first",
-                                group[0][ext], path, ext, stem)
-                    continue
-                try:
-                    st = entry.stat()
-                    stamp, size = f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", st.st_size
-                except OSError:
-                    stamp, size = f"{ext}:missing", 0
-                if group is None:
-                    groups[stem] = [{ext: path}, stamp, size]
-                    fresh.append(stem)
-                else:
-                    group[0][ext] = path
-                    group[1] = f"{group[1]}|{stamp}"
-                    group[2] += size
-        todo.extend(reversed(subfolders))  # depth first in name order: the first name for a folder wins
-        if on_folder is not None:
-            on_folder(rel_dir, hash_text("\n".join(f"{stem}\0{groups[stem][1]}" for stem in fresh)))
+    sep = os.sep
+    for folder in listing:
+        rel_dir, base = folder.rel, folder.path
+        for name, st in zip(folder.names, folder.stats, strict=True):
+            stem, _, ext = name.rpartition(".")
+            stem = rel_dir + stem
+            ext = ext.lower()
+            path = f"{base}{sep}{name}"
+            group = groups.get(stem)
+            if group is not None and ext in group[0]:
+                log.warning("input: %s and %s would both be field %r of %r; keeping the first",
+                            group[0][ext], path, ext, stem)
+                continue
+            if st is None:
+                stamp, size = f"{ext}:missing", 0
+            else:
+                stamp, size = f"{ext}:{st[0]}:{st[1]}:{st[2]}", st[0]
+            if group is None:
+                groups[stem] = [{ext: path}, stamp, size]
+            else:
+                group[0][ext] = path
+                group[1] = f"{group[1]}|{stamp}"
+                group[2] += size
     keys = unique_keys(list(groups))
     records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
                for stem, (paths, stamp, size) in groups.items()]
     del groups, keys
     records.sort(key=_KEY)
     return records
-
-
-@contextmanager
-def _listing(folder: str, seen: set[tuple[int, int]]) -> Iterator[list[os.DirEntry]]:
-    """The folder's entries sorted by name; their ``stat`` calls are relative to the folder, kept open
-    until the block ends, where the OS allows it. Nothing (with a warning) when the folder cannot be
-    read, and nothing when it was read already."""
-    fd = None
-    try:
-        if os.scandir in os.supports_fd:
-            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        st = os.stat(folder) if fd is None else os.fstat(fd)
-        node = (st.st_dev, st.st_ino) if st.st_ino else None  # 0: a file system without inode numbers
-        if node in seen:
-            entries = []
-        else:
-            if node is not None:
-                seen.add(node)
-            with os.scandir(folder if fd is None else fd) as it:
-                entries = sorted(it, key=_NAME)
-    except OSError as exc:
-        log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
-        entries = []
-    try:
-        yield entries
-    finally:
-        if fd is not None:
-            os.close(fd)
 
 
 def _manifest_rows(path: Path, fmt: str) -> list[dict]:
@@ -253,7 +194,7 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
 
 def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
                 path_columns: list[str] | None = None, include=(), exclude=(),
-                on_folder: Callable[[str, str], None] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None) -> list[Record]:
     path = Path(path)
     if not path.exists():
         raise ConfigError("input.path", f"{path} does not exist")
@@ -268,5 +209,5 @@ def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
     if fmt == "folder":
         if not path.is_dir():
             raise ConfigError("input.path", f"{path} is not a folder")
-        return scan_folder(path, include=list(include), exclude=list(exclude), on_folder=on_folder)
+        return scan_folder(path, include=list(include), exclude=list(exclude), listing=listing)
     return read_manifest(path, fmt=fmt, key_column=key_column, path_columns=path_columns)

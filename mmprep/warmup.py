@@ -1,18 +1,21 @@
-"""Start the worker pool early, but only when shards will be built.
+"""Start the worker pool early, but only when shards will be built; and see when nothing is to be built.
 
-Starting the pool costs a third of a second of imports and stage set-up, so it is started while the
-corpus is scanned. A rerun where nothing changed needs no worker at all, and a start running beside
-the scan slows the scan down. So the scan's per-folder digests are compared with those the last
-complete build saved: the pool is started at the first folder that differs, at once when there is no
-record of a last build (or the pipeline changed, or ``--force``), and never when every folder is the same.
+Starting the pool costs a third of a second of imports and stage set-up, so it is started before the
+corpus's records are made. A rerun where nothing changed needs no worker at all, and a start running
+beside the scan slows the scan down. So the listing's per-folder digests are compared with those the
+last complete build saved (``OUT/.scan.json``): the pool is started at once when there is no record of
+a last build (or the pipeline or input changed, or ``--force``), when a folder differs, and never when
+every folder is the same. When every output file is also as that build left it, the build has nothing
+to do and makes no record at all.
 
-This is only a guess about timing: the plan decides what is built, and a pool that was not started
-here starts when it is needed.
+The pool start is only a guess about timing: the plan decides what is built, and a pool that was not
+started here starts when it is needed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,15 +24,40 @@ from mmprep.atomic import atomic_write
 from mmprep.executors import start_pool
 from mmprep.worker import prepare
 
+FORMAT = 2  # of .scan.json: bump when the digests change meaning
+
+
+def outputs(out: Path) -> dict[str, str] | None:
+    """Size and mtime of each file a complete build leaves (shards, part files, index, errors; not
+    stats.json, which every run rewrites), or None when the reports are not all there."""
+    sig: dict[str, str] = {}
+    try:
+        if not (out / "stats.json").is_file():
+            return None
+        for name in ("index.parquet", "errors.jsonl"):
+            st = os.stat(out / name)
+            sig[name] = f"{st.st_size}:{st.st_mtime_ns}"
+        for sub in ("shards", ".parts"):
+            with os.scandir(out / sub) as it:
+                for entry in it:
+                    st = entry.stat()
+                    sig[f"{sub}/{entry.name}"] = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return None
+    return sig
+
 
 class WarmUp:
-    """``workers`` 0: nothing to start (one worker runs in the driver; Dask starts its own)."""
+    """``workers`` 0: nothing to start (one worker runs in the driver; Dask starts its own).
+    ``identity``: a digest of what else decides the output (pipeline, input folder and settings)."""
 
-    def __init__(self, out: Path, pipeline: dict[str, Any], pipeline_hash: str, *, workers: int, force: bool,
-                 folder_input: bool):
+    def __init__(self, out: Path, pipeline: dict[str, Any], pipeline_hash: str, identity: str, *, workers: int,
+                 force: bool, folder_input: bool):
+        self.out = out
         self.path = out / ".scan.json"
         self.pipeline = pipeline
         self.pipeline_hash = pipeline_hash
+        self.identity = identity
         self.folders: dict[str, str] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.workers = workers
@@ -37,22 +65,28 @@ class WarmUp:
         if self.known is None:
             self.start()
 
-    def _load(self) -> dict[str, str] | None:
+    def _load(self) -> dict[str, Any] | None:
         try:
             doc = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
-        return doc.get("folders") if doc.get("pipeline") == self.pipeline_hash else None
+        return doc if doc.get("format") == FORMAT and doc.get("identity") == self.identity else None
 
     def start(self) -> None:
         if self.workers > 1 and self.pool is None:
             self.pool = start_pool(self.workers, prepare, self.pipeline, self.pipeline_hash)
 
-    def folder(self, name: str, digest: str) -> None:
-        """The scan's ``on_folder`` callback."""
-        self.folders[name] = digest
-        if self.pool is None and self.known is not None and self.known.get(name) != digest:
+    def listed(self, folders: dict[str, str]) -> int | None:
+        """The listing's digest per folder. Returns the last build's shard count when the folders and
+        the output files are all as that build left them (nothing to build); else None, having started
+        the pool if a folder changed."""
+        self.folders = folders
+        if self.known is None:
+            return None
+        if folders != self.known["folders"]:
             self.start()
+            return None
+        return self.known["shards"] if outputs(self.out) == self.known["outputs"] else None
 
     def take_pool(self) -> ProcessPoolExecutor | None:
         pool, self.pool = self.pool, None
@@ -63,8 +97,10 @@ class WarmUp:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def save(self) -> None:
-        """After a complete build: what the corpus looked like (nothing to save for a manifest)."""
-        if self.folders and self.folders != self.known:
-            doc = {"pipeline": self.pipeline_hash, "folders": self.folders}
+    def save(self, shards: int) -> None:
+        """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
+        sig = outputs(self.out) if self.folders else None
+        if sig is not None:
+            doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "outputs": sig,
+                   "shards": shards}
             atomic_write(self.path, json.dumps(doc, sort_keys=True).encode())

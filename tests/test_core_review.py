@@ -221,6 +221,12 @@ def test_a_file_system_without_inode_numbers_still_lists_every_folder(tmp_path, 
     # Windows, some network and FUSE mounts)
     for folder in ("a", "b", "b/c"):
         write(tmp_path / folder / "x.txt", folder)
-    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_dev=7, st_ino=0))
-    monkeypatch.setattr(os, "stat", lambda path, **kw: SimpleNamespace(st_dev=7, st_ino=0))
+    real = os.stat
+
+    def no_inode(path, **kw):
+        st = real(path, **kw)
+        return SimpleNamespace(st_dev=7, st_ino=0, st_size=st.st_size, st_mtime_ns=st.st_mtime_ns,
+                               st_ctime_ns=st.st_ctime_ns)
+
+    monkeypatch.setattr(os, "stat", no_inode)
     assert [r.key for r in scan_folder(tmp_path)] == ["a/x", "b/c/x", "b/x"]
