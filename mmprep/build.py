@@ -114,9 +114,9 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                     force=opts.force, folder_input=folder_input)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     try:
-        listing = list_folder(str(source), inp.include, inp.exclude) if folder_input else None
+        listing = list_folder(str(source), inp.include, inp.exclude, on_head=warmup.head) if folder_input else None
         if listing is not None:
-            unchanged = warmup.listed({folder.rel: folder.digest() for folder in listing})
+            unchanged = warmup.listed({folder.rel: folder.digest for folder in listing})
             if unchanged is not None:
                 phases.end("scan")
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases)

@@ -111,7 +111,7 @@ def _records(listing: list[Folder]) -> list[Record]:
                 log.warning("input: %s and %s would both be field %r of %r; keeping the first",
                             group[0][ext], path, ext, stem)
                 continue
-            if st is None:
+            if st[0] < 0:  # GONE: vanished, or cannot be read
                 stamp, size = f"{ext}:missing", 0
             else:
                 stamp, size = f"{ext}:{st[0]}:{st[1]}:{st[2]}", st[0]

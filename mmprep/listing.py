@@ -19,14 +19,22 @@ import marshal
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, filterfalse, repeat
+from operator import contains, methodcaller
 from stat import S_ISDIR, S_ISLNK
 
 log = logging.getLogger(__name__)
-Stat = tuple[int, int, int] | None  # size, mtime_ns, ctime_ns (ctime: a chmod that makes a file readable counts)
+Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns (ctime: a chmod that makes a file readable counts)
 SPLIT_AT = 4096  # files: below this a fork costs more than it saves
+
+
+_DIR = (-1, 0, 0)  # the stat of a folder entry
+_HIDDEN = methodcaller("startswith", ".")  # these run once per file: C calls, no Python frame
+GONE = (-2, 0, 0)  # the stat of an entry that vanished or cannot be read
 
 
 @dataclass
@@ -34,37 +42,44 @@ class Folder:
     rel: str  # relative to the root: "" or ending in "/"
     path: str  # absolute, without a trailing separator
     names: list[str]  # candidate files (no hidden ones, an extension, include/exclude applied), by name
-    stats: list[Stat] = field(default_factory=list)  # one per name; None: it vanished or cannot be read
-
-    def digest(self) -> str:
-        """Of the names and stats: equal digests, same files as they were."""
-        return hashlib.blake2b(marshal.dumps((self.names, self.stats)), digest_size=8).hexdigest()
+    stats: list[Stat] = field(default_factory=list)  # one per name (``GONE``: it vanished or cannot be read)
+    digest: str = ""  # of every visible entry's name and stat: equal digests, same files as they were
 
 
-def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, split: bool = True) -> list[Folder]:
+def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, split: bool = True,
+                on_head: Callable[[str, str], None] | None = None) -> list[Folder]:
     """The folders under ``root``, level by level and in name order, each with its files stat'ed.
     Hidden files and folders are skipped, and so are files without an extension; a folder reached twice
     (a symlink loop, or two links to one folder) is read once, at the first of its paths in that order;
-    one that cannot be read is left out with a warning."""
+    one that cannot be read is left out with a warning.
+
+    ``on_head(folder, digest)`` is called as soon as the first half of a folder's entries is stat'ed
+    (before the child's half is in): a build that sees a change there starts its workers at once."""
     include, exclude = list(include), list(exclude)
     seen: set[tuple[int, int]] = set()
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its entries are stat'ed together, half of them in a child
         folders = [Folder(rel, path, names) for rel, path in level if (names := _names(path, seen))]
-        _stat_all(folders, split=split)
+        _stat_all(folders, split=split, on_head=on_head)
         level = []
         for folder in folders:
-            names, stats = [], []
-            for name, st in zip(folder.names, folder.stats, strict=True):
-                if st is not None and st[0] < 0:
-                    level.append((f"{folder.rel}{name}/", f"{folder.path}{os.sep}{name}"))
-                elif "." in name and not ((include or exclude) and _skip(folder.rel + name, include, exclude)):
-                    names.append(name)
-                    stats.append(st)
-            folder.names, folder.stats = names, stats
+            if include or exclude or _DIR in folder.stats or not all(map(contains, folder.names, repeat("."))):
+                _sift(folder, include, exclude, level)
         out += folders
     return out
+
+
+def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tuple[str, str]]) -> None:
+    """Keep the folder's files that are samples' fields; queue its subfolders on ``level``."""
+    names, stats = [], []
+    for name, st in zip(folder.names, folder.stats, strict=True):
+        if st == _DIR:
+            level.append((f"{folder.rel}{name}/", f"{folder.path}{os.sep}{name}"))
+        elif "." in name and not ((include or exclude) and _skip(folder.rel + name, include, exclude)):
+            names.append(name)
+            stats.append(st)
+    folder.names, folder.stats = names, stats
 
 
 def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
@@ -87,41 +102,58 @@ def _names(folder: str, seen: set[tuple[int, int]]) -> list[str]:
         log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
         return []
     names.sort()
-    return [name for name in names if name[0] != "."]
+    return list(filterfalse(_HIDDEN, names))
 
 
-def _stat_all(folders: list[Folder], *, split: bool) -> None:
+def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str], None] | None) -> None:
     cuts = [len(f.names) // 2 for f in folders]  # the child takes names[cut:] of each folder
     child = _fork_stats(folders, cuts) if split and sum(len(f.names) for f in folders) >= SPLIT_AT else None
-    if child is None:
-        for folder in folders:
-            folder.stats = _stats(folder, 0, len(folder.names))
-        return
-    pid, fd = child
+    hashes = []
     for folder, cut in zip(folders, cuts, strict=True):
         folder.stats = _stats(folder, 0, cut)
-    theirs = _receive(pid, fd, len(folders))
-    for i, (folder, cut) in enumerate(zip(folders, cuts, strict=True)):
-        folder.stats += theirs[i] if theirs is not None else _stats(folder, cut, len(folder.names))
+        h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats), digest_size=8)
+        if on_head is not None:
+            on_head(folder.rel, h.hexdigest())
+        hashes.append(h)
+    theirs = _receive(*child, len(folders)) if child is not None else None
+    for i, (folder, cut, h) in enumerate(zip(folders, cuts, hashes, strict=True)):
+        tail = theirs[i] if theirs is not None else _stats(folder, cut, len(folder.names))
+        h.update(_canonical(folder.names[cut:], tail))
+        folder.stats += tail
+        folder.digest = h.hexdigest()
+
+
+def _canonical(names: list[str], stats: list[Stat]) -> bytes:
+    """Bytes that depend only on the values (``marshal``'s depend on how objects are shared)."""
+    text = "\0".join(names).encode("utf-8", "surrogatepass")  # undecodable bytes are lone surrogates
+    return b"%d\0%s\0%s" % (len(names), text, array("q", chain.from_iterable(stats)).tobytes())
 
 
 def _stats(folder: Folder, lo: int, hi: int) -> list[Stat]:
-    """(size, mtime_ns, ctime_ns) of each name; size -1 for a folder, None for one that cannot be read.
+    """(size, mtime_ns, ctime_ns) of each name; ``_DIR`` for a folder, ``GONE`` for what cannot be read.
     ``lstat`` first (a quarter cheaper than ``stat``), ``stat`` only for symbolic links."""
     if lo == hi:
         return []
     out: list[Stat] = []
+    add = out.append
     with _opened(folder.path) as fd:
-        lstat, stat, islink, isdir = os.lstat, os.stat, S_ISLNK, S_ISDIR
+        lstat = os.lstat
         for name in folder.names[lo:hi]:
             try:
                 st = lstat(name, dir_fd=fd) if fd is not None else lstat(f"{folder.path}{os.sep}{name}")
-                if islink(st.st_mode):
-                    st = stat(name, dir_fd=fd) if fd is not None else stat(f"{folder.path}{os.sep}{name}")
-                out.append((-1, 0, 0) if isdir(st.st_mode) else (st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                if st.st_mode & 0o170000 == 0o100000:  # S_ISREG, inline: this loop runs once per file
+                    add((st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                else:
+                    add(_other(folder, name, fd, st))
             except OSError:
-                out.append(None)
+                add(GONE)
     return out
+
+
+def _other(folder: Folder, name: str, fd: int | None, st: os.stat_result) -> Stat:
+    if S_ISLNK(st.st_mode):
+        st = os.stat(name, dir_fd=fd) if fd is not None else os.stat(f"{folder.path}{os.sep}{name}")
+    return _DIR if S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @contextmanager

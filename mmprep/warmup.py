@@ -1,12 +1,12 @@
 """Start the worker pool early, but only when shards will be built; and see when nothing is to be built.
 
-Starting the pool costs a third of a second of imports and stage set-up, so it is started before the
-corpus's records are made. A rerun where nothing changed needs no worker at all, and a start running
-beside the scan slows the scan down. So the listing's per-folder digests are compared with those the
-last complete build saved (``OUT/.scan.json``): the pool is started at once when there is no record of
-a last build (or the pipeline or input changed, or ``--force``), when a folder differs, and never when
-every folder is the same. When every output file is also as that build left it, the build has nothing
-to do and makes no record at all.
+Starting the pool costs a third of a second of imports and stage set-up, so it is started while the
+corpus is listed. A rerun where nothing changed needs no worker at all, and a start running beside the
+listing slows it down. So the listing's per-folder digests are compared with those the last complete
+build saved (``OUT/.scan.json``): the pool is started at once when there is no record of a last build
+(or the pipeline or input changed, or ``--force``), as soon as the first half of a folder differs (the
+listing's ``on_head``), when a whole folder does, and never when every folder is the same. When every
+output file is also as that build left it, the build has nothing to do and makes no record at all.
 
 The pool start is only a guess about timing: the plan decides what is built, and a pool that was not
 started here starts when it is needed.
@@ -24,7 +24,7 @@ from mmprep.atomic import atomic_write
 from mmprep.executors import start_pool
 from mmprep.worker import prepare
 
-FORMAT = 2  # of .scan.json: bump when the digests change meaning
+FORMAT = 3  # of .scan.json: bump when the digests change meaning
 
 
 def outputs(out: Path) -> dict[str, str] | None:
@@ -59,6 +59,7 @@ class WarmUp:
         self.pipeline_hash = pipeline_hash
         self.identity = identity
         self.folders: dict[str, str] = {}
+        self.heads: dict[str, str] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.workers = workers
         self.known = None if force or not folder_input else self._load()
@@ -75,6 +76,12 @@ class WarmUp:
     def start(self) -> None:
         if self.workers > 1 and self.pool is None:
             self.pool = start_pool(self.workers, prepare, self.pipeline, self.pipeline_hash)
+
+    def head(self, folder: str, digest: str) -> None:
+        """The listing's ``on_head``: the first half of a folder differs, so shards will be built."""
+        self.heads[folder] = digest
+        if self.pool is None and self.known is not None and self.known["heads"].get(folder) != digest:
+            self.start()
 
     def listed(self, folders: dict[str, str]) -> int | None:
         """The listing's digest per folder. Returns the last build's shard count when the folders and
@@ -101,6 +108,6 @@ class WarmUp:
         """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
         sig = outputs(self.out) if self.folders else None
         if sig is not None:
-            doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "outputs": sig,
-                   "shards": shards}
+            doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "heads": self.heads,
+                   "outputs": sig, "shards": shards}
             atomic_write(self.path, json.dumps(doc, sort_keys=True).encode())

@@ -30,7 +30,7 @@ def tree(root):
 
 
 def flat(folders):
-    return [(f.rel, f.names, f.stats) for f in folders]
+    return [(f.rel, f.names, f.stats, f.digest) for f in folders]
 
 
 @pytest.fixture
