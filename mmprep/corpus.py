@@ -97,11 +97,13 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _records(listing: list[Folder]) -> list[Record]:
+    """The records of a listing, which this consumes: each folder's names and stats are dropped once read,
+    so the listing and the records are not both whole in memory."""
     groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
     sep = os.sep
     for folder in listing:
-        rel_dir, base = folder.rel, folder.path
-        for name, st in zip(folder.names, folder.stats, strict=True):
+        rel_dir, base, stats = folder.rel, folder.path, folder.stats
+        for i, name in enumerate(folder.names):
             stem, _, ext = name.rpartition(".")
             stem = rel_dir + stem
             ext = ext.lower()
@@ -111,16 +113,18 @@ def _records(listing: list[Folder]) -> list[Record]:
                 log.warning("input: %s and %s would both be field %r of %r; keeping the first",
                             group[0][ext], path, ext, stem)
                 continue
-            if st[0] < 0:  # GONE: vanished, or cannot be read
+            size = stats[3 * i]
+            if size < 0:  # GONE: vanished, or cannot be read
                 stamp, size = f"{ext}:missing", 0
             else:
-                stamp, size = f"{ext}:{st[0]}:{st[1]}:{st[2]}", st[0]
+                stamp = f"{ext}:{size}:{stats[3 * i + 1]}:{stats[3 * i + 2]}"
             if group is None:
                 groups[stem] = [{ext: path}, stamp, size]
             else:
                 group[0][ext] = path
                 group[1] = f"{group[1]}|{stamp}"
                 group[2] += size
+        folder.names, folder.stats = [], folder.stats[:0]
     keys = unique_keys(list(groups))
     records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
                for stem, (paths, stamp, size) in groups.items()]

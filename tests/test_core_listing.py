@@ -26,6 +26,7 @@ def tree(root):
     write(root / "d0" / "README", "no extension: skipped")
     (root / "d2" / "back").symlink_to(root)  # a loop
     (root / "d2" / "l.txt").symlink_to(root / "d0" / "s00.txt")  # a file link: stat follows it
+    os.utime(root / "d1" / "s01.txt", ns=(-1, -1))  # dated 1969: -1, like a folder's size
     return root
 
 
@@ -54,8 +55,10 @@ def test_a_split_listing_equals_one_process_listing(tmp_path, forking):
     by_rel = {f.rel: f for f in alone}
     assert list(by_rel) == ["", "d0/", "d1/", "d2/", "v1.0/", "d1/deep/", "d1/deep/er/"]  # level by level
     assert by_rel["d0/"].names[:2] == ["s00.JPG", "s00.txt"] and "README" not in by_rel["d0/"].names
-    link = by_rel["d2/"].stats[by_rel["d2/"].names.index("l.txt")]
-    assert link[0] == len("text 0")  # the linked file's size, not the link's
+    d2 = by_rel["d2/"]
+    assert d2.stats[3 * d2.names.index("l.txt")] == len("text 0")  # the linked file's size, not the link's
+    d1 = by_rel["d1/"]
+    assert d1.stats[3 * d1.names.index("s01.txt") + 1] == -1  # mtime 1 ns before 1970 (the sift's path)
     keys = [r.key for r in corpus_module.scan_folder(root)]
     assert len(keys) == 33 and "d1/deep/er/x" in keys and not any(k.startswith("d2/back") for k in keys)
 
