@@ -29,6 +29,7 @@ from stat import S_ISDIR, S_ISLNK
 
 log = logging.getLogger(__name__)
 SPLIT_AT = 4096  # files: below this a fork costs more than it saves
+SPLIT_BYTES = 128 * 1024  # folders' own sizes (ext4: ~35 bytes per entry): a level worth splitting
 
 
 # A folder's stats are one flat int64 array, three per name: size, mtime_ns, ctime_ns (ctime: a chmod
@@ -61,9 +62,8 @@ def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, 
     seen: set[tuple[int, int]] = set()
     out: list[Folder] = []
     level = [("", root)]
-    while level:  # one level at a time: its entries are stat'ed together, half of them in a child
-        folders = [Folder(rel, path, names) for rel, path in level if (names := _names(path, seen))]
-        _stat_all(folders, split=split, on_head=on_head)
+    while level:  # one level at a time: its folders are read together, about half of them in a child
+        folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen)], split, on_head)
         level = []
         for folder in folders:
             # -1 anywhere (a folder's size, or a file dated 1969) sends it through the slow, exact sift
@@ -91,15 +91,25 @@ def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
     return any(fnmatch.fnmatch(rel, pat) for pat in exclude)
 
 
-def _names(folder: str, seen: set[tuple[int, int]]) -> list[str]:
-    """The folder's visible names, sorted; none when it was read already or cannot be read."""
+def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
+    """False for a folder read already under another path (or one that cannot be reached)."""
     try:
         st = os.stat(folder)
-        node = (st.st_dev, st.st_ino) if st.st_ino else None  # 0: a file system without inode numbers
-        if node in seen:
-            return []
-        if node is not None:
-            seen.add(node)
+    except OSError as exc:
+        log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
+        return False
+    if not st.st_ino:  # 0: a file system without inode numbers
+        return True
+    node = (st.st_dev, st.st_ino)
+    if node in seen:
+        return False
+    seen.add(node)
+    return True
+
+
+def _names(folder: str) -> list[str]:
+    """The folder's visible names, sorted; none (with a warning) when it cannot be read."""
+    try:
         names = os.listdir(folder)
     except OSError as exc:
         log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
@@ -108,19 +118,68 @@ def _names(folder: str, seen: set[tuple[int, int]]) -> list[str]:
     return list(filterfalse(_HIDDEN, names))
 
 
+def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[str, str], None] | None
+                ) -> list[Folder]:
+    """Each folder of the level, listed and stat'ed. Many folders: a forked child reads every second
+    one, whole. Fewer, big ones: this process lists them all, then a child stats the second half of
+    each one's names. Else this process does it all."""
+    if split and len(level) >= 2 and _dir_bytes(level) >= SPLIT_BYTES:
+        theirs = _in_child(lambda: [_read(path) for _, path in level[1::2]])
+        mine = [_read(path) for _, path in level[0::2]]
+        got = _received(theirs, len(level) // 2)
+        got = [(names, _array(stats)) for names, stats in got] if got else [_read(path) for _, path in level[1::2]]
+        reads = [None] * len(level)
+        reads[0::2], reads[1::2] = mine, got
+        folders = [Folder(rel, path, names, stats) for (rel, path), (names, stats) in zip(level, reads, strict=True)]
+        for folder in folders:
+            _digest(folder, on_head)
+        return [f for f in folders if f.names]
+    folders = [Folder(rel, path, names) for rel, path in level if (names := _names(path))]
+    _stat_all(folders, split=split, on_head=on_head)
+    return folders
+
+
+def _dir_bytes(level: list[tuple[str, str]]) -> int:
+    """The folders' own sizes: about 35 bytes per entry on ext4, a hint of the work before listing."""
+    total = 0
+    for _, path in level:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _read(path: str) -> tuple[list[str], array]:
+    names = _names(path)
+    return names, _stats(path, names, 0, len(names))
+
+
+def _digest(folder: Folder, on_head: Callable[[str, str], None] | None) -> None:
+    cut = len(folder.names) // 2
+    h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats[: 3 * cut]), digest_size=8)
+    if on_head is not None:
+        on_head(folder.rel, h.hexdigest())
+    h.update(_canonical(folder.names[cut:], folder.stats[3 * cut :]))
+    folder.digest = h.hexdigest()
+
+
 def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str], None] | None) -> None:
     cuts = [len(f.names) // 2 for f in folders]  # the child takes names[cut:] of each folder
-    child = _fork_stats(folders, cuts) if split and sum(len(f.names) for f in folders) >= SPLIT_AT else None
+    child = None
+    if split and sum(len(f.names) for f in folders) >= SPLIT_AT:
+        child = _in_child(lambda: [_stats(f.path, f.names, cut, len(f.names)) for f, cut in zip(folders, cuts,
+                                                                                                strict=True)])
     hashes = []
     for folder, cut in zip(folders, cuts, strict=True):
-        folder.stats = _stats(folder, 0, cut)
+        folder.stats = _stats(folder.path, folder.names, 0, cut)
         h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats), digest_size=8)
         if on_head is not None:
             on_head(folder.rel, h.hexdigest())
         hashes.append(h)
-    theirs = _receive(*child, len(folders)) if child is not None else None
+    theirs = _received(child, len(folders))
     for i, (folder, cut, h) in enumerate(zip(folders, cuts, hashes, strict=True)):
-        tail = theirs[i] if theirs is not None else _stats(folder, cut, len(folder.names))
+        tail = _array(theirs[i]) if theirs is not None else _stats(folder.path, folder.names, cut, len(folder.names))
         h.update(_canonical(folder.names[cut:], tail))
         folder.stats += tail
         folder.digest = h.hexdigest()
@@ -132,30 +191,30 @@ def _canonical(names: list[str], stats: array) -> bytes:
     return b"%d\0%s\0%s" % (len(names), text, stats.tobytes())
 
 
-def _stats(folder: Folder, lo: int, hi: int) -> array:
+def _stats(path: str, names: list[str], lo: int, hi: int) -> array:
     """Size, mtime_ns and ctime_ns of each name (size ``DIR``: a folder, ``GONE``: cannot be read).
     ``lstat`` first (a quarter cheaper than ``stat``), ``stat`` only for symbolic links."""
     out = array("q")
     if lo == hi:
         return out
     add = out.extend
-    with _opened(folder.path) as fd:
+    with _opened(path) as fd:
         lstat = os.lstat
-        for name in folder.names[lo:hi]:
+        for name in names[lo:hi]:
             try:
-                st = lstat(name, dir_fd=fd) if fd is not None else lstat(f"{folder.path}{os.sep}{name}")
+                st = lstat(name, dir_fd=fd) if fd is not None else lstat(f"{path}{os.sep}{name}")
                 if st.st_mode & 0o170000 == 0o100000:  # S_ISREG, inline: this loop runs once per file
                     add((st.st_size, st.st_mtime_ns, st.st_ctime_ns))
                 else:
-                    add(_other(folder, name, fd, st))
+                    add(_other(path, name, fd, st))
             except OSError:
                 add((GONE, 0, 0))
     return out
 
 
-def _other(folder: Folder, name: str, fd: int | None, st: os.stat_result) -> tuple[int, int, int]:
+def _other(path: str, name: str, fd: int | None, st: os.stat_result) -> tuple[int, int, int]:
     if S_ISLNK(st.st_mode):
-        st = os.stat(name, dir_fd=fd) if fd is not None else os.stat(f"{folder.path}{os.sep}{name}")
+        st = os.stat(name, dir_fd=fd) if fd is not None else os.stat(f"{path}{os.sep}{name}")
     return (DIR, 0, 0) if S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -183,9 +242,10 @@ def _can_fork() -> bool:
         name in sys.modules for name in _FORK_UNSAFE)
 
 
-def _fork_stats(folders: list[Folder], cuts: list[int]) -> tuple[int, int] | None:
-    """A child that stats each folder's names[cut:] and writes them to a pipe: (pid, read end), or None
-    where a fork is not safe (not Linux, a second thread, a library with threads of its own loaded)."""
+def _in_child(job: Callable[[], list]) -> tuple[int, int] | None:
+    """A forked child that runs ``job`` and writes its result to a pipe (``array`` items as bytes):
+    (pid, read end), or None where a fork is not safe (not Linux, a second thread, a library with
+    threads of its own loaded). The child only lists and stats files."""
     if not _can_fork():
         return None
     read, write = os.pipe()
@@ -195,11 +255,11 @@ def _fork_stats(folders: list[Folder], cuts: list[int]) -> tuple[int, int] | Non
         os.close(read)
         os.close(write)
         return None
-    if pid == 0:  # the child: stat, write, exit without running any of the parent's clean-up
+    if pid == 0:  # the child: work, write, exit without running any of the parent's clean-up
         code = 1
         try:
             os.close(read)
-            data = marshal.dumps([_stats(f, cut, len(f.names)).tobytes() for f, cut in zip(folders, cuts, strict=True)])
+            data = marshal.dumps(_plain(job()))
             with os.fdopen(write, "wb") as fh:
                 fh.write(data)
             code = 0
@@ -209,22 +269,34 @@ def _fork_stats(folders: list[Folder], cuts: list[int]) -> tuple[int, int] | Non
     return pid, read
 
 
-def _receive(pid: int, fd: int, n: int) -> list[array] | None:
-    """The child's stats, or None when it failed (the caller then stats those files itself)."""
+def _plain(value: object) -> object:
+    """What marshal can write: arrays as bytes, at any depth."""
+    if isinstance(value, array):
+        return value.tobytes()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _array(data: bytes) -> array:
+    stats = array("q")
+    stats.frombytes(data)
+    return stats
+
+
+def _received(child: tuple[int, int] | None, n: int) -> list | None:
+    """The child's n results (arrays as bytes), or None when there was none or it failed (the caller
+    then does that work itself)."""
+    if child is None:
+        return None
+    pid, fd = child
     with os.fdopen(fd, "rb") as fh:
         data = fh.read()
     _, status = os.waitpid(pid, 0)
     if status != 0:
         return None
     try:
-        blobs = marshal.loads(data)
-        if not isinstance(blobs, list) or len(blobs) != n:
-            return None
-        out = []
-        for blob in blobs:
-            stats = array("q")
-            stats.frombytes(blob)
-            out.append(stats)
-        return out
+        items = marshal.loads(data)
     except (EOFError, ValueError, TypeError):
         return None
+    return items if isinstance(items, list) and len(items) == n else None

@@ -34,12 +34,14 @@ def flat(folders):
     return [(f.rel, f.names, f.stats, f.digest) for f in folders]
 
 
-@pytest.fixture
-def forking(monkeypatch):
-    """Split even a small listing, whatever this test process has loaded; count the forks."""
+@pytest.fixture(params=["whole folders", "halves of folders"])
+def forking(monkeypatch, request):
+    """Split even a small listing, whatever this test process has loaded; count the forks. A child
+    reads every second folder of a level, or stats the second half of each folder's names."""
     forks = []
     real = os.fork
     monkeypatch.setattr(listing, "SPLIT_AT", 0)
+    monkeypatch.setattr(listing, "SPLIT_BYTES", 0 if request.param == "whole folders" else 1 << 60)
     monkeypatch.setattr(listing, "_can_fork", lambda: True)
     monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real())
     return forks
@@ -68,10 +70,10 @@ def test_a_child_that_fails_leaves_its_half_to_the_parent(tmp_path, forking, mon
     alone = listing.list_folder(str(root), split=False)
     parent, real = os.getpid(), listing._stats
 
-    def broken_in_child(folder, lo, hi):
+    def broken_in_child(*args):
         if os.getpid() != parent:
             raise OSError("the child cannot stat")
-        return real(folder, lo, hi)
+        return real(*args)
 
     monkeypatch.setattr(listing, "_stats", broken_in_child)
     assert flat(listing.list_folder(str(root), split=True)) == flat(alone)
