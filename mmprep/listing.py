@@ -125,13 +125,13 @@ def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[st
     each one's names. Else this process does it all."""
     if split and len(level) >= 2 and _dir_bytes(level) >= SPLIT_BYTES:
         theirs = _in_child(lambda: [_read(path) for _, path in level[1::2]])
-        mine = [_read(path) for _, path in level[0::2]]
+        folders = [Folder(rel, path, []) for rel, path in level]
+        for folder in folders[0::2]:
+            folder.names, folder.stats = _read(folder.path)
+            _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
         got = _received(theirs, len(level) // 2)
-        got = [(names, _array(stats)) for names, stats in got] if got else [_read(path) for _, path in level[1::2]]
-        reads = [None] * len(level)
-        reads[0::2], reads[1::2] = mine, got
-        folders = [Folder(rel, path, names, stats) for (rel, path), (names, stats) in zip(level, reads, strict=True)]
-        for folder in folders:
+        for i, folder in enumerate(folders[1::2]):
+            folder.names, folder.stats = (got[i][0], _array(got[i][1])) if got else _read(folder.path)
             _digest(folder, on_head)
         return [f for f in folders if f.names]
     folders = [Folder(rel, path, names) for rel, path in level if (names := _names(path))]
