@@ -48,7 +48,7 @@ def _fixed(line: str) -> str:
 def retried(errors: list[dict[str, Any]]) -> bool:
     """Whether a record's outcome is worth computing again next run, rather than reusing (from the cache
     or the previous build): an unreadable file may be readable now, and a stage's crash is a bug."""
-    return any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
+    return bool(errors) and any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
 
 
 def index_row(info: SampleInfo, meta: dict[str, Any], record: str) -> dict[str, Any]:
