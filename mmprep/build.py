@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mmprep import __version__, reuse
 from mmprep.atomic import atomic_write
 from mmprep.cache import digest
 from mmprep.codecs import to_json
@@ -31,7 +32,6 @@ from mmprep.executors import default_workers, preload, run_dask, run_local
 from mmprep.listing import list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
-from mmprep.reuse import trusted_part
 from mmprep.stage import summary_slots
 from mmprep.warmup import WarmUp
 from mmprep.worker import ShardTask, build_shard
@@ -109,12 +109,14 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
     folder_input = source.is_dir() and inp.format in ("auto", "folder")
-    identity = digest(pipeline_hash, str(source), to_json(inp.model_dump(mode="json", exclude={"path"})))
+    identity = digest(pipeline_hash, str(source), to_json(inp.model_dump(mode="json", exclude={"path"})),
+                      str(reuse.PART_FORMAT), __version__)  # an upgrade that writes parts differently rebuilds
     warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if executor == "dask" else workers,
                     force=opts.force, folder_input=folder_input)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     try:
-        listing = list_folder(str(source), inp.include, inp.exclude, on_head=warmup.head) if folder_input else None
+        listing = list_folder(str(source), inp.include, inp.exclude, on_head=warmup.head,
+                              skip=str(out)) if folder_input else None
         if listing is not None:
             unchanged = warmup.listed({folder.rel: folder.digest for folder in listing})
             if unchanged is not None:
@@ -141,7 +143,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     tasks: list[ShardTask] = []
     complete = 0
     for i, (name, chunk, plan_hash) in enumerate(shards):
-        prev = None if opts.force else trusted_part(out, name)
+        prev = None if opts.force else reuse.trusted_part(out, name)
         if prev is not None and prev.get("plan") == plan_hash:
             complete += len(chunk)
             continue

@@ -38,7 +38,7 @@ def preload(modules: list[str]) -> None:
 
 # libraries whose threads or device state do not survive a fork: with one loaded, workers never fork
 # from the driver
-_FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy", "thinc", "distributed", "pyarrow")
+FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy", "thinc", "distributed", "pyarrow")
 
 
 def _context() -> Any:
@@ -47,12 +47,12 @@ def _context() -> Any:
 
     ``fork`` (from the driver itself) starts workers at once, with the driver's modules loaded; it is
     honoured only where it is safe: on Linux, while the driver runs one thread and has none of
-    ``_FORK_UNSAFE`` loaded. It is not the default: a fork is only as safe as the driver's state (a
+    ``FORK_UNSAFE`` loaded. It is not the default: a fork is only as safe as the driver's state (a
     library that started threads before it can hang a worker), and the sum of the processes' RSS,
     which most monitoring shows, then counts the pages the workers share with the driver again."""
     method = os.environ.get("MMPREP_START_METHOD") or "forkserver"
     if method == "fork" and not (sys.platform == "linux" and threading.active_count() == 1
-                                 and not any(name in sys.modules for name in _FORK_UNSAFE)):
+                                 and not any(name in sys.modules for name in FORK_UNSAFE)):
         method = "forkserver"
     if method not in mp.get_all_start_methods():
         method = "spawn"

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import marshal
 import os
+import signal
 import sys
 import threading
 from array import array
@@ -25,7 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import contains, methodcaller
-from stat import S_ISDIR, S_ISLNK
+from stat import S_ISDIR, S_ISLNK, S_ISREG
+
+from mmprep.executors import FORK_UNSAFE
 
 log = logging.getLogger(__name__)
 SPLIT_AT = 4096  # files: below this a fork costs more than it saves
@@ -35,8 +38,8 @@ SPLIT_BYTES = 128 * 1024  # folders' own sizes (ext4: ~35 bytes per entry): a le
 # A folder's stats are one flat int64 array, three per name: size, mtime_ns, ctime_ns (ctime: a chmod
 # that makes a file readable counts). 40,000 files take 1 MB instead of 6 MB of tuples, and the driver's
 # peak memory grows with the corpus. A size of DIR marks a folder, GONE an entry that vanished or cannot
-# be read.
-DIR, GONE = -1, -2
+# be read, OTHER one that is neither a file nor a folder (a FIFO, a socket, a device).
+DIR, GONE, OTHER = -1, -2, -3
 _HIDDEN = methodcaller("startswith", ".")  # these run once per file: C calls, no Python frame
 
 
@@ -50,24 +53,28 @@ class Folder:
 
 
 def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, split: bool = True,
-                on_head: Callable[[str, str], None] | None = None) -> list[Folder]:
+                on_head: Callable[[str, str], None] | None = None, skip: str | None = None) -> list[Folder]:
     """The folders under ``root``, level by level and in name order, each with its files stat'ed.
     Hidden files and folders are skipped, and so are files without an extension; a folder reached twice
     (a symlink loop, or two links to one folder) is read once, at the first of its paths in that order;
-    one that cannot be read is left out with a warning.
+    one that cannot be read is left out with a warning, and so is what is neither a file nor a folder
+    (a FIFO would hang its reader). ``skip``: a folder not to enter (the build's output, if it is inside).
 
     ``on_head(folder, digest)`` is called as soon as the first half of a folder's entries is stat'ed
     (before the child's half is in): a build that sees a change there starts its workers at once."""
     include, exclude = list(include), list(exclude)
     seen: set[tuple[int, int]] = set()
+    if skip is not None and os.path.isdir(skip):
+        _first_visit(skip, seen)
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its folders are read together, about half of them in a child
         folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen)], split, on_head)
         level = []
         for folder in folders:
-            # -1 anywhere (a folder's size, or a file dated 1969) sends it through the slow, exact sift
-            if include or exclude or DIR in folder.stats or not all(map(contains, folder.names, repeat("."))):
+            # a negative number anywhere (a folder, or a file dated 1969) sends it through the exact sift
+            if (include or exclude or DIR in folder.stats or GONE in folder.stats or OTHER in folder.stats
+                    or not all(map(contains, folder.names, repeat(".")))):
                 _sift(folder, include, exclude, level)
         out += folders
     return out
@@ -76,13 +83,28 @@ def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, 
 def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tuple[str, str]]) -> None:
     """Keep the folder's files that are samples' fields; queue its subfolders on ``level``."""
     names, stats, old = [], array("q"), folder.stats
+    folders: set[str] | None = None
     for i, name in enumerate(folder.names):
-        if old[3 * i] == DIR:
+        kind = old[3 * i]
+        if kind == GONE:  # lstat failed: the listing's own type tells a folder (which then warns) from a file
+            folders = _folder_names(folder.path) if folders is None else folders
+            kind = DIR if name in folders else kind
+        if kind == DIR:
             level.append((f"{folder.rel}{name}/", f"{folder.path}{os.sep}{name}"))
+        elif kind == OTHER:
+            log.warning("input: %s%s%s is not a regular file; it is not in this build", folder.path, os.sep, name)
         elif "." in name and not ((include or exclude) and _skip(folder.rel + name, include, exclude)):
             names.append(name)
             stats.extend(old[3 * i : 3 * i + 3])
     folder.names, folder.stats = names, stats
+
+
+def _folder_names(path: str) -> set[str]:
+    try:
+        with os.scandir(path) as it:
+            return {entry.name for entry in it if entry.is_dir()}
+    except OSError:
+        return set()
 
 
 def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
@@ -96,7 +118,7 @@ def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
     try:
         st = os.stat(folder)
     except OSError as exc:
-        log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
+        _cannot_list(folder, exc.strerror)
         return False
     if not st.st_ino:  # 0: a file system without inode numbers
         return True
@@ -107,15 +129,19 @@ def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
-def _names(folder: str) -> list[str]:
-    """The folder's visible names, sorted; none (with a warning) when it cannot be read."""
+def _cannot_list(folder: str, why: str | None) -> None:
+    log.warning("input: cannot list %s (%s); its files are not in this build", folder, why)
+
+
+def _names(folder: str) -> tuple[list[str], str | None]:
+    """The folder's visible names, sorted; none and why when it cannot be read (the caller warns: this
+    may run in the child, whose log records would reach no handler of the driver's)."""
     try:
         names = os.listdir(folder)
     except OSError as exc:
-        log.warning("input: cannot list %s (%s); its files are not in this build", folder, exc.strerror)
-        return []
+        return [], exc.strerror or str(exc)
     names.sort()
-    return list(filterfalse(_HIDDEN, names))
+    return list(filterfalse(_HIDDEN, names)), None
 
 
 def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[str, str], None] | None
@@ -124,19 +150,31 @@ def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[st
     one, whole. Fewer, big ones: this process lists them all, then a child stats the second half of
     each one's names. Else this process does it all."""
     if split and len(level) >= 2 and _dir_bytes(level) >= SPLIT_BYTES:
-        theirs = _in_child(lambda: [_read(path) for _, path in level[1::2]])
         folders = [Folder(rel, path, []) for rel, path in level]
-        for folder in folders[0::2]:
-            folder.names, folder.stats = _read(folder.path)
-            _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
-        got = _received(theirs, len(level) // 2)
+        with _Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
+            for folder in folders[0::2]:
+                _fill(folder, _read(folder.path))
+                _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
+            got = child.result(len(level) // 2)
         for i, folder in enumerate(folders[1::2]):
-            folder.names, folder.stats = (got[i][0], _array(got[i][1])) if got else _read(folder.path)
+            _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path))
             _digest(folder, on_head)
         return [f for f in folders if f.names]
-    folders = [Folder(rel, path, names) for rel, path in level if (names := _names(path))]
+    folders = []
+    for rel, path in level:
+        names, why = _names(path)
+        if why is not None:
+            _cannot_list(path, why)
+        elif names:
+            folders.append(Folder(rel, path, names))
     _stat_all(folders, split=split, on_head=on_head)
     return folders
+
+
+def _fill(folder: Folder, read: tuple[list[str], array, str | None]) -> None:
+    folder.names, folder.stats, why = read
+    if why is not None:
+        _cannot_list(folder.path, why)
 
 
 def _dir_bytes(level: list[tuple[str, str]]) -> int:
@@ -150,9 +188,9 @@ def _dir_bytes(level: list[tuple[str, str]]) -> int:
     return total
 
 
-def _read(path: str) -> tuple[list[str], array]:
-    names = _names(path)
-    return names, _stats(path, names, 0, len(names))
+def _read(path: str) -> tuple[list[str], array, str | None]:
+    names, why = _names(path)
+    return names, _stats(path, names, 0, len(names)), why
 
 
 def _digest(folder: Folder, on_head: Callable[[str, str], None] | None) -> None:
@@ -166,18 +204,17 @@ def _digest(folder: Folder, on_head: Callable[[str, str], None] | None) -> None:
 
 def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str], None] | None) -> None:
     cuts = [len(f.names) // 2 for f in folders]  # the child takes names[cut:] of each folder
-    child = None
-    if split and sum(len(f.names) for f in folders) >= SPLIT_AT:
-        child = _in_child(lambda: [_stats(f.path, f.names, cut, len(f.names)) for f, cut in zip(folders, cuts,
-                                                                                                strict=True)])
+    big = split and sum(len(f.names) for f in folders) >= SPLIT_AT
     hashes = []
-    for folder, cut in zip(folders, cuts, strict=True):
-        folder.stats = _stats(folder.path, folder.names, 0, cut)
-        h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats), digest_size=8)
-        if on_head is not None:
-            on_head(folder.rel, h.hexdigest())
-        hashes.append(h)
-    theirs = _received(child, len(folders))
+    with _Child(lambda: [_stats(f.path, f.names, cut, len(f.names)) for f, cut in zip(folders, cuts, strict=True)],
+                enabled=big) as child:
+        for folder, cut in zip(folders, cuts, strict=True):
+            folder.stats = _stats(folder.path, folder.names, 0, cut)
+            h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats), digest_size=8)
+            if on_head is not None:
+                on_head(folder.rel, h.hexdigest())
+            hashes.append(h)
+        theirs = child.result(len(folders))
     for i, (folder, cut, h) in enumerate(zip(folders, cuts, hashes, strict=True)):
         tail = _array(theirs[i]) if theirs is not None else _stats(folder.path, folder.names, cut, len(folder.names))
         h.update(_canonical(folder.names[cut:], tail))
@@ -215,7 +252,9 @@ def _stats(path: str, names: list[str], lo: int, hi: int) -> array:
 def _other(path: str, name: str, fd: int | None, st: os.stat_result) -> tuple[int, int, int]:
     if S_ISLNK(st.st_mode):
         st = os.stat(name, dir_fd=fd) if fd is not None else os.stat(f"{path}{os.sep}{name}")
-    return (DIR, 0, 0) if S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if S_ISDIR(st.st_mode):
+        return DIR, 0, 0
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if S_ISREG(st.st_mode) else (OTHER, 0, 0)
 
 
 @contextmanager
@@ -234,39 +273,88 @@ def _opened(path: str) -> Iterator[int | None]:
             os.close(fd)
 
 
-_FORK_UNSAFE = ("torch", "cv2", "av", "spacy", "distributed")  # libraries with threads of their own
-
-
 def _can_fork() -> bool:
+    """Linux, one thread, and no library loaded that starts threads of its own (the same rule as for
+    forking workers; the child here only lists, stats and writes to a pipe)."""
     return sys.platform == "linux" and threading.active_count() == 1 and not any(
-        name in sys.modules for name in _FORK_UNSAFE)
+        name in sys.modules for name in FORK_UNSAFE)
 
 
-def _in_child(job: Callable[[], list]) -> tuple[int, int] | None:
-    """A forked child that runs ``job`` and writes its result to a pipe (``array`` items as bytes):
-    (pid, read end), or None where a fork is not safe (not Linux, a second thread, a library with
-    threads of its own loaded). The child only lists and stats files."""
-    if not _can_fork():
-        return None
-    read, write = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read)
-        os.close(write)
-        return None
-    if pid == 0:  # the child: work, write, exit without running any of the parent's clean-up
-        code = 1
+class _Child:
+    """A forked child that runs ``job`` and writes its result to a pipe (arrays as bytes), used as a
+    context manager: ``result(n)`` reads it, and leaving the block any other way (an exception in the
+    driver, Ctrl-C) kills and reaps the child and closes the pipe. Without a safe fork (see
+    ``_can_fork``), or with ``enabled`` false, there is no child and ``result`` is None."""
+
+    def __init__(self, job: Callable[[], list], *, enabled: bool = True):
+        self.pid: int | None = None
+        self.fd: int | None = None
+        if enabled and _can_fork():
+            self._fork(job)
+
+    def _fork(self, job: Callable[[], list]) -> None:
+        read, write = os.pipe()
+        # Ctrl-C must reach the driver only: blocked across the fork, and left blocked in the child
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read)
-            data = marshal.dumps(_plain(job()))
-            with os.fdopen(write, "wb") as fh:
-                fh.write(data)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    return pid, read
+            os.close(write)
+            return
+        if pid == 0:  # the child: work, write, exit without running any of the driver's clean-up
+            code = 1
+            try:
+                os.close(read)
+                data = marshal.dumps(_plain(job()))
+                with os.fdopen(write, "wb") as fh:
+                    fh.write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(write)
+        self.pid, self.fd = pid, read
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._reap()
+
+    def _reap(self) -> int:
+        """The child's exit status; 0 when something else reaped it (SIGCHLD ignored, or a handler that
+        waits for every child): the data check then decides."""
+        pid, self.pid = self.pid, None
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+
+    def result(self, n: int) -> list | None:
+        """The child's n results, or None when there was no child or it failed (the caller then does
+        that work itself)."""
+        if self.fd is None:
+            return None
+        with os.fdopen(self.fd, "rb") as fh:
+            self.fd = None
+            data = fh.read()
+        if self._reap() != 0:
+            return None
+        try:
+            items = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        return items if isinstance(items, list) and len(items) == n else None
 
 
 def _plain(value: object) -> object:
@@ -282,21 +370,3 @@ def _array(data: bytes) -> array:
     stats = array("q")
     stats.frombytes(data)
     return stats
-
-
-def _received(child: tuple[int, int] | None, n: int) -> list | None:
-    """The child's n results (arrays as bytes), or None when there was none or it failed (the caller
-    then does that work itself)."""
-    if child is None:
-        return None
-    pid, fd = child
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        return None
-    try:
-        items = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    return items if isinstance(items, list) and len(items) == n else None

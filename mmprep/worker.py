@@ -46,7 +46,7 @@ from mmprep.sample import KEY, META, SOURCE, Sample
 from mmprep.shardwriter import ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
 
-_LOOKAHEAD = 4096  # records looked through for a batch to compute (copied ones are held as small dicts)
+_LOOKAHEAD = 4096  # copied records looked past for a batch to compute (each held as a small dict)
 _STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
 
 
@@ -327,7 +327,7 @@ class ShardBuilder:
         while i < n:
             group: list[tuple[Record, dict[str, Any] | None]] = []
             todo: list[Record] = []
-            while i < n and len(todo) < size and len(group) < _LOOKAHEAD:
+            while i < n and len(todo) < size and len(group) - len(todo) < _LOOKAHEAD:
                 record = records[i]
                 i += 1
                 reused = self._reused(record, previous)

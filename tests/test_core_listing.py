@@ -156,3 +156,22 @@ def test_any_change_to_inputs_outputs_or_settings_takes_the_full_path(tmp_path, 
     assert json.loads((out / "stats.json").read_text())["samples_out"] == again["samples_out"]
     build(doc, root, out, workers=1)
     assert records_made == [1, 1]  # and the next rerun is quick again
+
+
+def test_an_output_folder_inside_the_corpus_is_not_read_as_input(tmp_path, records_made):
+    root = corpus(tmp_path / "c")
+    out = root / "out"
+    build(text_doc(), root, out, workers=1)
+    build(text_doc(), root, out, workers=1)  # the corpus root now holds a new folder: records are made
+    again = build(text_doc(), root, out, workers=1)
+    assert again["samples_in"] == 25 and again["shards_built"] == 0
+    assert records_made == [1, 1]  # its stats.json, rewritten by every run, is no input: the stop works
+
+
+def test_what_is_neither_file_nor_folder_is_left_out_with_a_warning(tmp_path, caplog):
+    root = corpus(tmp_path / "c")
+    os.mkfifo(root / "d0" / "pipe.txt")  # a reader would wait for a writer forever
+    with caplog.at_level("WARNING", logger="mmprep.listing"):
+        summary = build(text_doc(), root, tmp_path / "out", workers=1)
+    assert summary["samples_in"] == 25 and summary["ok"]
+    assert any("pipe.txt is not a regular file" in r.getMessage() for r in caplog.records)

@@ -27,7 +27,7 @@ def test_forkserver_by_default_and_no_fork_once_the_driver_has_a_thread_or_a_lib
     monkeypatch.delenv("MMPREP_START_METHOD", raising=False)
     assert executors._context().get_start_method() == "forkserver"
     monkeypatch.setenv("MMPREP_START_METHOD", "fork")
-    monkeypatch.setattr(executors, "_FORK_UNSAFE", ())
+    monkeypatch.setattr(executors, "FORK_UNSAFE", ())
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
@@ -36,7 +36,7 @@ def test_forkserver_by_default_and_no_fork_once_the_driver_has_a_thread_or_a_lib
     finally:
         stop.set()
         thread.join()
-    monkeypatch.setattr(executors, "_FORK_UNSAFE", ("json",))  # loaded in every test process
+    monkeypatch.setattr(executors, "FORK_UNSAFE", ("json",))  # loaded in every test process
     assert executors._context().get_start_method() == "forkserver"
     monkeypatch.setenv("MMPREP_START_METHOD", "spawn")
     assert executors._context().get_start_method() == "spawn"

@@ -101,7 +101,9 @@ def publish(out_dir: str | Path, stage: str, summaries: list[dict[str, Any]]) ->
     out = Path(out_dir)
     parts = out / ".align"
     parts.mkdir(parents=True, exist_ok=True)
-    records = [r for s in summaries for r in s.get("records", [])]
+    # in key order: an incremental build replays copied records apart from the ones it computes
+    records = sorted((r for s in summaries for r in s.get("records", [])),
+                     key=lambda r: (str(r.get("key", "")), str(r.get("field", ""))))
     _atomic(parts / f"{stage}.json", json.dumps(records, ensure_ascii=False, default=float))
     every: list[dict[str, Any]] = []
     for part in sorted(parts.glob("*.json")):
