@@ -72,8 +72,8 @@ def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, 
         folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen)], split, on_head)
         level = []
         for folder in folders:
-            # a negative number anywhere (a folder, or a file dated 1969) sends it through the exact sift
-            if (include or exclude or DIR in folder.stats or GONE in folder.stats or OTHER in folder.stats
+            # a negative size marks a folder, or an entry that cannot be read or is no file
+            if (include or exclude or min(folder.stats[0::3], default=0) < 0
                     or not all(map(contains, folder.names, repeat(".")))):
                 _sift(folder, include, exclude, level)
         out += folders
