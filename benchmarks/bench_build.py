@@ -59,11 +59,12 @@ def build(pipe: Path, corpus: Path, out: Path, workers: int) -> dict:
 
 
 def three_builds(pipe: Path, corpus: Path, out: Path, workers: int, edits: list[Path], repeats: int) -> dict:
-    """A full build (twice, from scratch), then `repeats` reruns with no change and `repeats` with the
-    `edits` files changed (each run edits or restores them, so each sees 1% of the inputs changed).
-    Medians are compared: one rerun takes a fraction of a second, and single runs vary by 10-20%."""
+    """A full build (three times, from scratch), then `repeats` reruns with no change and `repeats` with
+    the `edits` files changed (each run edits or restores them, so each sees 1% of the inputs changed).
+    Medians are compared: one rerun takes a fraction of a second, and single runs vary by 10-20% (a full
+    build now and then by 50%: the median of three keeps one slow one out of the baseline)."""
     fulls = []
-    for _ in range(2):
+    for _ in range(3):
         shutil.rmtree(out, ignore_errors=True)
         fulls.append(build(pipe, corpus, out, workers))
     nochange = [build(pipe, corpus, out, workers) for _ in range(repeats)]
