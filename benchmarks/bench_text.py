@@ -171,12 +171,12 @@ def timed_build_shard(task: object) -> dict:
     """``build_shard`` as the executors call it, plus when it ran; the first task of a process sets up
     the stages first (what ``build_shard`` would do itself), timed apart as ``setup``, unless the pool
     started during the scan did that already (then it is part of the time before the pool)."""
-    from mmprep import worker
+    from mmprep import shardtask, worker
 
     t0 = time.perf_counter()
     setup = 0.0
-    if not worker._STAGES:
-        worker._stages_for(task)
+    if not shardtask._STAGES:
+        shardtask.stages_for(task)
         setup = time.perf_counter() - t0
     result = worker.build_shard(task)
     result["timing"] = (os.getpid(), t0, setup, time.perf_counter())

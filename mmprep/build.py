@@ -32,9 +32,10 @@ from mmprep.executors import default_workers, preload, run_dask, run_local
 from mmprep.listing import list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
+from mmprep.shardtask import ShardTask
 from mmprep.stage import summary_slots
 from mmprep.warmup import WarmUp
-from mmprep.worker import ShardTask, build_shard
+from mmprep.worker import build_shard
 
 log = logging.getLogger("mmprep.build")
 

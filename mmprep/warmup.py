@@ -22,7 +22,7 @@ from typing import Any
 
 from mmprep.atomic import atomic_write
 from mmprep.executors import start_pool
-from mmprep.worker import prepare
+from mmprep.shardtask import prepare
 
 FORMAT = 3  # of .scan.json: bump when the digests change meaning
 

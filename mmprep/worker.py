@@ -25,7 +25,7 @@ from mmprep import serialize
 from mmprep.atomic import temp_name
 from mmprep.cache import Cache, digest
 from mmprep.codecs import encode_field, to_json
-from mmprep.config import instantiate, parse_validated, stage_fingerprint
+from mmprep.config import parse_validated, stage_fingerprint
 from mmprep.corpus import Record
 from mmprep.errors import Drop
 from mmprep.keys import sanitize_key
@@ -43,33 +43,11 @@ from mmprep.reuse import (
     write_rows,
 )
 from mmprep.sample import KEY, META, SOURCE, Sample
+from mmprep.shardtask import ShardTask, stages_for
 from mmprep.shardwriter import ShardWriter
 from mmprep.stage import Stage, data_fields, summary_slots
 
 _LOOKAHEAD = 4096  # copied records looked past for a batch to compute (each held as a small dict)
-_STAGES: dict[str, list[Stage]] = {}  # per process: stages set up once per pipeline
-
-
-@dataclass
-class ShardTask:
-    index: int
-    name: str  # NAME-000003
-    records: list[Record]
-    pipeline: dict[str, Any]  # the validated spec, as JSON-able data
-    pipeline_hash: str
-    plan_hash: str
-    out_dir: str
-    cache_dir: str | None
-    read_cache: bool = True
-    reuse: bool = False  # copy unchanged records from the previous build of this shard
-    progress: bool = True  # write OUT/.progress/NAME.json for the driver's progress bar or log lines
-
-    def __getstate__(self) -> dict[str, Any]:
-        # records travel as plain tuples: a named tuple pickles through its class, twice as slow
-        return {**self.__dict__, "records": [tuple(r) for r in self.records]}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, records=[Record._make(r) for r in state["records"]])
 
 
 @dataclass
@@ -83,26 +61,6 @@ class Item:
     start: int = 0
     partial: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)  # this sample's own, carried through the cache
-
-
-def setup_stages(pipeline: dict[str, Any], pipeline_hash: str) -> list[Stage]:
-    """This process's stages for the pipeline, set up on first use (the pool may call it ahead)."""
-    stages = _STAGES.get(pipeline_hash)
-    if stages is None:
-        stages = instantiate(parse_validated(pipeline))
-        for stage in stages:
-            stage.setup()
-        _STAGES[pipeline_hash] = stages
-    return stages
-
-
-def prepare(pipeline: dict[str, Any], pipeline_hash: str) -> None:
-    """Set the stages up ahead of the first shard (submitted to a pool started early)."""
-    setup_stages(pipeline, pipeline_hash)
-
-
-def _stages_for(task: ShardTask) -> list[Stage]:
-    return setup_stages(task.pipeline, task.pipeline_hash)
 
 
 def _safe_load(data: bytes | None, loader: Any) -> Any:
@@ -119,7 +77,7 @@ class ShardBuilder:
     def __init__(self, task: ShardTask):
         self.task = task
         self.spec = parse_validated(task.pipeline)
-        self.stages = _stages_for(task)
+        self.stages = stages_for(task)
         self.slots = summary_slots(self.stages)
         self.fps = [stage_fingerprint(s) for s in self.stages]
         self.out_fp = digest(to_json(self.spec.output.model_dump(mode="json")))
