@@ -143,11 +143,16 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     removed = _clean(out, {name for name, _, _ in shards})
     tasks: list[ShardTask] = []
     complete = 0
+    why: dict[str, int] = {}  # shards to build, by reason
+    changed = 0  # records new or changed in shards built on an earlier build
     for i, (name, chunk, plan_hash) in enumerate(shards):
         prev = None if opts.force else reuse.trusted_part(out, name)
         if prev is not None and prev.get("plan") == plan_hash:
             complete += len(chunk)
             continue
+        reason, n = _why(out, name, prev, chunk, pipeline_hash, opts.force)
+        why[reason] = why.get(reason, 0) + 1
+        changed += n
         tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
                                plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                                cache_dir=str(cache_dir) if spec.cache.enabled else None,
@@ -160,6 +165,10 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     phases.end("plan")
     log.info("%d samples in %d shards: %d complete, %d to build on %s (%d workers)", len(records), len(shards),
              len(shards) - len(tasks), len(tasks), scheduler or executor, workers)
+    if why:
+        log.info("shards to build: %s", "; ".join(f"{n} {reason}" + (f" ({changed} records new or changed in them)"
+                                                                     if reason == "inputs changed" else "")
+                                                 for reason, n in sorted(why.items())))
     if tasks or removed:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
@@ -192,7 +201,8 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
-           "shards_skipped": len(shards) - len(tasks), "failed_shards": failed, "workers": workers,
+           "shards_skipped": len(shards) - len(tasks), "rebuilt_because": why, "records_changed": changed,
+           "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": _machine(), "phases_seconds": phases}
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
@@ -210,6 +220,20 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     return _summary(out, stats, run)
 
 
+def _why(out: Path, name: str, prev: dict[str, Any] | None, chunk: list[Record], pipeline_hash: str,
+         force: bool) -> tuple[str, int]:
+    """Why a shard is built, and how many of its records are new or changed since its last build."""
+    if force:
+        return "forced", 0
+    if prev is None:
+        return reuse.part_problem(out, name), 0
+    if prev.get("pipeline") != pipeline_hash:
+        return "pipeline changed", 0
+    stamps = prev.get("stamps", {})
+    n = sum(stamps.get(r.key) != r.stamp for r in chunk)
+    return ("inputs changed" if n or len(stamps) != len(chunk) else "plan changed"), n
+
+
 def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     return {"output": str(out), "ok": not run["failed_shards"], "samples_in": stats["samples_in"],
             "samples_out": stats["samples_out"], "samples_dropped": stats["samples_dropped"],
@@ -225,8 +249,8 @@ def _unchanged(out: Path, t0: float, shards: int, workers: int, executor: str, p
     stats.json and return the summary, without making a record. None if stats.json cannot be read."""
     log.info("nothing changed since the last complete build: its %d shards and reports are current", shards)
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": 0, "shards_skipped": shards,
-           "failed_shards": [], "workers": workers, "executor": executor, "machine": _machine(),
-           "phases_seconds": phases}
+           "rebuilt_because": {}, "records_changed": 0, "failed_shards": [], "workers": workers,
+           "executor": executor, "machine": _machine(), "phases_seconds": phases}
     stats = _refresh_stats(out, run)
     if stats is None:
         return None

@@ -114,6 +114,15 @@ def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
         return None
 
 
+def part_problem(out: Path, name: str) -> str:
+    """Why the shard's part file is not trusted (see :func:`trusted_part`), in words for the log."""
+    try:
+        doc = json.loads(part_paths(out, name)[0].read_text())
+    except (OSError, ValueError):
+        return "not built yet"
+    return "written by another version" if doc.get("format") != PART_FORMAT else "its tars changed"
+
+
 def write_rows(path: Path, lines: list[str]) -> None:
     tmp = temp_name(path)
     with open(tmp, "w", encoding="utf-8") as fh:

@@ -153,6 +153,10 @@ def test_any_change_to_inputs_outputs_or_settings_takes_the_full_path(tmp_path, 
     again = build(doc, root, out, workers=1)
     assert records_made == [1, 1]
     assert again["shards_built"] == built and again["samples_out"] == 25 + (change == "add a file")
+    run = json.loads((out / "stats.json").read_text())["run"]
+    because = {"edit a file": {"inputs changed": 1}, "add a file": {"inputs changed": 1},
+               "delete a shard": {"its tars changed": 1}}.get(change, {})
+    assert (run["rebuilt_because"], run["records_changed"]) == (because, int("inputs" in str(because)))
     assert json.loads((out / "stats.json").read_text())["samples_out"] == again["samples_out"]
     build(doc, root, out, workers=1)
     assert records_made == [1, 1]  # and the next rerun is quick again
@@ -175,3 +179,22 @@ def test_what_is_neither_file_nor_folder_is_left_out_with_a_warning(tmp_path, ca
         summary = build(text_doc(), root, tmp_path / "out", workers=1)
     assert summary["samples_in"] == 25 and summary["ok"]
     assert any("pipe.txt is not a regular file" in r.getMessage() for r in caplog.records)
+
+
+def test_the_build_says_why_it_builds_each_shard(tmp_path, caplog):
+    root, out = corpus(tmp_path / "c"), tmp_path / "out"
+
+    def because(doc=None, **opts):
+        with caplog.at_level("INFO", logger="mmprep.build"):
+            build(doc or text_doc(), root, out, workers=1, **opts)
+        return json.loads((out / "stats.json").read_text())["run"]["rebuilt_because"]
+
+    assert because() == {"not built yet": 3}
+    assert because() == {}
+    assert because(force=True) == {"forced": 3}
+    write(root / "d0" / "s00.txt", "changed")
+    write(root / "d1" / "s01.txt", "changed too")
+    assert because() == {"inputs changed": 2}  # d0's 13 records fill shard 0 and start shard 1
+    assert "shards to build: 2 inputs changed (2 records new or changed in them)" in caplog.text
+    assert because({**text_doc(), "stages": [{"stage": "text.decode"}, {"stage": "text.normalize"}]}) == {
+        "pipeline changed": 3}
