@@ -106,6 +106,9 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     inp = spec.input
     pipeline_hash = _pipeline_hash(spec, stages)
     source = Path(source).resolve()  # absolute paths: Dask workers elsewhere may not share our directory
+    if out == source:
+        raise ConfigError("output", f"{out} is the input folder: its shards would be read as input; write the "
+                          "build to another folder (a subfolder of the input is fine: it is not read)")
     preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
@@ -124,6 +127,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
                 phases.end("scan")
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases)
                 if summary is not None:
+                    warmup.abandon()  # none should have started; if one did, stop it
                     return summary
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                               include=inp.include, exclude=inp.exclude, listing=listing)

@@ -64,7 +64,7 @@ def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, 
     (before the child's half is in): a build that sees a change there starts its workers at once."""
     include, exclude = list(include), list(exclude)
     seen: set[tuple[int, int]] = set()
-    if skip is not None and os.path.isdir(skip):
+    if skip is not None and os.path.isdir(skip) and not os.path.samefile(skip, root):
         _first_visit(skip, seen)
     out: list[Folder] = []
     level = [("", root)]
@@ -159,7 +159,7 @@ def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[st
         for i, folder in enumerate(folders[1::2]):
             _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path))
             _digest(folder, on_head)
-        return [f for f in folders if f.names]
+        return [f for f in folders if f.names]  # as the other branch: an empty folder has no digest
     folders = []
     for rel, path in level:
         names, why = _names(path)
@@ -194,6 +194,8 @@ def _read(path: str) -> tuple[list[str], array, str | None]:
 
 
 def _digest(folder: Folder, on_head: Callable[[str, str], None] | None) -> None:
+    if not folder.names:  # empty, or unreadable: left out of the listing, as _stat_all's levels leave it
+        return
     cut = len(folder.names) // 2
     h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats[: 3 * cut]), digest_size=8)
     if on_head is not None:
@@ -297,56 +299,72 @@ class _Child:
         # Ctrl-C must reach the driver only: blocked across the fork, and left blocked in the child
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            pid = os.fork()
-        except OSError:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.close(read)
-            os.close(write)
-            return
-        if pid == 0:  # the child: work, write, exit without running any of the driver's clean-up
-            code = 1
             try:
+                pid = os.fork()
+            except OSError:  # no fork: no child, this process does the work
                 os.close(read)
-                data = marshal.dumps(_plain(job()))
-                with os.fdopen(write, "wb") as fh:
-                    fh.write(data)
-                code = 0
-            finally:
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.close(write)
-        self.pid, self.fd = pid, read
+                return
+            except BaseException:
+                os.close(read)
+                raise
+            if pid == 0:  # the child: work, write, exit without running any of the driver's clean-up
+                code = 1
+                try:
+                    os.close(read)
+                    data = marshal.dumps(_plain(job()))
+                    with os.fdopen(write, "wb") as fh:
+                        fh.write(data)
+                    code = 0
+                finally:
+                    os._exit(code)
+            self.pid, self.fd = pid, read
+        finally:
+            os.close(write)
+            try:  # a Ctrl-C that came meanwhile is raised here: the child is then stopped first
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            except BaseException:
+                self.close()
+                raise
 
     def __enter__(self) -> _Child:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self.close()
+
+    def close(self) -> None:
+        """Close the pipe; stop and reap the child unless it has exited (or was reaped elsewhere)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
         if self.pid is not None:
             try:
+                done = os.waitpid(self.pid, os.WNOHANG)[0] == self.pid
+            except ChildProcessError:  # reaped elsewhere: its pid may belong to another process by now
+                self.pid = None
+                return
+            if not done:
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._reap()
+                self._reap()
+            self.pid = None
 
     def _reap(self) -> int:
         """The child's exit status; 0 when something else reaped it (SIGCHLD ignored, or a handler that
         waits for every child): the data check then decides."""
-        pid, self.pid = self.pid, None
         try:
-            return os.waitpid(pid, 0)[1]
+            status = os.waitpid(self.pid, 0)[1]
         except ChildProcessError:
-            return 0
+            status = 0
+        self.pid = None  # only now: a Ctrl-C inside waitpid leaves it to close()
+        return status
 
     def result(self, n: int) -> list | None:
         """The child's n results, or None when there was no child or it failed (the caller then does
         that work itself)."""
-        if self.fd is None:
+        fd, self.fd = self.fd, None
+        if fd is None:
             return None
-        with os.fdopen(self.fd, "rb") as fh:
-            self.fd = None
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read()
         if self._reap() != 0:
             return None
