@@ -100,13 +100,14 @@ def _records(listing: list[Folder]) -> list[Record]:
     """The records of a listing, which this consumes: each folder's names and stats are dropped once read,
     so the listing and the records are not both whole in memory."""
     groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
+    exts: dict[str, str] = {}  # one string per field name, shared by every record (not one per file)
     sep = os.sep
     for folder in listing:
         rel_dir, base, stats = folder.rel, folder.path, folder.stats
         for i, name in enumerate(folder.names):
             stem, _, ext = name.rpartition(".")
             stem = rel_dir + stem
-            ext = ext.lower()
+            ext = exts.setdefault(ext, ext.lower())
             path = f"{base}{sep}{name}"
             group = groups.get(stem)
             if group is not None and ext in group[0]:
