@@ -16,6 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from mmprep.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -51,9 +53,18 @@ def _context() -> Any:
     library that started threads before it can hang a worker), and the sum of the processes' RSS,
     which most monitoring shows, then counts the pages the workers share with the driver again."""
     method = os.environ.get("MMPREP_START_METHOD") or "forkserver"
-    if method == "fork" and not (sys.platform == "linux" and threading.active_count() == 1
-                                 and not any(name in sys.modules for name in FORK_UNSAFE)):
+    safe = sys.platform == "linux" and threading.active_count() == 1 and not any(
+        name in sys.modules for name in FORK_UNSAFE)
+    if method == "fork" and not safe:
         method = "forkserver"
+    if method != "fork" and _main_unimportable():
+        # a forkserver or spawned worker runs the main script again, and a script read from stdin
+        # cannot be: every shard would fail with "worker died"
+        if not safe:
+            raise ConfigError("execution.workers", "this script was read from stdin, so worker processes "
+                              "cannot start from it: run it from a file, or use one worker")
+        log.info("the main script was read from stdin: workers fork from this process")
+        method = "fork"
     if method not in mp.get_all_start_methods():
         method = "spawn"
     ctx = mp.get_context(method)
@@ -61,6 +72,15 @@ def _context() -> Any:
         # workers fork with the core, the stages and their libraries imported (a failing import is skipped)
         ctx.set_forkserver_preload([*_PRELOAD, "mmprep.preload"])
     return ctx
+
+
+def _main_unimportable() -> bool:
+    """Whether ``__main__`` is a script that worker processes cannot run again (``python - < script``);
+    an interactive session or a notebook has no ``__file__`` and is fine."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    named = getattr(getattr(main, "__spec__", None), "name", None)
+    return named is None and path is not None and not os.path.isfile(path)
 
 
 def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any) -> ProcessPoolExecutor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,3 +41,25 @@ def test_forkserver_by_default_and_no_fork_once_the_driver_has_a_thread_or_a_lib
     assert executors._context().get_start_method() == "forkserver"
     monkeypatch.setenv("MMPREP_START_METHOD", "spawn")
     assert executors._context().get_start_method() == "spawn"
+
+
+def test_a_build_from_a_script_read_on_stdin_starts_its_workers(tmp_path):
+    """A forkserver worker runs the main script again; one read from stdin cannot be, and every shard
+    used to fail with 'worker died'. Such a build forks its workers from the driver instead."""
+    corpus = tmp_path / "c"
+    for i in range(6):
+        (corpus / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        (corpus / f"d{i % 2}" / f"s{i}.txt").write_text(f"text {i}")
+    script = (
+        "import json\n"
+        "from mmprep.build import BuildOptions, run_build\n"
+        "from mmprep.config import parse_pipeline\n"
+        "doc = {'stages': [{'stage': 'text.decode'}], 'output': {'name': 't', 'max_samples': 2}}\n"
+        f"opts = BuildOptions(input={str(corpus)!r}, output={str(tmp_path / 'out')!r}, workers=2, progress=False)\n"
+        "print(json.dumps(run_build(parse_pipeline(doc), opts)))\n"
+    )
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["ok"] and summary["shards_built"] == 3 and summary["samples_out"] == 6
