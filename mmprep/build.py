@@ -122,7 +122,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         listing = list_folder(str(source), inp.include, inp.exclude, on_head=warmup.head,
                               skip=str(out)) if folder_input else None
         if listing is not None:
-            unchanged = warmup.listed({folder.rel: folder.digest for folder in listing})
+            unchanged = warmup.unchanged_shards({folder.rel: folder.digest for folder in listing})
             if unchanged is not None:
                 phases.end("scan")
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases)
@@ -234,8 +234,7 @@ def _why(out: Path, name: str, prev: dict[str, Any] | None, chunk: list[Record],
     if prev.get("pipeline") != pipeline_hash:
         return "pipeline changed", 0
     stamps = prev.get("stamps", {})
-    n = sum(stamps.get(r.key) != r.stamp for r in chunk)
-    return ("inputs changed" if n or len(stamps) != len(chunk) else "plan changed"), n
+    return "inputs changed", sum(stamps.get(r.key) != r.stamp for r in chunk)  # same stamps: same plan
 
 
 def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +266,7 @@ def _machine() -> str:
 
 
 class _Phases(dict):
-    """Seconds per phase of a build, each phase ending where the next begins."""
+    """Seconds per phase of a build, each phase ending where the next begins (a phase ended twice adds up)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -275,7 +274,7 @@ class _Phases(dict):
 
     def end(self, name: str) -> None:
         now = time.perf_counter()
-        self[name], self._mark = round(now - self._mark, 3), now
+        self[name], self._mark = round(self.get(name, 0.0) + now - self._mark, 3), now
 
 
 def _reports_current(out: Path) -> bool:

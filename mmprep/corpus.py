@@ -76,8 +76,8 @@ def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = (),
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
     The files are those :func:`mmprep.listing.list_folder` finds (pass ``listing`` when it was listed
-    already). A folder's names come sorted, hence a stem's files by extension, and their stamps are
-    joined in that order.
+    already: ``include`` and ``exclude`` were applied then, and are not used here). A folder's names
+    come sorted, hence a stem's files by extension, and their stamps are joined in that order.
     """
     with _gc_paused():  # ~100k new objects and no cycles: the cyclic collector would only walk them
         if listing is None:

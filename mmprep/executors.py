@@ -43,6 +43,12 @@ def preload(modules: list[str]) -> None:
 FORK_UNSAFE = ("torch", "tensorflow", "jax", "onnxruntime", "cv2", "av", "spacy", "thinc", "distributed", "pyarrow")
 
 
+def fork_safe() -> bool:
+    """Whether this process may fork: on Linux, with one thread, and none of ``FORK_UNSAFE`` loaded."""
+    return sys.platform == "linux" and threading.active_count() == 1 and not any(
+        name in sys.modules for name in FORK_UNSAFE)
+
+
 def _context() -> Any:
     """How worker processes start: ``MMPREP_START_METHOD``, default ``forkserver`` (a server that imports
     the core, the stages and their libraries once; every worker forks from it).
@@ -53,8 +59,7 @@ def _context() -> Any:
     library that started threads before it can hang a worker), and the sum of the processes' RSS,
     which most monitoring shows, then counts the pages the workers share with the driver again."""
     method = os.environ.get("MMPREP_START_METHOD") or "forkserver"
-    safe = sys.platform == "linux" and threading.active_count() == 1 and not any(
-        name in sys.modules for name in FORK_UNSAFE)
+    safe = fork_safe()
     if method == "fork" and not safe:
         method = "forkserver"
     if method != "fork" and _main_unimportable():

@@ -1,34 +1,29 @@
 """List a corpus folder: every candidate file, its size, mtime and ctime, and a digest per folder.
 
 A rerun must ``stat`` every file to notice a change (an edit in place changes no folder's mtime), and
-those calls are most of a rerun with nothing to do: 2-3 us each, so 40,000 files take 0.1 s of one
-core. Python threads do not overlap them (each call takes the GIL back), so on Linux a big listing is
-split: the folders are walked here, then a forked child stats the second half of every folder's files
-while this process stats the first half (the child only calls ``stat`` and writes its results to a
-pipe). Folders are read a level at a time (``listdir``, then a ``stat`` of each name tells folders from
-files), so each level's calls are split. The digests let the build see that nothing changed without
-making a single record.
+those calls are most of a rerun with nothing to do: 2-3 us each, so 40,000 files take 0.15 s of one
+core. Python threads do not overlap them (each call takes the GIL back), so on Linux each level of
+the tree is split with a forked child (``forkjob.Child``): a level of many folders by whole folders
+(the child lists and stats every second one), a level of few big ones by halves (the child stats the
+second half of each folder's names). Folders are read a level at a time: ``listdir``, then an
+``lstat`` of each name tells folders from files. The digests let the build see that nothing changed
+without making a single record.
 """
-
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import logging
-import marshal
 import os
-import signal
-import sys
-import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import contains, methodcaller
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
-from mmprep.executors import FORK_UNSAFE
+from mmprep.forkjob import Child
 
 log = logging.getLogger(__name__)
 SPLIT_AT = 4096  # files: below this a fork costs more than it saves
@@ -52,13 +47,15 @@ class Folder:
     digest: str = ""  # of every visible entry's name and stat: equal digests, same files as they were
 
 
-def list_folder(root: str, include: list[str] = (), exclude: list[str] = (), *, split: bool = True,
+def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (), *, split: bool = True,
                 on_head: Callable[[str, str], None] | None = None, skip: str | None = None) -> list[Folder]:
     """The folders under ``root``, level by level and in name order, each with its files stat'ed.
     Hidden files and folders are skipped, and so are files without an extension; a folder reached twice
     (a symlink loop, or two links to one folder) is read once, at the first of its paths in that order;
     one that cannot be read is left out with a warning, and so is what is neither a file nor a folder
-    (a FIFO would hang its reader). ``skip``: a folder not to enter (the build's output, if it is inside).
+    (a FIFO would hang its reader). ``include``/``exclude``: ``fnmatch`` patterns on a file's path
+    relative to the root (``*`` crosses ``/``). ``skip``: a folder not to enter (the build's output, if
+    it is inside). ``split`` false: no child (for tests and comparisons).
 
     ``on_head(folder, digest)`` is called as soon as the first half of a folder's entries is stat'ed
     (before the child's half is in): a build that sees a change there starts its workers at once."""
@@ -87,7 +84,7 @@ def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tu
     for i, name in enumerate(folder.names):
         kind = old[3 * i]
         if kind == GONE:  # lstat failed: the listing's own type tells a folder (which then warns) from a file
-            folders = _folder_names(folder.path) if folders is None else folders
+            folders = _subfolder_names(folder.path) if folders is None else folders
             kind = DIR if name in folders else kind
         if kind == DIR:
             level.append((f"{folder.rel}{name}/", f"{folder.path}{os.sep}{name}"))
@@ -99,7 +96,7 @@ def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tu
     folder.names, folder.stats = names, stats
 
 
-def _folder_names(path: str) -> set[str]:
+def _subfolder_names(path: str) -> set[str]:
     try:
         with os.scandir(path) as it:
             return {entry.name for entry in it if entry.is_dir()}
@@ -151,7 +148,7 @@ def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[st
     each one's names. Else this process does it all."""
     if split and len(level) >= 2 and _dir_bytes(level) >= SPLIT_BYTES:
         folders = [Folder(rel, path, []) for rel, path in level]
-        with _Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
+        with Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
             for folder in folders[0::2]:
                 _fill(folder, _read(folder.path))
                 _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
@@ -208,7 +205,7 @@ def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str
     cuts = [len(f.names) // 2 for f in folders]  # the child takes names[cut:] of each folder
     big = split and sum(len(f.names) for f in folders) >= SPLIT_AT
     hashes = []
-    with _Child(lambda: [_stats(f.path, f.names, cut, len(f.names)) for f, cut in zip(folders, cuts, strict=True)],
+    with Child(lambda: [_stats(f.path, f.names, cut, len(f.names)) for f, cut in zip(folders, cuts, strict=True)],
                 enabled=big) as child:
         for folder, cut in zip(folders, cuts, strict=True):
             folder.stats = _stats(folder.path, folder.names, 0, cut)
@@ -231,7 +228,8 @@ def _canonical(names: list[str], stats: array) -> bytes:
 
 
 def _stats(path: str, names: list[str], lo: int, hi: int) -> array:
-    """Size, mtime_ns and ctime_ns of each name (size ``DIR``: a folder, ``GONE``: cannot be read).
+    """Size, mtime_ns and ctime_ns of each name (size ``DIR``: a folder, ``GONE``: cannot be read,
+    ``OTHER``: neither file nor folder).
     ``lstat`` first (a quarter cheaper than ``stat``), ``stat`` only for symbolic links."""
     out = array("q")
     if lo == hi:
@@ -273,115 +271,6 @@ def _opened(path: str) -> Iterator[int | None]:
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def _can_fork() -> bool:
-    """Linux, one thread, and no library loaded that starts threads of its own (the same rule as for
-    forking workers; the child here only lists, stats and writes to a pipe)."""
-    return sys.platform == "linux" and threading.active_count() == 1 and not any(
-        name in sys.modules for name in FORK_UNSAFE)
-
-
-class _Child:
-    """A forked child that runs ``job`` and writes its result to a pipe (arrays as bytes), used as a
-    context manager: ``result(n)`` reads it, and leaving the block any other way (an exception in the
-    driver, Ctrl-C) kills and reaps the child and closes the pipe. Without a safe fork (see
-    ``_can_fork``), or with ``enabled`` false, there is no child and ``result`` is None."""
-
-    def __init__(self, job: Callable[[], list], *, enabled: bool = True):
-        self.pid: int | None = None
-        self.fd: int | None = None
-        if enabled and _can_fork():
-            self._fork(job)
-
-    def _fork(self, job: Callable[[], list]) -> None:
-        read, write = os.pipe()
-        # Ctrl-C must reach the driver only: blocked across the fork, and left blocked in the child
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            try:
-                pid = os.fork()
-            except OSError:  # no fork: no child, this process does the work
-                os.close(read)
-                return
-            except BaseException:
-                os.close(read)
-                raise
-            if pid == 0:  # the child: work, write, exit without running any of the driver's clean-up
-                code = 1
-                try:
-                    os.close(read)
-                    data = marshal.dumps(_plain(job()))
-                    with os.fdopen(write, "wb") as fh:
-                        fh.write(data)
-                    code = 0
-                finally:
-                    os._exit(code)
-            self.pid, self.fd = pid, read
-        finally:
-            os.close(write)
-            try:  # a Ctrl-C that came meanwhile is raised here: the child is then stopped first
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            except BaseException:
-                self.close()
-                raise
-
-    def __enter__(self) -> _Child:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the pipe; stop and reap the child unless it has exited (or was reaped elsewhere)."""
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-        if self.pid is not None:
-            try:
-                done = os.waitpid(self.pid, os.WNOHANG)[0] == self.pid
-            except ChildProcessError:  # reaped elsewhere: its pid may belong to another process by now
-                self.pid = None
-                return
-            if not done:
-                os.kill(self.pid, signal.SIGKILL)
-                self._reap()
-            self.pid = None
-
-    def _reap(self) -> int:
-        """The child's exit status; 0 when something else reaped it (SIGCHLD ignored, or a handler that
-        waits for every child): the data check then decides."""
-        try:
-            status = os.waitpid(self.pid, 0)[1]
-        except ChildProcessError:
-            status = 0
-        self.pid = None  # only now: a Ctrl-C inside waitpid leaves it to close()
-        return status
-
-    def result(self, n: int) -> list | None:
-        """The child's n results, or None when there was no child or it failed (the caller then does
-        that work itself)."""
-        fd, self.fd = self.fd, None
-        if fd is None:
-            return None
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read()
-        if self._reap() != 0:
-            return None
-        try:
-            items = marshal.loads(data)
-        except (EOFError, ValueError, TypeError):
-            return None
-        return items if isinstance(items, list) and len(items) == n else None
-
-
-def _plain(value: object) -> object:
-    """What marshal can write: arrays as bytes, at any depth."""
-    if isinstance(value, array):
-        return value.tobytes()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _array(data: bytes) -> array:

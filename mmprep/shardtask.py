@@ -36,7 +36,6 @@ class ShardTask:
         self.__dict__.update(state, records=[Record._make(r) for r in state["records"]])
 
 
-
 def setup_stages(pipeline: dict[str, Any], pipeline_hash: str) -> list[Stage]:
     """This process's stages for the pipeline, set up on first use (the pool may call it ahead)."""
     stages = _STAGES.get(pipeline_hash)
@@ -49,7 +48,8 @@ def setup_stages(pipeline: dict[str, Any], pipeline_hash: str) -> list[Stage]:
 
 
 def prepare(pipeline: dict[str, Any], pipeline_hash: str) -> None:
-    """Set the stages up ahead of the first shard (submitted to a pool started early)."""
+    """Set the stages up ahead of the first shard (submitted to a pool started early). Returns None, so
+    the pool does not pickle the stages back to the driver."""
     setup_stages(pipeline, pipeline_hash)
 
 

@@ -27,7 +27,7 @@ from mmprep.shardtask import prepare
 FORMAT = 3  # of .scan.json: bump when the digests change meaning
 
 
-def outputs(out: Path) -> dict[str, str] | None:
+def output_signature(out: Path) -> dict[str, str] | None:
     """Size and mtime of each file a complete build leaves (shards, part files, index, errors; not
     stats.json, which every run rewrites), or None when the reports are not all there."""
     sig: dict[str, str] = {}
@@ -49,7 +49,8 @@ def outputs(out: Path) -> dict[str, str] | None:
 
 class WarmUp:
     """``workers`` 0: nothing to start (one worker runs in the driver; Dask starts its own).
-    ``identity``: a digest of what else decides the output (pipeline, input folder and settings)."""
+    ``identity``: a digest of what else decides the output (pipeline, input folder and settings, part
+    format, mmprep version)."""
 
     def __init__(self, out: Path, pipeline: dict[str, Any], pipeline_hash: str, identity: str, *, workers: int,
                  force: bool, folder_input: bool):
@@ -83,7 +84,7 @@ class WarmUp:
         if self.pool is None and self.known is not None and self.known["heads"].get(folder) != digest:
             self.start()
 
-    def listed(self, folders: dict[str, str]) -> int | None:
+    def unchanged_shards(self, folders: dict[str, str]) -> int | None:
         """The listing's digest per folder. Returns the last build's shard count when the folders and
         the output files are all as that build left them (nothing to build); else None, having started
         the pool if a folder changed."""
@@ -93,7 +94,7 @@ class WarmUp:
         if folders != self.known["folders"]:
             self.start()
             return None
-        return self.known["shards"] if outputs(self.out) == self.known["outputs"] else None
+        return self.known["shards"] if output_signature(self.out) == self.known["outputs"] else None
 
     def take_pool(self) -> ProcessPoolExecutor | None:
         pool, self.pool = self.pool, None
@@ -106,7 +107,7 @@ class WarmUp:
 
     def save(self, shards: int) -> None:
         """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
-        sig = outputs(self.out) if self.folders else None
+        sig = output_signature(self.out) if self.folders else None
         if sig is not None:
             doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "heads": self.heads,
                    "outputs": sig, "shards": shards}

@@ -277,7 +277,7 @@ class ShardBuilder:
         return reused
 
     def _outcomes(self, records: list[Record], previous: Previous | None) -> Iterator[tuple[Record, dict[str, Any]]]:
-        """Each record with its outcome, in order. A copied record costs nothing here, so the records to
+        """Each record with its outcome, in order. A copied record costs no stage work, so the records to
         compute are gathered past the copied ones into full batches: the changed 1% of a rerun reach a
         batched (GPU) stage ``batch_size`` at a time, not one by one between their copied neighbours."""
         size = self.spec.execution.batch_size

@@ -9,7 +9,7 @@ import pytest
 
 from mmprep import build as build_module
 from mmprep import corpus as corpus_module
-from mmprep import listing
+from mmprep import forkjob, listing
 from mmprep.testing.media import write
 from tests.conftest import build
 
@@ -42,7 +42,7 @@ def forking(monkeypatch, request):
     real = os.fork
     monkeypatch.setattr(listing, "SPLIT_AT", 0)
     monkeypatch.setattr(listing, "SPLIT_BYTES", 0 if request.param == "whole folders" else 1 << 60)
-    monkeypatch.setattr(listing, "_can_fork", lambda: True)
+    monkeypatch.setattr(forkjob, "fork_safe", lambda: True)
     monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real())
     return forks
 

@@ -1,6 +1,7 @@
 """Review of the folder listing (forked child), the no-change stop and the incremental batching.
 
-Each test reproduced one defect the review found (the reason is in its docstring); all are fixed.
+Each test reproduced one defect the review found; all are fixed. A test's docstring describes the
+defect as the code had it before the fix (names in it may have moved since).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from mmprep import listing
+from mmprep import forkjob, listing
 from mmprep import reuse as reuse_module
 from mmprep import warmup as warmup_module
 from mmprep import worker as worker_module
@@ -45,7 +46,7 @@ def forks(monkeypatch):
         return pid
 
     monkeypatch.setattr(listing, "SPLIT_AT", 0)
-    monkeypatch.setattr(listing, "_can_fork", lambda: True)
+    monkeypatch.setattr(forkjob, "fork_safe", lambda: True)
     monkeypatch.setattr(os, "fork", fork)
     return pids
 
@@ -159,7 +160,7 @@ def test_a_folder_the_child_could_not_list_is_warned_about_in_the_driver(tmp_pat
 
     monkeypatch.setattr(os, "listdir", listdir)
     monkeypatch.setattr(listing, "SPLIT_BYTES", 0)  # the level counts as big: its folders split
-    monkeypatch.setattr(listing, "_can_fork", lambda: True)
+    monkeypatch.setattr(forkjob, "fork_safe", lambda: True)
     caplog.set_level(logging.WARNING, logger="mmprep.listing")
     alone = listing.list_folder(str(root), split=False)
     assert [f.rel for f in alone] == ["", "a/", "c/"] and "cannot list" in caplog.text

@@ -1,7 +1,8 @@
 """Second review of the listing fixes (54ca9f9 and after): the forked child's lifetime, the signal
 mask, the ``skip`` of the build's own output, and the no-change stop.
 
-Each test reproduced one defect the review found (the reason is in its docstring); all are fixed.
+Each test reproduced one defect the review found; all are fixed. A test's docstring describes the
+defect as the code had it before the fix (names in it may have moved since).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import signal
 
 import pytest
 
-from mmprep import listing
+from mmprep import forkjob, listing
 from mmprep import warmup as warmup_module
 from mmprep.errors import ConfigError
 from mmprep.testing.media import write
@@ -72,7 +73,7 @@ def _sigint_blocked() -> bool:
 @pytest.fixture
 def split(monkeypatch):
     monkeypatch.setattr(listing, "SPLIT_AT", 0)
-    monkeypatch.setattr(listing, "_can_fork", lambda: True)
+    monkeypatch.setattr(forkjob, "fork_safe", lambda: True)
 
 
 # -- 1. Ctrl-C during the fork: the child and both pipe ends leak ----------------------------------
