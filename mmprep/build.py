@@ -26,10 +26,10 @@ from mmprep.atomic import atomic_write
 from mmprep.cache import digest
 from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
-from mmprep.corpus import Record, read_corpus
+from mmprep.corpus import Record, printable, read_corpus
 from mmprep.errors import ConfigError
 from mmprep.executors import default_workers, preload, run_dask, run_local
-from mmprep.listing import list_folder
+from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
 from mmprep.shardtask import ShardTask
@@ -118,14 +118,15 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if executor == "dask" else workers,
                     force=opts.force, folder_input=folder_input)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
+    skipped: list[Skipped] = []  # what the listing left out: reported in stats.json every run
     try:
         listing = list_folder(str(source), inp.include, inp.exclude, on_head=warmup.head,
-                              skip=str(out)) if folder_input else None
+                              skip=str(out), skipped=skipped) if folder_input else None
         if listing is not None:
             unchanged = warmup.unchanged_shards({folder.rel: folder.digest for folder in listing})
             if unchanged is not None:
                 phases.end("scan")
-                summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases)
+                summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases, skipped)
                 if summary is not None:
                     warmup.abandon()  # none should have started; if one did, stop it
                     return summary
@@ -206,7 +207,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
            "shards_skipped": len(shards) - len(tasks), "rebuilt_because": why, "records_changed": changed,
-           "failed_shards": failed, "workers": workers,
+           **_inputs_skipped(skipped), "failed_shards": failed, "workers": workers,
            "executor": scheduler or executor, "machine": _machine(), "phases_seconds": phases}
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
@@ -246,19 +247,31 @@ def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str,
             "records_reused": stats["run"]["records_reused"], "failed_shards": run["failed_shards"]}
 
 
-def _unchanged(out: Path, t0: float, shards: int, workers: int, executor: str, phases: _Phases
-               ) -> dict[str, Any] | None:
+def _unchanged(out: Path, t0: float, shards: int, workers: int, executor: str, phases: _Phases,
+               skipped: list[Skipped]) -> dict[str, Any] | None:
     """Every input folder and output file is as the last complete build left them: note this run in
     stats.json and return the summary, without making a record. None if stats.json cannot be read."""
     log.info("nothing changed since the last complete build: its %d shards and reports are current", shards)
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": 0, "shards_skipped": shards,
-           "rebuilt_because": {}, "records_changed": 0, "failed_shards": [], "workers": workers,
-           "executor": executor, "machine": _machine(), "phases_seconds": phases}
+           "rebuilt_because": {}, "records_changed": 0, **_inputs_skipped(skipped), "failed_shards": [],
+           "workers": workers, "executor": executor, "machine": _machine(), "phases_seconds": phases}
     stats = _refresh_stats(out, run)
     if stats is None:
         return None
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return _summary(out, stats, run)
+
+
+def _inputs_skipped(skipped: list[Skipped], show: int = 20) -> dict[str, Any]:
+    """What the listing left out, for this run's summary in stats.json: counts by reason code, and the
+    first ``show`` of them (path, reason, message). Not samples: a folder that cannot be read may
+    have held any number."""
+    counts: dict[str, int] = {}
+    for item in skipped:
+        counts[item.reason] = counts.get(item.reason, 0) + 1
+    return {"inputs_skipped": dict(sorted(counts.items())),
+            "inputs_skipped_first": [{"path": printable(i.path), "reason": i.reason, "message": i.message}
+                                     for i in skipped[:show]]}
 
 
 def _machine() -> str:

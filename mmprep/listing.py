@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import contains, methodcaller
 from stat import S_ISDIR, S_ISLNK, S_ISREG
+from typing import NamedTuple
 
 from mmprep.forkjob import Child
 
@@ -38,6 +39,14 @@ DIR, GONE, OTHER = -1, -2, -3
 _HIDDEN = methodcaller("startswith", ".")  # these run once per file: C calls, no Python frame
 
 
+class Skipped(NamedTuple):
+    """Something the listing left out: ``path`` (absolute), ``reason`` (a reason code), ``message``."""
+
+    path: str
+    reason: str
+    message: str
+
+
 @dataclass
 class Folder:
     rel: str  # relative to the root: "" or ending in "/"
@@ -48,36 +57,42 @@ class Folder:
 
 
 def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (), *, split: bool = True,
-                on_head: Callable[[str, str], None] | None = None, skip: str | None = None) -> list[Folder]:
+                on_head: Callable[[str, str], None] | None = None, skip: str | None = None,
+                skipped: list[Skipped] | None = None) -> list[Folder]:
     """The folders under ``root``, level by level and in name order, each with its files stat'ed.
     Hidden files and folders are skipped, and so are files without an extension; a folder reached twice
     (a symlink loop, or two links to one folder) is read once, at the first of its paths in that order;
     one that cannot be read is left out with a warning, and so is what is neither a file nor a folder
     (a FIFO would hang its reader). ``include``/``exclude``: ``fnmatch`` patterns on a file's path
     relative to the root (``*`` crosses ``/``). ``skip``: a folder not to enter (the build's output, if
-    it is inside). ``split`` false: no child (for tests and comparisons).
+    it is inside). ``split`` false: no child (for tests and comparisons). ``skipped`` collects what was
+    left out (besides the warning): a folder that cannot be read (``input.unlistable``) and what is no
+    file (``input.not_regular``).
 
     ``on_head(folder, digest)`` is called as soon as the first half of a folder's entries is stat'ed
     (before the child's half is in): a build that sees a change there starts its workers at once."""
     include, exclude = list(include), list(exclude)
+    skipped = [] if skipped is None else skipped
     seen: set[tuple[int, int]] = set()
     if skip is not None and os.path.isdir(skip) and not os.path.samefile(skip, root):
-        _first_visit(skip, seen)
+        _first_visit(skip, seen, skipped)
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its folders are read together, about half of them in a child
-        folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen)], split, on_head)
+        folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen, skipped)], split,
+                              on_head, skipped)
         level = []
         for folder in folders:
             # a negative size marks a folder, or an entry that cannot be read or is no file
             if (include or exclude or min(folder.stats[0::3], default=0) < 0
                     or not all(map(contains, folder.names, repeat(".")))):
-                _sift(folder, include, exclude, level)
+                _sift(folder, include, exclude, level, skipped)
         out += folders
     return out
 
 
-def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tuple[str, str]]) -> None:
+def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tuple[str, str]],
+          skipped: list[Skipped]) -> None:
     """Keep the folder's files that are samples' fields; queue its subfolders on ``level``."""
     names, stats, old = [], array("q"), folder.stats
     folders: set[str] | None = None
@@ -89,7 +104,9 @@ def _sift(folder: Folder, include: list[str], exclude: list[str], level: list[tu
         if kind == DIR:
             level.append((f"{folder.rel}{name}/", f"{folder.path}{os.sep}{name}"))
         elif kind == OTHER:
-            log.warning("input: %s%s%s is not a regular file; it is not in this build", folder.path, os.sep, name)
+            path = f"{folder.path}{os.sep}{name}"
+            log.warning("input: %s is not a regular file; it is not in this build", path)
+            skipped.append(Skipped(path, "input.not_regular", "neither a file nor a folder"))
         elif "." in name and not ((include or exclude) and _skip(folder.rel + name, include, exclude)):
             names.append(name)
             stats.extend(old[3 * i : 3 * i + 3])
@@ -110,12 +127,12 @@ def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
     return any(fnmatch.fnmatch(rel, pat) for pat in exclude)
 
 
-def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
+def _first_visit(folder: str, seen: set[tuple[int, int]], skipped: list[Skipped]) -> bool:
     """False for a folder read already under another path (or one that cannot be reached)."""
     try:
         st = os.stat(folder)
     except OSError as exc:
-        _cannot_list(folder, exc.strerror)
+        _cannot_list(folder, exc.strerror, skipped)
         return False
     if not st.st_ino:  # 0: a file system without inode numbers
         return True
@@ -126,8 +143,9 @@ def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
-def _cannot_list(folder: str, why: str | None) -> None:
+def _cannot_list(folder: str, why: str | None, skipped: list[Skipped]) -> None:
     log.warning("input: cannot list %s (%s); its files are not in this build", folder, why)
+    skipped.append(Skipped(folder, "input.unlistable", str(why)))
 
 
 def _names(folder: str) -> tuple[list[str], str | None]:
@@ -141,8 +159,8 @@ def _names(folder: str) -> tuple[list[str], str | None]:
     return list(filterfalse(_HIDDEN, names)), None
 
 
-def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[str, str], None] | None
-                ) -> list[Folder]:
+def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[str, str], None] | None,
+                skipped: list[Skipped]) -> list[Folder]:
     """Each folder of the level, listed and stat'ed. Many folders: a forked child reads every second
     one, whole. Fewer, big ones: this process lists them all, then a child stats the second half of
     each one's names. Else this process does it all."""
@@ -150,28 +168,28 @@ def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[st
         folders = [Folder(rel, path, []) for rel, path in level]
         with Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
             for folder in folders[0::2]:
-                _fill(folder, _read(folder.path))
+                _fill(folder, _read(folder.path), skipped)
                 _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
             got = child.result(len(level) // 2)
         for i, folder in enumerate(folders[1::2]):
-            _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path))
+            _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path), skipped)
             _digest(folder, on_head)
         return [f for f in folders if f.names]  # as the other branch: an empty folder has no digest
     folders = []
     for rel, path in level:
         names, why = _names(path)
         if why is not None:
-            _cannot_list(path, why)
+            _cannot_list(path, why, skipped)
         elif names:
             folders.append(Folder(rel, path, names))
     _stat_all(folders, split=split, on_head=on_head)
     return folders
 
 
-def _fill(folder: Folder, read: tuple[list[str], array, str | None]) -> None:
+def _fill(folder: Folder, read: tuple[list[str], array, str | None], skipped: list[Skipped]) -> None:
     folder.names, folder.stats, why = read
     if why is not None:
-        _cannot_list(folder.path, why)
+        _cannot_list(folder.path, why, skipped)
 
 
 def _dir_bytes(level: list[tuple[str, str]]) -> int:

@@ -179,6 +179,25 @@ def test_what_is_neither_file_nor_folder_is_left_out_with_a_warning(tmp_path, ca
         summary = build(text_doc(), root, tmp_path / "out", workers=1)
     assert summary["samples_in"] == 25 and summary["ok"]
     assert any("pipe.txt is not a regular file" in r.getMessage() for r in caplog.records)
+    run = json.loads((tmp_path / "out" / "stats.json").read_text())["run"]
+    assert run["inputs_skipped"] == {"input.not_regular": 1}
+    assert run["inputs_skipped_first"] == [{"path": str(root / "d0" / "pipe.txt"), "reason": "input.not_regular",
+                                            "message": "neither a file nor a folder"}]
+    build(text_doc(), root, tmp_path / "out", workers=1)  # the no-change stop reports it too
+    run = json.loads((tmp_path / "out" / "stats.json").read_text())["run"]
+    assert run["shards_built"] == 0 and run["inputs_skipped"] == {"input.not_regular": 1}
+
+
+def test_a_folder_that_cannot_be_listed_is_counted_in_stats(tmp_path, monkeypatch):
+    root = corpus(tmp_path / "c")
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                        if str(p).endswith("d1") else real(p))  # as root, a chmod would not stop the read
+    summary = build(text_doc(), root, tmp_path / "out", workers=1)
+    assert summary["samples_in"] == 13  # d0's; d1's 12 were never seen
+    run = json.loads((tmp_path / "out" / "stats.json").read_text())["run"]
+    assert run["inputs_skipped"] == {"input.unlistable": 1}
+    assert run["inputs_skipped_first"][0]["path"] == str(root / "d1")
 
 
 def test_the_build_says_why_it_builds_each_shard(tmp_path, caplog):
