@@ -86,11 +86,30 @@ def test_a_listing_child_reaped_elsewhere_does_not_crash_the_build(tmp_path, for
 # -- 3. an exception while the child runs leaks it (zombie, or blocked forever) and its pipe ---------
 
 def _state(pid: int) -> str | None:
+    """The child's state letter (Z: a zombie), None once it is reaped."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None
+
+
+def _cleanup(pids, fds):
+    """Kill and reap what the code under test left, and close its fds."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    for fd, _ in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _fds() -> set[tuple[int, str]]:
@@ -125,16 +144,7 @@ def test_a_failure_in_the_driver_while_the_child_lists_leaves_no_zombie_and_no_f
     leaked = sorted(_fds() - before)
     time.sleep(0.3)
     states = {pid: _state(pid) for pid in forks}
-    for pid in forks:  # clean up after the code under test
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-    for fd, _ in leaked:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    _cleanup(forks, leaked)  # after the code under test
     assert forks, "the listing did not fork"
     unreaped = {pid: state for pid, state in states.items() if state is not None}
     assert (unreaped, leaked) == ({}, []), "listing children left unreaped, and pipe fds left open"

@@ -15,55 +15,8 @@ import pytest
 from mmprep import forkjob, listing
 from mmprep import warmup as warmup_module
 from mmprep.errors import ConfigError
-from mmprep.testing.media import write
 from tests.conftest import build
-
-
-def text_doc(**extra) -> dict:
-    return {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 10},
-            "cache": {"enabled": False}, **extra}
-
-
-def corpus(root, n: int = 24):
-    for i in range(n):
-        write(root / f"d{i % 2}" / f"s{i:02d}.txt", f"text {i}")
-    return root
-
-
-def _fds() -> set[tuple[int, str]]:
-    out = set()
-    for n in os.listdir("/proc/self/fd"):
-        try:
-            out.add((int(n), os.readlink(f"/proc/self/fd/{n}")))
-        except OSError:
-            pass
-    return out
-
-
-def _alive(pid: int) -> str | None:
-    """The child's state letter (Z: a zombie), None once it is reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def _cleanup(pids, fds):
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-    for fd, _ in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+from tests.test_core_listing_review import _cleanup, _fds, _state, corpus, text_doc
 
 
 def _sigint_blocked() -> bool:
@@ -102,7 +55,7 @@ def test_ctrl_c_during_the_fork_leaves_no_child_and_no_fd(tmp_path, monkeypatch,
     import time
 
     time.sleep(0.3)
-    states = {pid: _alive(pid) for pid in pids}
+    states = {pid: _state(pid) for pid in pids}
     _cleanup(pids, leaked)
     assert pids, "the listing did not fork"
     assert ({p: s for p, s in states.items() if s}, leaked) == ({}, []), "child not reaped / pipe fds left open"
@@ -162,7 +115,7 @@ def test_ctrl_c_while_reaping_the_child_still_reaps_it(tmp_path, monkeypatch, sp
     import time
 
     time.sleep(0.3)
-    states = {pid: _alive(pid) for pid in pids}
+    states = {pid: _state(pid) for pid in pids}
     monkeypatch.setattr(os, "waitpid", real_wait)
     _cleanup(pids, [])
     assert pids and {p: s for p, s in states.items() if s} == {}, "listing child left a zombie"
