@@ -49,16 +49,18 @@ def fork_safe() -> bool:
         name in sys.modules for name in FORK_UNSAFE)
 
 
-def _context() -> Any:
-    """How worker processes start: ``MMPREP_START_METHOD``, default ``forkserver`` (a server that imports
-    the core, the stages and their libraries once; every worker forks from it).
+def _context(preferred: str = "forkserver") -> Any:
+    """How worker processes start: ``MMPREP_START_METHOD``, else ``preferred``, by default ``forkserver``
+    (a server that imports the core, the stages and their libraries once; every worker forks from it).
 
     ``fork`` (from the driver itself) starts workers at once, with the driver's modules loaded; it is
     honoured only where it is safe: on Linux, while the driver runs one thread and has none of
-    ``FORK_UNSAFE`` loaded. It is not the default: a fork is only as safe as the driver's state (a
-    library that started threads before it can hang a worker), and the sum of the processes' RSS,
-    which most monitoring shows, then counts the pages the workers share with the driver again."""
-    method = os.environ.get("MMPREP_START_METHOD") or "forkserver"
+    ``FORK_UNSAFE`` loaded. A rerun that found changes prefers it (``WarmUp``): the driver has only
+    listed the corpus by then, and with little to rebuild a worker ready in milliseconds matters. First
+    and forced builds keep the forkserver: a fork is only as safe as the driver's state (a library that
+    started threads before it can hang a worker), and the sum of the processes' RSS, which most
+    monitoring shows, then counts the pages the workers share with the driver again."""
+    method = os.environ.get("MMPREP_START_METHOD") or preferred
     safe = fork_safe()
     if method == "fork" and not safe:
         method = "forkserver"
@@ -88,11 +90,13 @@ def _main_unimportable() -> bool:
     return named is None and path is not None and not os.path.isfile(path)
 
 
-def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any) -> ProcessPoolExecutor:
+def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any,
+               method: str = "forkserver") -> ProcessPoolExecutor:
     """Start the local pool before its tasks are known: the forkserver imports, the workers fork and
     run ``setup(*args)`` (the stages' own set-up) on other cores while the driver scans the corpus.
-    Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build."""
-    ctx = _context()
+    Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build.
+    ``method``: the preferred start method (see ``_context``)."""
+    ctx = _context(method)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=gc.enable)  # see below
     log.info("starting %d worker processes (%s)", workers, ctx.get_start_method())
     if setup is None:

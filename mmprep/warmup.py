@@ -75,8 +75,11 @@ class WarmUp:
         return doc if doc.get("format") == FORMAT and doc.get("identity") == self.identity else None
 
     def start(self) -> None:
+        """At once without a record of a last build; forked from the driver (where safe) when a rerun
+        finds a change: the driver has only listed the corpus by then (see ``executors._context``)."""
         if self.workers > 1 and self.pool is None:
-            self.pool = start_pool(self.workers, prepare, self.pipeline, self.pipeline_hash)
+            self.pool = start_pool(self.workers, prepare, self.pipeline, self.pipeline_hash,
+                                   method="forkserver" if self.known is None else "fork")
 
     def head(self, folder: str, digest: str) -> None:
         """The listing's ``on_head``: the first half of a folder differs, so shards will be built."""

@@ -61,6 +61,24 @@ def test_workers_forked_from_the_driver_or_from_a_forkserver_write_the_same_byte
     assert shards["fork"] == shards["forkserver"] and len(shards["fork"]) == 3
 
 
+def test_a_first_build_starts_a_forkserver_and_a_rerun_with_changes_forks_from_the_driver(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(12):
+        (corpus / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (corpus / f"d{i % 3}" / f"s{i:02d}.txt").write_text(f"caption {i}")
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}], "output": {"max_samples": 4}})
+    out = tmp_path / "out"
+    env = {"MMPREP_START_METHOD": ""}  # the defaults
+    first = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", env_extra=env)
+    assert "starting 2 worker processes (forkserver)" in first.stderr, first.stderr
+    (corpus / "d1" / "s04.txt").write_text("changed")
+    again = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "--json", env_extra=env)
+    assert json.loads(again.stdout)["records_reused"] == 3, again.stderr
+    assert "starting 2 worker processes (fork)" in again.stderr, again.stderr
+    forced = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "--force", env_extra=env)
+    assert "starting 2 worker processes (forkserver)" in forced.stderr, forced.stderr
+
+
 def test_command_table_names_every_command_and_its_module():
     from mmprep.cli import COMMANDS, app, load_commands
 

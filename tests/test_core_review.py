@@ -154,7 +154,7 @@ def test_the_pool_starts_only_when_a_folder_changed(tmp_path, monkeypatch):
 
     started = []
     real = warmup.start_pool
-    monkeypatch.setattr(warmup, "start_pool", lambda *a: started.append(a[0]) or real(*a))
+    monkeypatch.setattr(warmup, "start_pool", lambda *a, **kw: started.append(a[0]) or real(*a, **kw))
     corpus = tmp_path / "corpus"
     for i in range(6):
         write(corpus / f"d{i % 3}" / f"s{i}.txt", f"text {i}")
