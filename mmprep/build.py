@@ -151,11 +151,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     why: dict[str, int] = {}  # shards to build, by reason
     changed = 0  # records new or changed in shards built on an earlier build
     for i, (name, chunk, plan_hash) in enumerate(shards):
-        prev = None if opts.force else reuse.trusted_part(out, name)
+        prev, problem = (None, "forced") if opts.force else reuse.read_part(out, name)
         if prev is not None and prev.get("plan") == plan_hash:
             complete += len(chunk)
             continue
-        reason, n = _why(out, name, prev, chunk, pipeline_hash, opts.force)
+        reason, n = _why(prev, problem, chunk, pipeline_hash)
         why[reason] = why.get(reason, 0) + 1
         changed += n
         tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
@@ -225,13 +225,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     return _summary(out, stats, run)
 
 
-def _why(out: Path, name: str, prev: dict[str, Any] | None, chunk: list[Record], pipeline_hash: str,
-         force: bool) -> tuple[str, int]:
-    """Why a shard is built, and how many of its records are new or changed since its last build."""
-    if force:
-        return "forced", 0
+def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str) -> tuple[str, int]:
+    """Why a shard is built (``problem``: why its part file was not read, ``forced`` included), and how
+    many of its records are new or changed since its last build."""
     if prev is None:
-        return reuse.part_problem(out, name), 0
+        return problem, 0
     if prev.get("pipeline") != pipeline_hash:
         return "pipeline changed", 0
     stamps = prev.get("stamps", {})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import contains, methodcaller
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mmprep.forkjob import Child
 
@@ -79,7 +79,8 @@ def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] =
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its folders are read together, about half of them in a child
-        folders = _read_level([(rel, path) for rel, path in level if _first_visit(path, seen, skipped)], split,
+        visits = [(rel, path, size) for rel, path in level if (size := _first_visit(path, seen, skipped)) is not None]
+        folders = _read_level([(rel, path) for rel, path, _ in visits], sum(size for *_, size in visits), split,
                               on_head, skipped)
         level = []
         for folder in folders:
@@ -127,20 +128,20 @@ def _skip(rel: str, include: list[str], exclude: list[str]) -> bool:
     return any(fnmatch.fnmatch(rel, pat) for pat in exclude)
 
 
-def _first_visit(folder: str, seen: set[tuple[int, int]], skipped: list[Skipped]) -> bool:
-    """False for a folder read already under another path (or one that cannot be reached)."""
+def _first_visit(folder: str, seen: set[tuple[int, int]], skipped: list[Skipped]) -> int | None:
+    """The folder's own size (about 35 bytes per entry on ext4: a hint of the work before listing it),
+    or None for a folder read already under another path (or one that cannot be reached)."""
     try:
         st = os.stat(folder)
     except OSError as exc:
         _cannot_list(folder, exc.strerror, skipped)
-        return False
-    if not st.st_ino:  # 0: a file system without inode numbers
-        return True
-    node = (st.st_dev, st.st_ino)
-    if node in seen:
-        return False
-    seen.add(node)
-    return True
+        return None
+    if st.st_ino:  # 0: a file system without inode numbers
+        node = (st.st_dev, st.st_ino)
+        if node in seen:
+            return None
+        seen.add(node)
+    return st.st_size
 
 
 def _cannot_list(folder: str, why: str | None, skipped: list[Skipped]) -> None:
@@ -159,12 +160,12 @@ def _names(folder: str) -> tuple[list[str], str | None]:
     return list(filterfalse(_HIDDEN, names)), None
 
 
-def _read_level(level: list[tuple[str, str]], split: bool, on_head: Callable[[str, str], None] | None,
-                skipped: list[Skipped]) -> list[Folder]:
-    """Each folder of the level, listed and stat'ed. Many folders: a forked child reads every second
-    one, whole. Fewer, big ones: this process lists them all, then a child stats the second half of
-    each one's names. Else this process does it all."""
-    if split and len(level) >= 2 and _dir_bytes(level) >= SPLIT_BYTES:
+def _read_level(level: list[tuple[str, str]], dir_bytes: int, split: bool,
+                on_head: Callable[[str, str], None] | None, skipped: list[Skipped]) -> list[Folder]:
+    """Each folder of the level, listed and stat'ed. Many folders (their own sizes, ``dir_bytes``, add
+    up to ``SPLIT_BYTES``): a forked child reads every second one, whole. Fewer, big ones: this process
+    lists them all, then a child stats the second half of each one's names. Else this process does it all."""
+    if split and len(level) >= 2 and dir_bytes >= SPLIT_BYTES:
         folders = [Folder(rel, path, []) for rel, path in level]
         with Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
             for folder in folders[0::2]:
@@ -192,17 +193,6 @@ def _fill(folder: Folder, read: tuple[list[str], array, str | None], skipped: li
         _cannot_list(folder.path, why, skipped)
 
 
-def _dir_bytes(level: list[tuple[str, str]]) -> int:
-    """The folders' own sizes: about 35 bytes per entry on ext4, a hint of the work before listing."""
-    total = 0
-    for _, path in level:
-        try:
-            total += os.stat(path).st_size
-        except OSError:
-            pass
-    return total
-
-
 def _read(path: str) -> tuple[list[str], array, str | None]:
     names, why = _names(path)
     return names, _stats(path, names, 0, len(names)), why
@@ -212,11 +202,18 @@ def _digest(folder: Folder, on_head: Callable[[str, str], None] | None) -> None:
     if not folder.names:  # empty, or unreadable: left out of the listing, as _stat_all's levels leave it
         return
     cut = len(folder.names) // 2
-    h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats[: 3 * cut]), digest_size=8)
-    if on_head is not None:
-        on_head(folder.rel, h.hexdigest())
+    h = _head(folder, cut, folder.stats[: 3 * cut], on_head)
     h.update(_canonical(folder.names[cut:], folder.stats[3 * cut :]))
     folder.digest = h.hexdigest()
+
+
+def _head(folder: Folder, cut: int, stats: array, on_head: Callable[[str, str], None] | None) -> Any:
+    """The running digest after the folder's first ``cut`` names (``stats``: theirs), shown to ``on_head``;
+    the rest of the names and stats are added to it to make ``Folder.digest``."""
+    h = hashlib.blake2b(_canonical(folder.names[:cut], stats), digest_size=8)
+    if on_head is not None:
+        on_head(folder.rel, h.hexdigest())
+    return h
 
 
 def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str], None] | None) -> None:
@@ -227,10 +224,7 @@ def _stat_all(folders: list[Folder], *, split: bool, on_head: Callable[[str, str
                 enabled=big) as child:
         for folder, cut in zip(folders, cuts, strict=True):
             folder.stats = _stats(folder.path, folder.names, 0, cut)
-            h = hashlib.blake2b(_canonical(folder.names[:cut], folder.stats), digest_size=8)
-            if on_head is not None:
-                on_head(folder.rel, h.hexdigest())
-            hashes.append(h)
+            hashes.append(_head(folder, cut, folder.stats, on_head))
         theirs = child.result(len(folders))
     for i, (folder, cut, h) in enumerate(zip(folders, cuts, hashes, strict=True)):
         tail = _array(theirs[i]) if theirs is not None else _stats(folder.path, folder.names, cut, len(folder.names))

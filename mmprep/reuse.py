@@ -103,24 +103,26 @@ def part_paths(out: Path, name: str) -> tuple[Path, Path]:
     return out / ".parts" / f"{name}.json", out / ".parts" / f"{name}.rows"
 
 
-def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
-    """The shard's part file, if this version wrote it and it describes exactly the tars there now."""
-    try:
-        doc = json.loads(part_paths(out, name)[0].read_text())
-        if doc.get("format") != PART_FORMAT:
-            return None
-        return doc if tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps") else None
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def part_problem(out: Path, name: str) -> str:
-    """Why the shard's part file is not trusted (see :func:`trusted_part`), in words for the log."""
+def read_part(out: Path, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The shard's part file, if this version wrote it and it describes exactly the tars there now;
+    else None and why, in words for the log."""
     try:
         doc = json.loads(part_paths(out, name)[0].read_text())
     except (OSError, ValueError):
-        return "not built yet"
-    return "written by another version" if doc.get("format") != PART_FORMAT else "its tars changed"
+        return None, "not built yet"
+    if doc.get("format") != PART_FORMAT:
+        return None, "written by another version"
+    try:
+        if tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps"):
+            return doc, ""
+    except (OSError, KeyError):
+        pass
+    return None, "its tars changed"
+
+
+def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
+    """The shard's part file, if it can be trusted (see :func:`read_part`)."""
+    return read_part(out, name)[0]
 
 
 def write_rows(path: Path, lines: list[str]) -> None:
