@@ -121,10 +121,15 @@ def test_symlinked_folder_loop_is_read_once(tmp_path):
     assert summary["samples_in"] == 1 and [r["key"] for r in index(tmp_path / "out")] == ["a/x"]
 
 
+def texts(corpus, n: int, folders: int):
+    """n one-line text samples spread over ``folders`` folders d0, d1...; the folder."""
+    for i in range(n):
+        write(corpus / f"d{i % folders}" / f"s{i}.txt", f"text {i}")
+    return corpus
+
+
 def test_a_no_change_rerun_with_a_pool_started_for_nothing_finishes(tmp_path):
-    corpus = tmp_path / "corpus"
-    for i in range(8):
-        write(corpus / f"d{i % 2}" / f"s{i}.txt", f"text {i}")
+    corpus = texts(tmp_path / "corpus", 8, 2)
     doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 3}}
     out = tmp_path / "out"
     build(doc, corpus, out, workers=2)
@@ -155,9 +160,7 @@ def test_the_pool_starts_only_when_a_folder_changed(tmp_path, monkeypatch):
     started = []
     real = warmup.start_pool
     monkeypatch.setattr(warmup, "start_pool", lambda *a, **kw: started.append(a[0]) or real(*a, **kw))
-    corpus = tmp_path / "corpus"
-    for i in range(6):
-        write(corpus / f"d{i % 3}" / f"s{i}.txt", f"text {i}")
+    corpus = texts(tmp_path / "corpus", 6, 3)
     doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 2}}
     out = tmp_path / "out"
     build(doc, corpus, out, workers=2)
