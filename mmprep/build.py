@@ -115,8 +115,9 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     folder_input = source.is_dir() and inp.format in ("auto", "folder")
     identity = digest(pipeline_hash, str(source), to_json(inp.model_dump(mode="json", exclude={"path"})),
                       str(reuse.PART_FORMAT), __version__)  # an upgrade that writes parts differently rebuilds
+    reports = tuple(dict.fromkeys(name for stage in stages for name in stage.reports()))
     warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if executor == "dask" else workers,
-                    force=opts.force, folder_input=folder_input)
+                    force=opts.force, folder_input=folder_input, reports=reports)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     skipped: list[Skipped] = []  # what the listing left out: reported in stats.json every run
     try:
@@ -181,7 +182,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     plans = {name: plan_hash for name, _, plan_hash in shards}  # in plan order: the merge's order
     unfinished = {task.name for task in tasks}
     slots = summary_slots(stages)
-    merging = not _reports_current(out)  # else nothing changed since the last merge
+    merging = not _reports_current(out, reports)  # else nothing changed since the last merge
     merger: Merger | None = None  # made at the first finished shard (it imports pyarrow)
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
@@ -288,9 +289,10 @@ class _Phases(dict):
         self[name], self._mark = round(self.get(name, 0.0) + now - self._mark, 3), now
 
 
-def _reports_current(out: Path) -> bool:
-    """Whether the last merge is still true: stats.json is removed before any shard is built."""
-    return all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json"))
+def _reports_current(out: Path, reports: tuple[str, ...]) -> bool:
+    """Whether the last merge is still true: stats.json is removed before any shard is built, and the
+    stages' reports (``Stage.reports``) are all there."""
+    return all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json", *reports))
 
 
 def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 The listing uses it to ``stat`` half of a big corpus on the other core: Python threads would not
 overlap those calls (each takes the GIL back). The child only runs the job (no logging, no I/O of
 the driver's), writes ``marshal`` data (arrays as bytes) and exits with ``os._exit``. The driver
-keeps Ctrl-C: SIGINT is blocked across the fork and stays blocked in the child, and leaving the
+keeps Ctrl-C: SIGINT is blocked across the fork and stays blocked in the child, a KeyboardInterrupt
+is held back until the child is recorded (another thread may take the signal), and leaving the
 ``with`` block early kills and reaps the child.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 import marshal
 import os
 import signal
+import threading
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from mmprep.executors import fork_safe
 
@@ -31,18 +34,19 @@ class Child:
             self._fork(job)
 
     def _fork(self, job: Callable[[], list]) -> None:
+        try:
+            with _ctrl_c_deferred():  # a Ctrl-C meanwhile is raised at the end, once the child is known
+                self._start(job)
+        except BaseException:
+            self.close()  # the child, if one started, is stopped and reaped; the pipe is closed
+            raise
+
+    def _start(self, job: Callable[[], list]) -> None:
         read, write = os.pipe()
-        # Ctrl-C must reach the driver only: blocked across the fork, and left blocked in the child
+        # blocked across the fork, and left blocked in the child: Ctrl-C must reach the driver only
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            try:
-                pid = os.fork()
-            except OSError:  # no fork: no child, this process does the work
-                os.close(read)
-                return
-            except BaseException:
-                os.close(read)
-                raise
+            pid = os.fork()
             if pid == 0:  # the child: work, write, exit without running any of the driver's clean-up
                 code = 1
                 try:
@@ -53,14 +57,14 @@ class Child:
                     code = 0
                 finally:
                     os._exit(code)
-            self.pid, self.fd = pid, read
+            self.pid, self.fd, read = pid, read, None
+        except OSError:  # no fork: no child, this process does the work
+            pass
         finally:
             os.close(write)
-            try:  # a Ctrl-C that came meanwhile is raised here: the child is then stopped first
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            except BaseException:
-                self.close()
-                raise
+            if read is not None:
+                os.close(read)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __enter__(self) -> Child:
         return self
@@ -109,6 +113,33 @@ class Child:
         except (EOFError, ValueError, TypeError):
             return None
         return items if isinstance(items, list) and len(items) == n else None
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C's KeyboardInterrupt until the block ends. Blocking SIGINT in this thread is not
+    enough: the kernel hands a process-wide SIGINT to any thread that does not block it (a pool's
+    thread, say), and Python then raises KeyboardInterrupt in the main thread between any two calls,
+    e.g. after ``os.fork`` returns and before the child is recorded (left unreaped, its pipe open).
+    Only the main thread gets KeyboardInterrupt, so elsewhere there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler not set from Python: cannot be put back
+        yield
+        return
+    caught: list[object] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def _plain(value: object) -> object:

@@ -82,6 +82,11 @@ class Stage:
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         """Driver side, after all shards: combine every shard's summary (e.g. write OUT/vocab.json)."""
 
+    def reports(self) -> tuple[str, ...]:
+        """Files ``finalize`` writes, relative to OUT: a rerun writes them again when one is missing or
+        changed, even if no shard needs building."""
+        return ()
+
     def applies(self, sample: Sample) -> bool:
         """Whether the sample has something for this stage to read."""
         if not self.reads:

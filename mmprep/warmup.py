@@ -27,14 +27,14 @@ from mmprep.shardtask import prepare
 FORMAT = 3  # of .scan.json: bump when the digests change meaning
 
 
-def output_signature(out: Path) -> dict[str, str] | None:
-    """Size and mtime of each file a complete build leaves (shards, part files, index, errors; not
-    stats.json, which every run rewrites), or None when the reports are not all there."""
+def output_signature(out: Path, reports: tuple[str, ...] = ()) -> dict[str, str] | None:
+    """Size and mtime of each file a complete build leaves (shards, part files, index, errors and the
+    stages' ``reports``; not stats.json, which every run rewrites), or None when they are not all there."""
     sig: dict[str, str] = {}
     try:
         if not (out / "stats.json").is_file():
             return None
-        for name in ("index.parquet", "errors.jsonl"):
+        for name in ("index.parquet", "errors.jsonl", *reports):
             st = os.stat(out / name)
             sig[name] = f"{st.st_size}:{st.st_mtime_ns}"
         for sub in ("shards", ".parts"):
@@ -50,11 +50,12 @@ def output_signature(out: Path) -> dict[str, str] | None:
 class WarmUp:
     """``workers`` 0: nothing to start (one worker runs in the driver; Dask starts its own).
     ``identity``: a digest of what else decides the output (pipeline, input folder and settings, part
-    format, mmprep version)."""
+    format, mmprep version). ``reports``: the files the stages' ``finalize`` writes (``Stage.reports``)."""
 
     def __init__(self, out: Path, pipeline: dict[str, Any], pipeline_hash: str, identity: str, *, workers: int,
-                 force: bool, folder_input: bool):
+                 force: bool, folder_input: bool, reports: tuple[str, ...] = ()):
         self.out = out
+        self.reports = reports
         self.path = out / ".scan.json"
         self.pipeline = pipeline
         self.pipeline_hash = pipeline_hash
@@ -97,7 +98,7 @@ class WarmUp:
         if folders != self.known["folders"]:
             self.start()
             return None
-        return self.known["shards"] if output_signature(self.out) == self.known["outputs"] else None
+        return self.known["shards"] if output_signature(self.out, self.reports) == self.known["outputs"] else None
 
     def take_pool(self) -> ProcessPoolExecutor | None:
         pool, self.pool = self.pool, None
@@ -110,7 +111,7 @@ class WarmUp:
 
     def save(self, shards: int) -> None:
         """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
-        sig = output_signature(self.out) if self.folders else None
+        sig = output_signature(self.out, self.reports) if self.folders else None
         if sig is not None:
             doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "heads": self.heads,
                    "outputs": sig, "shards": shards}

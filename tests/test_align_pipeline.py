@@ -208,3 +208,10 @@ def test_incremental_rebuild_keeps_every_record_in_the_report(built, tmp_path):
     assert after["totals"]["records"] == before["totals"]["records"] == 7
     assert sorted((r["key"], r["field"], r["status"]) for r in after["records"]) == sorted(
         (r["key"], r["field"], r["status"]) for r in before["records"])
+    html = (out / "alignment_report.html").read_bytes()
+    (out / "alignment_report.html").unlink()  # nothing else changes: the rerun still writes it again
+    res = CliRunner().invoke(load_commands(), ["build", str(PIPELINE), "-i", str(src), "-o", str(out), "-w", "1",
+                                               "-q", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["shards_built"] == 0
+    assert (out / "alignment_report.html").read_bytes() == html

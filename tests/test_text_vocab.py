@@ -78,6 +78,27 @@ def test_resumed_shards_still_count(corpus, local_build, tmp_path):
     assert json.loads((out / "vocab.json").read_text()) == json.loads((local_build / "vocab.json").read_text())
 
 
+def test_rerun_writes_a_deleted_vocabulary_again_and_keeps_a_recut_one(corpus, local_build, tmp_path):
+    """vocab.json is written after the shards: a rerun with every shard and input unchanged must still
+    notice it is gone (it used to stop at 'nothing changed'), and must leave alone one that
+    `mmprep vocab` re-cut with other limits."""
+    out = tmp_path / "again"
+    doc = pipeline({"stage": "text.vocab", "min_count": 2})
+    build(doc, corpus, out, workers=1)
+    (out / "vocab.json").unlink()
+    summary = build(doc, corpus, out, workers=1)
+    assert summary["shards_built"] == 0 and summary["shards_skipped"] == 5
+    assert json.loads((out / "vocab.json").read_text()) == json.loads((local_build / "vocab.json").read_text())
+    assert json.loads((out / "stats.json").read_text())["run"]["phases_seconds"].keys() >= {"merge"}
+    assert run_cli("vocab", str(out), "--max-size", "6").returncode == 0
+    recut = (out / "vocab.json").read_bytes()
+    assert len(json.loads(recut)["vocab"]) == 6
+    for _ in range(2):  # the first rerun sees the re-cut file and notes it; the second stops at the listing
+        summary = build(doc, corpus, out, workers=1)
+        assert summary["shards_built"] == 0 and (out / "vocab.json").read_bytes() == recut
+    assert set(json.loads((out / "stats.json").read_text())["run"]["phases_seconds"]) == {"scan"}
+
+
 def test_second_pass_writes_ids_from_vocab_json(corpus, local_build, tmp_path):
     out = tmp_path / "ids"
     vocab_path = local_build / "vocab.json"

@@ -38,6 +38,11 @@ class AlignAV(Stage):
     def replay(self, sample: Sample) -> None:
         self.__dict__.setdefault("records", []).extend(replay_records(sample, "av"))
 
+    def reports(self) -> tuple[str, ...]:
+        from mmprep.align.report import REPORT_HTML, REPORT_JSON
+
+        return REPORT_JSON, REPORT_HTML, f".align/{self.name}.json"
+
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         from mmprep.align.report import publish
 

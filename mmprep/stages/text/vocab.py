@@ -82,6 +82,9 @@ class TextVocab(Stage):
         return vocablib.build(counts, documents=docs, min_count=cfg.min_count, max_size=cfg.max_size,
                               special_tokens=cfg.special_tokens, unk_token=cfg.unk_token)
 
+    def reports(self) -> tuple[str, ...]:
+        return (self.config.output, "tokenizer.json") if self.config.tokenizer_json else (self.config.output,)
+
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         # Shards that replayed records from the cache or the previous build are recounted from their tars.
         complete = vocablib.shard_summaries(Path(out_dir), self.name, lowercase=self.config.lowercase)
