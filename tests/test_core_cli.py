@@ -86,3 +86,22 @@ def test_command_table_names_every_command_and_its_module():
     found = {(c.name or c.callback.__name__.replace("_", "-")): c.callback.__module__.rsplit(".", 1)[-1]
              for c in app.registered_commands}
     assert found == COMMANDS
+
+
+def test_a_bad_option_or_argument_is_one_line_and_exit_2(tmp_path):
+    """Like a bad pipeline: exit code 2 and one line on stderr that names the option (click drew a
+    box of usage and error); help and a good command are unchanged."""
+    cases = [(("build", "pipelines/demo.yaml", "-o", str(tmp_path / "o"), "--bogus"), "--bogus"),
+             (("align", "a.wav", "b.srt", "--max-offset", "abc"), "'--max-offset'"),
+             (("build", "pipelines/demo.yaml"), "'--output'"),
+             (("nosuch",), "'nosuch'")]
+    for args, named in cases:
+        res = run_cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("mmprep: usage error: "), res.stderr
+        assert named in res.stderr and "--help" in res.stderr
+        assert not (tmp_path / "o").exists()
+    res = run_cli("validate", "--help")
+    assert res.returncode == 0 and "Usage" in res.stdout
+    res = run_cli("validate", "pipelines/demo.yaml")
+    assert res.returncode == 0 and "ok" in res.stdout

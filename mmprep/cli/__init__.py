@@ -96,4 +96,25 @@ def main() -> None:
         if code is not None:
             sys.stdout.flush()
             raise SystemExit(code)
-    load_commands(command)()
+    _run(load_commands(command), command)
+
+
+def _run(app: typer.Typer, command: str | None) -> None:
+    """Run the command. A bad option or argument is one line on stderr and exit code 2, like a bad
+    pipeline, with where to find the help (click would draw a box of usage and error)."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:  # click's exceptions, by duck type: typer vendors its own click
+        show, status = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt
+            print("Aborted!", file=sys.stderr)
+            raise SystemExit(1) from None
+        if show is None or not isinstance(status, int):
+            raise
+        if status == 2 and hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
+            where = f"mmprep {command} --help" if command in COMMANDS else "mmprep --help"
+            print(f"mmprep: usage error: {exc.format_message()} (see {where})", file=sys.stderr)
+        else:
+            show()
+        raise SystemExit(status) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
