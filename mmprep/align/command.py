@@ -21,7 +21,7 @@ from pathlib import Path
 VALUE_OPTIONS: dict[str, tuple[str, type, float | None, float | None]] = {
     "--output": ("output", Path, None, None),
     "-o": ("output", Path, None, None),
-    "--max-offset": ("max_offset", float, 0.01, None),
+    "--max-offset": ("max_offset", float, 0.01, 3600.0),
     "--max-splits": ("max_splits", int, 0, 8),
     "--refine-window": ("refine_window", float, 0, 2),
     "--refine-min-scatter": ("refine_min_scatter", float, 0, 1),
