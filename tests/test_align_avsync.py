@@ -49,5 +49,7 @@ def test_av_stage_records_and_corrects_decoded_audio():
     rec = out["align.json"]["av"]["mp4"]
     assert rec["status"] == "ok" and abs(rec["offset"] - 0.2) <= 0.02 and rec["corrected"] == ["wav"]
     assert out["wav"].samples.size == 16000 * 8 - round(rec["offset"] * 16000)
+    seconds = out["wav"].samples.size / 16000  # the metadata tells the corrected length, not the decoded one
+    assert out["__meta__"]["duration"] == out["__meta__"]["audio"]["wav"]["seconds"] == round(seconds, 6)
     summary = stage.end_shard()
     assert [r["key"] for r in summary["records"]] == ["v"] and summary["records"][0]["kind"] == "av"

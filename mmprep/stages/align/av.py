@@ -81,5 +81,9 @@ class AlignAV(Stage):
             else:
                 y = np.concatenate([np.zeros(x.shape[:-1] + (n,), x.dtype), x], axis=-1)
             sample[name] = audio.replace(y)
+            seconds = round(y.shape[-1] / audio.rate, 6)  # as audio.trim does: the metadata tells the new length
+            info = meta(sample).setdefault("audio", {}).setdefault(name, {})
+            info["seconds"], info["av_shift"] = seconds, -offset
+            meta(sample)["duration"] = seconds
             done.append(name)
         return done
