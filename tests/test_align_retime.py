@@ -98,3 +98,27 @@ def test_boundary_refinement_fixes_jitter(track):
     raw = np.median(np.abs(_errors(align(act, subs, AlignParams(refine_window=0)).times, truth)))
     refined = np.median(np.abs(_errors(align(act, subs).times, truth)))
     assert refined <= 15 and refined < raw / 2, (raw, refined)
+
+
+def test_a_sign_or_an_overlong_cue_does_not_pull_the_match(track):
+    """A positioned ASS event (a sign) over the whole episode read as a minute of speech: the file came
+    out low_confidence with a wrong offset. Signs and cues over 30 s are moved with the others but not
+    matched to speech."""
+    import pysubs2
+
+    from mmprep.align.subs import parse
+
+    y, truth = track
+    subs = _cues(truth, -2000)
+    doc = pysubs2.SSAFile()
+    doc.events = [pysubs2.SSAEvent(start=c.start, end=c.end, text=c.text) for c in subs]
+    doc.events.insert(0, pysubs2.SSAEvent(start=0, end=59_000, text=r"{\pos(320,50)}EPISODE 1"))
+    cues = parse(doc.to_string("ass").encode(), "ass").cues
+    assert cues[0].sign and not any(c.sign for c in cues[1:])
+    long_cue = [*subs, Cue(0, 45_000, "narration over everything")]
+    for case in (cues, long_cue):
+        res = align(activity(y, RATE), case)
+        assert res.record["status"] == "ok" and res.record["cues_not_used"] == 1, res.record
+        spoken = [t for t, c in zip(res.times, case, strict=True) if not c.sign and c.end - c.start < 30_000]
+        assert np.median(np.abs(_errors(spoken, truth))) <= 15
+    assert np.allclose(res.times[-1], (-2000, 43_000), atol=20)  # moved with the rest

@@ -32,6 +32,7 @@ from mmprep.align.subs import Cue, validate
 
 POLISH_ROUNDS = 2
 POLISH_QUANTILE = 50  # final offset: this percentile of the onset residuals (50 = median)
+LONGEST_CUE_MS = 30_000  # longer cues are not one utterance (speech-recognition segments reach 30 s)
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,23 @@ def failed(reason: str, message: str, **extra: Any) -> Result:
     return Result(rec)
 
 
+def _speech_cues(cues: list[Cue]) -> list[int]:
+    """The cues that stand for speech: with text and a positive duration, not signs (positioned or drawn
+    ASS events), and not longer than ``LONGEST_CUE_MS`` unless every cue is (a 59 s sign over an episode
+    would read as 59 s of speech and pull the match off)."""
+    spoken = [i for i, c in enumerate(cues) if c.end > c.start >= 0 and c.text.strip() and not c.sign]
+    short = [i for i in spoken if cues[i].end - cues[i].start <= LONGEST_CUE_MS]
+    return short or spoken
+
+
 def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -> Result:
     """Re-time ``cues`` against ``act``. Never raises for bad input: returns a ``failed`` record."""
     check = validate(cues, act.seconds)
     base = {"cues": len(cues), "validation": check, "media_seconds": round(act.seconds, 3),
             "speech_seconds": round(act.speech_seconds, 3)}
-    usable = [i for i, c in enumerate(cues) if c.end > c.start >= 0 and c.text.strip()]
+    usable = _speech_cues(cues)
+    if len(usable) < len(cues):
+        base["cues_not_used"] = len(cues) - len(usable)  # moved with their neighbours, not matched to speech
     if not usable:
         return failed("subtitle.empty", "no cue with text and a positive duration", **base)
     if not act.has_speech:

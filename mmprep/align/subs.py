@@ -8,6 +8,7 @@ input's own format (:func:`render`), with text and styling untouched.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class Cue:
     start: int  # ms
     end: int  # ms
     text: str
+    sign: bool = False  # not speech: a positioned or drawn ASS event (a sign, a title card), moved with the rest
 
 
 @dataclass
@@ -119,8 +121,15 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
         raise SubtitleError("subtitle.unparseable", f"{type(exc).__name__}: {exc}") from None
     if not subs.events and text.strip() and "-->" not in text and fmt != "ass":
         raise SubtitleError("subtitle.unparseable", "no cue timing lines found")
-    cues = [Cue(int(e.start), int(e.end), e.plaintext) for e in subs.events if not e.is_comment]
+    cues = [Cue(int(e.start), int(e.end), e.plaintext, _is_sign(e)) for e in subs.events if not e.is_comment]
     return SubDoc(fmt, cues, subs)
+
+
+_SIGN_TAGS = re.compile(r"{[^}]*\\(pos|move|org|clip|iclip)\(")  # placed on screen: signs, not dialogue
+
+
+def _is_sign(event: Any) -> bool:
+    return bool(event.is_drawing or _SIGN_TAGS.search(event.text))
 
 
 def validate(cues: list[Cue], media_seconds: float | None = None) -> dict[str, Any]:
