@@ -38,11 +38,16 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     return sample, problems
 
 
-def input_hash(sample: Sample, origin: str, policy: str) -> str:
+def input_hash(sample: Sample, origin: str, policy: str, problems: list[Drop] = ()) -> str:
+    """The content key of a loaded sample. The files that could not be loaded count too (reason, field
+    and message, which names the file): else an empty caption that is later deleted would bring its
+    cached ``input.empty`` error and ``partial`` status back into a build that no longer has it."""
     parts: list[bytes | str] = [sample[KEY], origin, policy]
     for name in data_fields(sample):
         value = sample[name]
         parts += [name, value if isinstance(value, (bytes, str)) else repr(value)]
+    for drop in problems:
+        parts += ["problem", drop.reason, drop.field or "", drop.message]
     return digest(*parts)
 
 

@@ -303,7 +303,7 @@ class ShardBuilder:
         for record in records:
             sample, problems = load_record(record)
             # hashing every input byte only pays when something will be looked up in the cache
-            start = input_hash(sample, record.origin, self.policy) if self.hashing else digest(sample[KEY])
+            start = input_hash(sample, record.origin, self.policy, problems) if self.hashing else digest(sample[KEY])
             hashes = chain(start, self.fps)
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)

@@ -250,3 +250,25 @@ def test_long_and_non_ascii_names_go_through_tarfile_and_read_back(tmp_path):
         got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
     assert got == {f"{k}.{e}": (f"text {i}".encode() if e == "txt" else b"{}")
                    for i, k in enumerate(names) for e in ("txt", "json")}
+
+
+@pytest.mark.parametrize("cache", [{}, {"final": True}])
+def test_a_deleted_empty_file_does_not_bring_its_cached_error_back(tmp_path, cache):
+    """The content key hashed only the files that loaded: after an empty caption was deleted, the
+    sample's cached state came back with the old ``input.empty`` error and ``partial`` status, so the
+    rebuild differed from a fresh build (shards, index, errors.jsonl)."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "p.txt").write_bytes(b"")
+    (root / "p.jpg").write_bytes(b"x")
+    (root / "q.txt").write_text("ok")
+    doc = {"stages": [{"stage": "text.decode"},
+                      {"stage": "debug.trace", "path": str(tmp_path / "t.log"), "cacheable": True}],
+           "output": {"name": "t", "optional": ["txt"]}, "cache": cache}
+    build(doc, root, tmp_path / "o", workers=1)
+    assert (tmp_path / "o" / "errors.jsonl").read_text().count("input.empty") == 1
+    (root / "p.txt").unlink()
+    build(doc, root, tmp_path / "o", workers=1)
+    build(doc, root, tmp_path / "fresh", workers=1)
+    assert tars(tmp_path / "o") == tars(tmp_path / "fresh")
+    assert (tmp_path / "o" / "errors.jsonl").read_text() == (tmp_path / "fresh" / "errors.jsonl").read_text() == ""
