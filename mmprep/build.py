@@ -71,9 +71,35 @@ def plan(records: list[Record], spec: BaseModel, pipeline_hash: str) -> list[tup
 _SHARD = re.compile(r"^(?P<shard>.+-\d{6,})(?:_\d{2,})?\.tar$")  # NAME-000003.tar, NAME-000003_101.tar
 
 
-def _clean(out: Path, keep: set[str]) -> int:
-    """Remove temporaries left by a killed build, and tars and part files the current plan does not have."""
-    removed = 0
+def _check_writable(path: Path, key: str) -> None:
+    """A folder this build can create or write in, checked before any work (nothing is created here)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(key, f"{probe} is a file, not a folder" + ("" if probe == path else f" (for {path})"))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(key, f"cannot write in {probe}" + ("" if probe == path else f" (to create {path})"))
+
+
+def _check_foreign_tars(out: Path) -> None:
+    """Refuse an output folder whose shards/ holds tars no mmprep build wrote: the build removes the tars
+    its plan does not have, and they would be lost. Ours: OUT/.parts exists and the name is a shard's."""
+    try:
+        names = [p.name for p in (out / "shards").iterdir() if p.suffix == ".tar" and not p.name.startswith(".")]
+    except OSError:
+        return
+    ours = (out / ".parts").is_dir()
+    foreign = sorted(n for n in names if not ours or _SHARD.match(n) is None)
+    if foreign:
+        raise ConfigError("output", f"{out / 'shards'} holds {len(foreign)} tar file(s) no mmprep build wrote "
+                          f"(e.g. {foreign[0]}); build into an empty folder, or move them away")
+
+
+def _clean(out: Path, keep: set[str]) -> tuple[int, int]:
+    """Remove temporaries left by a killed build, and tars and part files the current plan does not have;
+    returns how many tars and how many part files went."""
+    removed = parts = 0
     for path in (out / "shards").iterdir():
         if path.name.startswith("."):
             path.unlink(missing_ok=True)
@@ -85,14 +111,54 @@ def _clean(out: Path, keep: set[str]) -> int:
     for path in (out / ".parts").iterdir():
         if path.name.startswith(".") or path.name.split(".", 1)[0] not in keep:
             path.unlink(missing_ok=True)
-            removed += not path.name.startswith(".")
+            parts += not path.name.startswith(".")
     for path in out.glob(".*.tmp"):
         path.unlink(missing_ok=True)
-    return removed
+    return removed, parts
 
 
 def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     """Build the shards and reports; returns the summary that ``--json`` prints."""
+    lock = OutputLock()
+    try:
+        return _build(spec, opts, lock)
+    finally:
+        lock.release()
+
+
+class OutputLock:
+    """One build at a time per output folder: two builds into one OUT interleave their shards and merges
+    (an index without a shard's rows). ``acquire`` takes ``OUT/.lock`` (``flock``: released if the
+    process dies) once the build is about to write, so a configuration error still writes nothing."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def acquire(self, out: Path) -> None:
+        if self.fd is not None or os.name == "nt":
+            return
+        import fcntl
+
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError("output", f"cannot write {out}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError("output", f"another build is writing to {out} (it holds {out / '.lock'}); "
+                              "wait for it to end, or build into another folder") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, Any]:
     t0 = time.perf_counter()
     stages = instantiate(spec)  # pre-flight: missing resources fail here, before OUT exists
     source = opts.input or spec.input.path
@@ -109,6 +175,11 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
     if out == source:
         raise ConfigError("output", f"{out} is the input folder: its shards would be read as input; write the "
                           "build to another folder (a subfolder of the input is fine: it is not read)")
+    cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
+    _check_writable(out, "output")
+    if spec.cache.enabled:
+        _check_writable(cache_dir, "cache.dir")
+    _check_foreign_tars(out)
     preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
@@ -127,26 +198,29 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
             unchanged = warmup.unchanged_shards({folder.rel: folder.digest for folder in listing})
             if unchanged is not None:
                 phases.end("scan")
+                lock.acquire(out)
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases, skipped)
                 if summary is not None:
                     warmup.abandon()  # none should have started; if one did, stop it
                     return summary
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                               include=inp.include, exclude=inp.exclude, listing=listing)
+        lock.acquire(out)
     except BaseException:  # a manifest's config error: stop the workers now, not at exit
         warmup.abandon()
         raise
     del listing
     phases.end("scan")
 
-    cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     for sub in ("shards", ".parts", ".progress"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for path in (out / ".progress").glob("*"):
         path.unlink(missing_ok=True)
 
     shards = plan(records, spec, pipeline_hash)
-    removed = _clean(out, {name for name, _, _ in shards})
+    removed, parts = _clean(out, {name for name, _, _ in shards})
+    if removed:
+        log.warning("removed %d tar(s) of an earlier build that this plan does not have", removed)
     tasks: list[ShardTask] = []
     complete = 0
     why: dict[str, int] = {}  # shards to build, by reason
@@ -175,7 +249,7 @@ def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
         log.info("shards to build: %s", "; ".join(f"{n} {reason}" + (f" ({changed} records new or changed in them)"
                                                                      if reason == "inputs changed" else "")
                                                  for reason, n in sorted(why.items())))
-    if tasks or removed:
+    if tasks or removed or parts:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
     built: set[str] = set()

@@ -153,3 +153,32 @@ def test_summaries_count_replayed_samples_too(tmp_path, corpus):
     parts = [json.loads(p.read_text()) for p in sorted((out / ".parts").glob("t-*.json"))]
     assert [p["summaries"]["debug.trace#3"]["samples"] for p in parts] == [3, 3, 2]
     assert "samples" not in parts[0]["summaries"].get("debug.trace", {})  # A and B do not count
+
+
+def test_sigterm_stops_the_workers_too_and_a_rerun_completes(tmp_path, corpus):
+    """A scheduler's SIGTERM used to end the driver alone: the forkserver and its workers held each
+    other's pipes open and ran on forever (about 110 MB each time)."""
+    import psutil
+
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(tmp_path / "t.log"),
+                                                  "delay": 0.2}],
+           "output": {"name": "k", "max_samples": 2, "fields": ["txt"]}, "execution": {"batch_size": 1}}
+    pipe = write_pipeline(tmp_path / "p.yaml", doc)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "-q"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "t.log").exists():
+        time.sleep(0.05)  # the workers are running shards
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert family, "no worker processes to check"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    for p in alive:
+        p.kill()
+    assert alive == []
+    res = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert len(list((out / "shards").glob("k-*.tar"))) == 4

@@ -31,6 +31,7 @@ def build(
     from mmprep.config import load_pipeline
 
     setup_logging(quiet)
+    _stop_on_sigterm()
     if executor not in (None, "local", "dask"):
         fail_config(ConfigError("--executor", f"must be local or dask, not {executor!r}"))
     try:
@@ -49,3 +50,17 @@ def build(
                    f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
     if not summary["ok"]:
         raise typer.Exit(1)
+
+
+def _stop_on_sigterm() -> None:
+    """A job scheduler's SIGTERM stops the build as Ctrl-C does: the workers are stopped and finished
+    shards kept (a rerun resumes). Python's default would end the driver alone, and its workers and
+    forkserver, which hold each other's pipes open, would run on forever."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop)

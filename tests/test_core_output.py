@@ -1,0 +1,69 @@
+"""The output folder: checked before any work, one build at a time, and no tar it did not write lost."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+
+import pytest
+
+from mmprep.errors import ConfigError
+from tests.conftest import build
+
+
+def text_doc(name: str = "t", **cache) -> dict:
+    return {"stages": [{"stage": "text.decode"}], "output": {"name": name, "max_samples": 2}, "cache": cache}
+
+
+@pytest.fixture
+def texts(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    for i in range(5):
+        (root / f"s{i}.txt").write_text(f"text {i}")
+    return root
+
+
+def test_tars_no_build_wrote_are_refused_not_deleted(tmp_path, texts):
+    out = tmp_path / "o"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / "mine.tar").write_bytes(b"x" * 1024)
+    with pytest.raises(ConfigError, match=r"^output: .*1 tar file\(s\) no mmprep build wrote \(e\.g\. mine\.tar\)"):
+        build(text_doc(), texts, out, workers=1)
+    assert sorted(p.name for p in out.rglob("*")) == ["mine.tar", "shards"]
+
+
+def test_an_earlier_builds_shards_the_plan_does_not_have_are_removed_and_said(tmp_path, texts, caplog):
+    out = tmp_path / "o"
+    build(text_doc("a"), texts, out, workers=1)
+    with caplog.at_level(logging.WARNING, logger="mmprep.build"):
+        build(text_doc("b"), texts, out, workers=1)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["b-000000.tar", "b-000001.tar", "b-000002.tar"]
+    assert "removed 3 tar(s) of an earlier build that this plan does not have" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["output", "cache.dir"])
+def test_an_output_or_cache_that_is_a_file_is_a_config_error_before_any_work(tmp_path, texts, where):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    out = afile if where == "output" else tmp_path / "o"
+    doc = text_doc() if where == "output" else text_doc(dir=str(afile / "sub"))
+    with pytest.raises(ConfigError, match=rf"^{where}: {afile} is a file, not a folder"):
+        build(doc, texts, out, workers=1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_second_build_into_the_same_output_is_refused_while_one_runs(tmp_path, texts):
+    out = tmp_path / "o"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running build holds it
+    try:
+        with pytest.raises(ConfigError, match="^output: another build is writing to"):
+            build(text_doc(), texts, out, workers=1)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    finally:
+        os.close(fd)
+    assert build(text_doc(), texts, out, workers=1)["shards_built"] == 3
+    assert build(text_doc(), texts, out, workers=1)["shards_built"] == 0  # released after each build
