@@ -113,11 +113,16 @@ def read_part(out: Path, name: str) -> tuple[dict[str, Any] | None, str]:
     if doc.get("format") != PART_FORMAT:
         return None, "written by another version"
     try:
-        if tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps"):
-            return doc, ""
+        same_tars = tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps")
     except (OSError, KeyError):
-        pass
-    return None, "its tars changed"
+        same_tars = False
+    if not same_tars:
+        return None, "its tars changed"
+    try:  # a truncated rows file would have the merge index part of the shard
+        same_rows = part_paths(out, name)[1].stat().st_size == doc.get("rows_bytes")
+    except OSError:
+        same_rows = False
+    return (doc, "") if same_rows else (None, "its index rows changed")
 
 
 def trusted_part(out: Path, name: str) -> dict[str, Any] | None:

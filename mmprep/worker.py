@@ -395,7 +395,7 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     part, rows_path = part_paths(Path(task.out_dir), task.name)
     rows = result.pop("rows")
     write_rows(rows_path, rows)
-    result["samples"] = len(rows)
+    result["samples"], result["rows_bytes"] = len(rows), rows_path.stat().st_size
     tmp = temp_name(part)
     tmp.write_text(json.dumps(result, default=str))  # ASCII: error paths may hold undecodable bytes
     os.replace(tmp, part)

@@ -272,3 +272,18 @@ def test_a_deleted_empty_file_does_not_bring_its_cached_error_back(tmp_path, cac
     build(doc, root, tmp_path / "fresh", workers=1)
     assert tars(tmp_path / "o") == tars(tmp_path / "fresh")
     assert (tmp_path / "o" / "errors.jsonl").read_text() == (tmp_path / "fresh" / "errors.jsonl").read_text() == ""
+
+
+def test_a_truncated_rows_file_rebuilds_its_shard_instead_of_indexing_part_of_it(tmp_path):
+    """The merge indexed whatever a shard's rows file held: cut short, the index lost samples that the
+    tars still had, and the summary still counted them."""
+    root = text_corpus(tmp_path / "c", 100)
+    out = tmp_path / "o"
+    build(text_doc(), root, out, workers=1)
+    rows = out / ".parts" / "t-000001.rows"
+    rows.write_bytes(rows.read_bytes()[: rows.stat().st_size // 2])
+    summary = build(text_doc(), root, out, workers=1)
+    assert summary["shards_built"] == 1
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["run"]["rebuilt_because"] == {"its index rows changed": 1}
+    assert pq.read_table(out / "index.parquet").num_rows == 100
