@@ -28,7 +28,7 @@ from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
 from mmprep.corpus import Record, printable, read_corpus
 from mmprep.errors import ConfigError
-from mmprep.executors import default_workers, preload, run_dask, run_local
+from mmprep.executors import check_start_method, default_workers, preload, run_dask, run_local
 from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
@@ -175,6 +175,9 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     if out == source:
         raise ConfigError("output", f"{out} is the input folder: its shards would be read as input; write the "
                           "build to another folder (a subfolder of the input is fine: it is not read)")
+    if not source.exists():  # before the workers start (read_corpus says it too, for library callers)
+        raise ConfigError("input.path", f"{source} does not exist")
+    check_start_method()
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     _check_writable(out, "output")
     if spec.cache.enabled:

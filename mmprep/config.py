@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
 from mmprep.errors import ConfigError
 from mmprep.stage import Stage, get_stage, loaded, registry
@@ -64,6 +64,17 @@ class OutputSpec(Section):
     )
     meta: bool = Field(True, description="Write each sample's metadata as KEY.meta.json.")
     encoding: EncodingSpec = EncodingSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutputSpec:
+        both = sorted(set(self.required) & set(self.optional))
+        if both:
+            raise ValueError(f"{both[0]!r} is both required and optional")
+        if self.fields is not None:
+            unwritten = [f for f in self.required if f not in self.fields]
+            if unwritten:  # every sample would be dropped
+                raise ValueError(f"required field {unwritten[0]!r} is not in fields, so no sample could have it")
+        return self
 
 
 class ExecutionSpec(Section):

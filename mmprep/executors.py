@@ -49,6 +49,16 @@ def fork_safe() -> bool:
         name in sys.modules for name in FORK_UNSAFE)
 
 
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def check_start_method() -> None:
+    """``MMPREP_START_METHOD``, if set, names a start method (checked before any work)."""
+    method = os.environ.get("MMPREP_START_METHOD")
+    if method and method not in START_METHODS:
+        raise ConfigError("MMPREP_START_METHOD", f"must be one of {', '.join(START_METHODS)}, not {method!r}")
+
+
 def _context(preferred: str = "forkserver") -> Any:
     """How worker processes start: ``MMPREP_START_METHOD``, else ``preferred``, by default ``forkserver``
     (a server that imports the core, the stages and their libraries once; every worker forks from it).

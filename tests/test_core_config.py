@@ -20,6 +20,8 @@ from tests.conftest import ROOT, run_cli, write_pipeline
     ({"output": {"fields": ["../evil"]}}, "output.fields[0]:"),
     ({"execution": {"executor": "spark"}}, "execution.executor:"),
     ({"inptu": {}}, "inptu: unknown key"),
+    ({"output": {"fields": ["jpg"], "required": ["txt"]}}, "output: Value error, required field 'txt' is not in"),
+    ({"output": {"required": ["txt"], "optional": ["txt"]}}, "output: Value error, 'txt' is both required and"),
 ])
 def test_config_errors_exit_2_and_write_nothing(tmp_path, corpus, doc, key):
     pipe = write_pipeline(tmp_path / "p.yaml", doc)
@@ -69,3 +71,11 @@ def test_stages_lists_parameters_and_defaults():
     assert stages["text.normalize"]["params"]["form"]["default"] == "NFKC"
     assert stages["audio.normalize"]["params"]["peak_dbfs"]["default"] == -1.0
     assert {"image.decode", "text.decode", "audio.decode", "video.decode", "subtitle.decode"} <= set(stages)
+
+
+def test_an_unknown_start_method_is_a_config_error(tmp_path, corpus):
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}]})
+    res = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(tmp_path / "out"),
+                  env_extra={"MMPREP_START_METHOD": "forkk"})
+    assert res.returncode == 2 and res.stderr.startswith("mmprep: config error: MMPREP_START_METHOD: must be one of")
+    assert not (tmp_path / "out").exists()
