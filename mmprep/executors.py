@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -107,7 +108,7 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build.
     ``method``: the preferred start method (see ``_context``)."""
     ctx = _context(method)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=gc.enable)  # see below
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)  # see below
     log.info("starting %d worker processes (%s)", workers, ctx.get_start_method())
     if setup is None:
         return pool
@@ -123,6 +124,26 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     else:  # from a thread: starting a worker waits until the forkserver has done its imports
         threading.Thread(target=_submit, args=(pool, workers, setup, args), daemon=True).start()
     return pool
+
+
+def _worker_init() -> None:
+    gc.enable()  # off in a driver paused mid-scan, whose state a forked worker inherits
+    exit_with_parent()
+
+
+def exit_with_parent(poll: float = 1.0) -> None:
+    """End this process when its parent dies. A driver killed outright (SIGKILL, the OOM killer) runs no
+    clean-up, and its workers and the forkserver, which hold each other's pipes open, would wait forever.
+    A thread watches the parent id (PR_SET_PDEATHSIG would follow the parent *thread*, and the forkserver
+    is started from a short-lived one); the forkserver runs it too, so the chain ends from the top."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mmprep-exit-with-parent", daemon=True).start()
 
 
 def _submit(pool: ProcessPoolExecutor, n: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

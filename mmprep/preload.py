@@ -7,5 +7,7 @@ walk only what it made itself, and never touch (so never copy) the pages it shar
 import gc
 
 from mmprep import worker  # noqa: F401
+from mmprep.executors import exit_with_parent
 
 gc.freeze()
+exit_with_parent()  # the forkserver ends with the build's driver, however that ends

@@ -10,6 +10,8 @@ import sys
 import tarfile
 import time
 
+import pytest
+
 from tests.conftest import ROOT, build, write_pipeline
 
 
@@ -155,9 +157,10 @@ def test_summaries_count_replayed_samples_too(tmp_path, corpus):
     assert "samples" not in parts[0]["summaries"].get("debug.trace", {})  # A and B do not count
 
 
-def test_sigterm_stops_the_workers_too_and_a_rerun_completes(tmp_path, corpus):
-    """A scheduler's SIGTERM used to end the driver alone: the forkserver and its workers held each
-    other's pipes open and ran on forever (about 110 MB each time)."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killing_the_driver_ends_its_workers_too_and_a_rerun_completes(tmp_path, corpus, sig):
+    """A scheduler's SIGTERM, or SIGKILL (the OOM killer), used to end the driver alone: the forkserver
+    and its workers held each other's pipes open and ran on forever (about 110 MB each time)."""
     import psutil
 
     doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(tmp_path / "t.log"),
@@ -173,7 +176,7 @@ def test_sigterm_stops_the_workers_too_and_a_rerun_completes(tmp_path, corpus):
         time.sleep(0.05)  # the workers are running shards
     family = psutil.Process(proc.pid).children(recursive=True)
     assert family, "no worker processes to check"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(timeout=60) != 0
     gone, alive = psutil.wait_procs(family, timeout=15)
     for p in alive:
