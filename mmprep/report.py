@@ -32,6 +32,17 @@ def index_schema(members: str = "member_offsets") -> Any:
     ])
 
 
+_ERROR_KEYS = ("key", "source", "stage", "reason", "message", "action", "field", "path")
+
+
+def _error_row(err: dict[str, Any]) -> dict[str, Any]:
+    """An errors.jsonl line in one key order, whether the error was just made or came back from the
+    cache (stored with sorted keys): a rebuild's file equals a fresh build's byte for byte."""
+    row = {k: err[k] for k in _ERROR_KEYS if k in err}
+    row.update((k, v) for k, v in sorted(err.items()) if k not in row and k != "record")
+    return row
+
+
 def read_index_rows(path: Path) -> Any:
     """A shard's rows file as an index table, member places made absolute. Parsed by Arrow straight into
     columns, and the arithmetic done on the buffers with numpy: building columns from Python lists, or
@@ -120,7 +131,7 @@ class Merger:
             self.reasons[err["reason"]] += 1
             self.dropped += err["action"] == "dropped"
             self.omitted += err["action"] == "omitted"
-            self._errors.write(json.dumps({k: v for k, v in err.items() if k != "record"}, ensure_ascii=False))
+            self._errors.write(json.dumps(_error_row(err), ensure_ascii=False))
             self._errors.write("\n")
         for name, summary in doc.get("summaries", {}).items():
             self.summaries.setdefault(name, []).append(summary)

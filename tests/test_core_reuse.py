@@ -287,3 +287,22 @@ def test_a_truncated_rows_file_rebuilds_its_shard_instead_of_indexing_part_of_it
     stats = json.loads((out / "stats.json").read_text())
     assert stats["run"]["rebuilt_because"] == {"its index rows changed": 1}
     assert pq.read_table(out / "index.parquet").num_rows == 100
+
+
+def test_errors_from_the_cache_are_written_as_a_fresh_build_writes_them(tmp_path):
+    """errors.jsonl lines that came back from the content cache had their keys sorted (as stored), so
+    a rebuild's errors.jsonl differed from a fresh build's."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"")  # input.empty, field txt: an error with field and path
+    (root / "a.jpg").write_bytes(b"not a jpeg")
+    (root / "b.txt").write_text("fine")
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "image.decode"}],
+           "output": {"name": "t", "optional": ["txt", "jpg"]}, "cache": {"final": True}}
+    build(doc, root, tmp_path / "o", workers=1)
+    os.utime(root / "a.jpg")  # touched, same bytes: its outcome comes from the cache
+    assert build(doc, root, tmp_path / "o", workers=1)["records_from_cache"] == 1
+    build(doc, root, tmp_path / "fresh", workers=1)
+    got = (tmp_path / "o" / "errors.jsonl").read_text()
+    assert got == (tmp_path / "fresh" / "errors.jsonl").read_text() and got.count("\n") == 3
+    assert list(json.loads(got.splitlines()[0]))[:6] == ["key", "source", "stage", "reason", "message", "action"]
