@@ -274,7 +274,8 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
             progress.shard_done()
             if isinstance(result, BaseException):
                 log.error("shard %s failed: %s: %s", task.name, type(result).__name__, result)
-                failed.append({"shard": task.name, "error": f"{type(result).__name__}: {result}"})
+                failed.append({"shard": task.name, "records": len(task.records),
+                               "error": f"{type(result).__name__}: {result}"})
             else:
                 built.add(task.name)
             unfinished.discard(task.name)
@@ -316,7 +317,8 @@ def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipelin
 
 def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     return {"output": str(out), "ok": not run["failed_shards"], "samples_in": stats["samples_in"],
-            "samples_out": stats["samples_out"], "samples_dropped": stats["samples_dropped"],
+            "samples_out": stats["samples_out"], "samples_failed": stats.get("samples_failed", 0),
+            "samples_dropped": stats["samples_dropped"],
             "fields_omitted": stats["fields_omitted"], "errors_by_reason": stats["errors_by_reason"],
             "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
             "records_from_cache": stats["run"]["records_from_cache"],

@@ -149,9 +149,11 @@ class Merger:
             if name not in self.stage_names:  # input/output pseudo-stages only have drops
                 for k in COUNTERS:
                     counts.pop(k, None)
+        failed = sum(f.get("records", 0) for f in run.get("failed_shards", []))  # in no part file
         stats = {
-            "samples_in": self.records,
+            "samples_in": self.records + failed,
             "samples_out": self.rows,
+            "samples_failed": failed,
             "samples_dropped": self.dropped,
             "fields_omitted": self.omitted,
             "errors_by_reason": dict(sorted(self.reasons.items())),

@@ -106,6 +106,8 @@ def test_a_worker_crash_fails_only_its_shard(tmp_path, corpus):
     summary = build(doc, corpus, out, workers=2)
     assert not summary["ok"] and [f["shard"] for f in summary["failed_shards"]] == ["x-000003"]
     assert summary["shards_built"] == 3 and summary["samples_out"] == 6
+    # the failed shard's records are counted in, as failed (they were left out of samples_in)
+    assert summary["samples_in"] == 8 and summary["samples_failed"] == 2
     with tarfile.open(out / "shards" / "x-000000.tar") as tar:
         assert {m.name.split(".")[0] for m in tar.getmembers()} == {"part0/item0000", "part0/item0002"}
 
