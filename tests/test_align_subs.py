@@ -72,3 +72,13 @@ def test_subtitle_decode_stage_counts_problems_in_metadata():
     sample = cls(cls.Config()).process({"__key__": "k", "__meta__": {}, "srt": SRT.encode()})
     info = sample["__meta__"]["subtitle"]["srt"]
     assert info["cues"] == 5 and info["problems"] == {"overlap": 1, "backwards": 1, "empty": 1}
+
+
+def test_the_test_helper_refuses_negative_srt_times():
+    import pytest
+
+    from mmprep.testing.media import srt_text
+
+    assert srt_text([(0.5, 1.25, "hi")]) == "1\n00:00:00,500 --> 00:00:01,250\nhi\n\n"
+    with pytest.raises(ValueError, match="negative"):
+        srt_text([(-2.0, 1.0, "before the start")])

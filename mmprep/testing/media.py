@@ -39,8 +39,12 @@ def wav_bytes(samples: np.ndarray, rate: int = 16000, *, fmt: str = "WAV") -> by
 
 
 def srt_text(cues: list[tuple[float, float, str]]) -> str:
+    """SRT for ``(start s, end s, text)`` cues. SRT has no negative times: one is an error here (it was
+    written as ``-1:59:58,000``, which readers take as two hours)."""
     def ts(sec: float) -> str:
         ms = int(round(sec * 1000))
+        if ms < 0:
+            raise ValueError(f"SRT cannot hold a negative time ({sec} s)")
         return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
     return "".join(f"{i}\n{ts(a)} --> {ts(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
