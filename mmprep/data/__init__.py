@@ -6,10 +6,10 @@
 """
 
 from mmprep.data.collate import PadCollate
-from mmprep.data.decode import Decoder
+from mmprep.data.decode import DecodeError, Decoder, decode_label
 from mmprep.data.loader import StreamLoader, delivered_per_worker
 from mmprep.data.sources import Shard, resolve, sidecar_meta
 from mmprep.data.stream import ShardStream, dist_info
 
-__all__ = ["Decoder", "PadCollate", "Shard", "ShardStream", "StreamLoader", "delivered_per_worker", "dist_info",
-           "resolve", "sidecar_meta"]
+__all__ = ["DecodeError", "Decoder", "PadCollate", "Shard", "ShardStream", "StreamLoader", "decode_label",
+           "delivered_per_worker", "dist_info", "resolve", "sidecar_meta"]

@@ -9,6 +9,11 @@ Resume: the state is ``epoch`` plus how many samples each worker already deliver
 replays the shuffle buffer on sample *positions* only (no I/O), then reads the few samples that sit
 in the buffer at that point and continues reading sequentially: the rest of the stream equals the
 uninterrupted one. Use :class:`mmprep.data.loader.StreamLoader` to get this through a DataLoader.
+
+Bad samples: a member that fails to decode raises :class:`~mmprep.data.decode.DecodeError` (shard,
+key, field), or with ``on_error="skip"`` the sample is dropped, counted and logged. A worker's
+position is then the number of shuffle-buffer *positions* it consumed up to its last delivered
+sample (skipped ones included), so a restore re-skips the same samples and the rest stays exact.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from typing import Any, Literal
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mmprep.data import plan
-from mmprep.data.decode import Decoder
+from mmprep.data.decode import DecodeError, Decoder
 from mmprep.data.sources import Shard, open_binary, resolve
 from mmprep.data.tarscan import group_samples, scan_spans
 from mmprep.errors import ConfigError
 
 log = logging.getLogger("mmprep.data")
 Item = tuple[int, int]  # (shard index, sample index in that shard)
+Progress = tuple[int, int, int]  # one worker's (positions consumed, samples delivered, samples skipped)
+Tag = tuple[int, int, int, int]  # (plan worker, *Progress) after a sample
+OnError = Literal["raise", "skip"]
 
 
 def dist_info() -> tuple[int, int]:
@@ -78,14 +86,19 @@ class ShardStream(IterableDataset):
     pickles). ``buffer``: shuffle buffer size in samples (ignored unless ``shuffle``). ``even``:
     ``pad`` repeats samples so every rank gets ``ceil(N / world)``, ``drop`` gives ``N // world``.
     ``world``/``rank`` default to :func:`dist_info`. ``chunk_bytes``: bytes read per ``read`` call.
+    ``on_error``: a member that fails to decode raises :class:`DecodeError` (``"raise"``), or its
+    sample is dropped, counted in ``skipped`` and logged as one warning line (``"skip"``).
     """
 
     def __init__(self, source: str | Path | list[str | Path], *, fields: list[str] | tuple[str, ...] | None = None,
                  shuffle: bool = True, buffer: int = 1000, seed: int = 0, even: Literal["pad", "drop"] = "pad",
                  world: int | None = None, rank: int | None = None, decoder: Decoder | None = None,
-                 chunk_bytes: int = 4 << 20, keys: set[str] | None = None):
+                 chunk_bytes: int = 4 << 20, keys: set[str] | None = None, on_error: OnError = "raise"):
         if even not in ("pad", "drop"):
             raise ConfigError("even", f"must be 'pad' or 'drop', got {even!r}")
+        if on_error not in ("raise", "skip"):
+            raise ConfigError("on_error", f"must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
         self.shards: list[Shard] = resolve(source)
         if keys is not None:
             for shard in self.shards:
@@ -105,9 +118,12 @@ class ShardStream(IterableDataset):
             raise ConfigError("rank", f"rank {self.rank} is outside world size {self.world}")
         self.chunk_bytes = chunk_bytes
         self.epoch = 0
-        self._skip: dict[int, int] = {}
+        self._resume: dict[int, Progress] = {}  # where each plan worker starts
         self._rotate = 0
-        self._delivered = 0  # samples yielded in this process (num_workers=0 use)
+        self._progress: Progress = (0, 0, 0)  # of the worker iterated in this process (num_workers=0 use)
+        self.skipped = 0
+        """Samples dropped by ``on_error="skip"`` in this epoch by this process (restored ones included).
+        With DataLoader workers this copy stays 0: read :attr:`StreamLoader.skipped`."""
         self._sidecar_spans: dict[str, dict[str, tuple[int, int]]] = {}
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -126,28 +142,36 @@ class ShardStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning (clears a restored position unless it is for this epoch)."""
         if epoch != self.epoch:
-            self._skip = {}
+            self._resume = {}
             self._rotate = 0
-            self._delivered = 0
+            self._progress = (0, 0, 0)
+            self.skipped = 0
         self.epoch = epoch
 
-    def set_position(self, epoch: int, skip: dict[int, int], *, rotate: int = 0) -> None:
-        """Next iteration starts ``epoch`` after ``skip[worker]`` samples already delivered per worker.
+    def set_position(self, epoch: int, skip: dict[int, int], *, rotate: int = 0,
+                     skipped: dict[int, int] | None = None) -> None:
+        """Next iteration starts ``epoch`` after ``skip[worker]`` positions already consumed per worker.
 
-        ``rotate``: DataLoader worker ``i`` reads the samples of plan worker ``(i + rotate) % W``.
+        A position is a sample read, delivered or (``on_error="skip"``) skipped; ``skipped[worker]``
+        says how many of them were skipped (0 if absent). ``rotate``: DataLoader worker ``i`` reads the
+        samples of plan worker ``(i + rotate) % W``.
         """
+        skipped = skipped or {}
         self.epoch = epoch
-        self._skip = {int(w): int(n) for w, n in skip.items()}
+        self._resume = {int(w): (int(n), int(n) - int(skipped.get(w, 0)), int(skipped.get(w, 0)))
+                        for w, n in skip.items()}
         self._rotate = rotate
-        self._delivered = 0
+        self._progress = self._resume.get(0, (0, 0, 0))
+        self.skipped = self._progress[2]
 
     def state_dict(self) -> dict[str, Any]:
         """Position when iterated in this process (``num_workers=0``). With workers, use StreamLoader."""
-        return {"epoch": self.epoch, "skip": {0: self._skip.get(0, 0) + self._delivered}, **self.fingerprint()}
+        return {"epoch": self.epoch, "skip": {0: self._progress[0]}, "skipped": {0: self._progress[2]},
+                **self.fingerprint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check(state)
-        self.set_position(state["epoch"], state["skip"])
+        self.set_position(state["epoch"], state["skip"], skipped=state.get("skipped"))
 
     def fingerprint(self) -> dict[str, Any]:
         return {"seed": self.seed, "world": self.world, "rank": self.rank, "samples": sum(self.counts),
@@ -161,22 +185,52 @@ class ShardStream(IterableDataset):
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        for sample, _tag in self.tagged():
+            if sample is not None:
+                yield sample
+
+    def tagged(self) -> Iterator[tuple[dict[str, Any] | None, Tag]]:
+        """``(sample, (plan worker, positions, delivered, skipped))`` after each delivered sample, then
+        ``(None, tag)`` once at the end (so skips after the last sample are counted too).
+
+        What :class:`StreamLoader` iterates to know each worker's exact position.
+        """
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         worker = (worker + self._rotate) % workers
-        skip = self._skip.get(worker, 0)
-        for key, raw in self.raw_samples(workers, worker, skip=skip):
-            sample = self.decoder(key, raw)
-            self._delivered += 1
-            yield sample
+        pos, delivered, skipped = self._resume.get(worker, (0, 0, 0))
+        self.skipped = skipped
+        for (shard_i, _), (key, raw) in self._entries(workers, worker, skip=pos):
+            pos += 1
+            shard = self.shards[shard_i]
+            try:
+                sample = self.decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)
+            except DecodeError as exc:
+                if self.on_error == "raise":
+                    raise
+                skipped += 1
+                self.skipped = skipped
+                log.warning("on_error=skip: dropped a sample (%d in this epoch by worker %d of rank %d): %s",
+                            skipped, worker, self.rank, exc)
+                continue
+            delivered += 1
+            self._progress = (pos, delivered, skipped)
+            yield sample, (worker, pos, delivered, skipped)
+        self._progress = (pos, delivered, skipped)
+        yield None, (worker, pos, delivered, skipped)
         # the epoch is over for this process: a later iteration starts it afresh
-        self._skip = {}
+        self._resume = {}
         self._rotate = 0
-        self._delivered = 0
+        self._progress = (0, 0, 0)
 
     def raw_samples(self, workers: int = 1, worker: int = 0, *, skip: int = 0
                     ) -> Iterator[tuple[str, dict[str, bytes]]]:
-        """Undecoded ``(key, {ext: bytes})`` for one worker, after ``skip`` already-delivered samples."""
+        """Undecoded ``(key, {ext: bytes})`` for one worker, after ``skip`` already-consumed positions."""
+        for _item, payload in self._entries(workers, worker, skip=skip):
+            yield payload
+
+    def _entries(self, workers: int, worker: int, *, skip: int
+                 ) -> Iterator[tuple[Item, tuple[str, dict[str, bytes]]]]:
         segs = plan.segments(self.counts, epoch=self.epoch, seed=self.seed, shuffle=self.shuffle,
                              world=self.world, rank=self.rank, workers=workers, worker=worker, even=self.even)
         items: list[Item] = [(s, i) for s, a, b in segs for i in range(a, b)]
@@ -195,9 +249,9 @@ class ShardStream(IterableDataset):
         for entry in zip(items[cursor:], self._read(items[cursor:]), strict=True):
             out = buf.push(entry)
             if out is not None:
-                yield out[1]
+                yield out
         while buf.items:
-            yield buf.pop()[1]
+            yield buf.pop()
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, items: list[Item]) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -236,7 +290,11 @@ class ShardStream(IterableDataset):
         spans = shard.spans[first:stop]
         fh.seek(spans[0].offset)
         data = fh.read(spans[-1].end - spans[0].offset)
-        got = dict(group_samples(data, spans[0].offset))
+        try:
+            got = dict(group_samples(data, spans[0].offset))
+        except (EOFError, ValueError) as exc:  # a truncated or garbled tar: name it
+            kind = EOFError if isinstance(exc, EOFError) else ValueError
+            raise kind(f"shard {shard.url}, samples {spans[0].key!r}..{spans[-1].key!r}: {exc}") from exc
         extra = {name: self._sidecar(url, [s.key for s in spans]) for name, url in shard.sidecars.items()}
         result = []
         for span in spans:
