@@ -153,3 +153,25 @@ def test_recall_at_numbers():
     swapped[[0, 1]] = swapped[[1, 0]]  # two captions exchanged: those two miss at 1
     r = recall_at(x, swapped)
     assert r["recall@1"] == pytest.approx(18 / 20)
+
+
+def test_sidecars_of_a_shard_rebuilt_since_are_left_out_with_a_warning(tmp_path, enc, caplog):
+    """A shard rebuilt after `mmprep embed` (one caption changed) kept getting the old sidecar joined by
+    key: the changed caption came with its old caption's vector, silently."""
+    import logging
+
+    from mmprep.data import ShardStream
+
+    caption_corpus(tmp_path / "corpus", 8)
+    out = tmp_path / "out"
+    raw_build(tmp_path / "corpus", out, per_shard=4)
+    SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    (tmp_path / "corpus" / "item0001.txt").write_text("a changed caption")  # in the first shard
+    raw_build(tmp_path / "corpus", out, per_shard=4)
+    with caplog.at_level(logging.WARNING, logger="mmprep.data.sources"):
+        got = {s["__key__"]: s for s in ShardStream(str(out), shuffle=False)}
+    assert sorted(k for k, s in got.items() if "txt_emb.npy" in s) == [f"item{i:04d}" for i in range(4, 8)]
+    assert "txt_emb.npy" not in got["item0001"] and got["item0001"]["txt"] == "a changed caption"
+    assert "embeddings txt_emb of 1 shard(s) (emb-000000.tar...) were made from an earlier build" in caplog.text
+    SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()  # embed again: all joined
+    assert all("txt_emb.npy" in s for s in ShardStream(str(out), shuffle=False))

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import glob as globlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from mmprep.data.tarscan import SampleSpan, scan_spans
 from mmprep.errors import ConfigError, MissingDependency
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,13 +97,39 @@ def _out_dir_shards(out: str) -> list[Shard]:
     for key, shard, offset, size in zip(*(table.column(c).to_pylist() for c in ("key", "shard", "offset", "size")),
                                         strict=True):
         by_shard.setdefault(shard, []).append(SampleSpan(key, offset, offset + size))
-    sidecar_fields = _sidecar_fields(out)
-    shards = []
+    metas = sidecar_meta(out)
+    shards, stale = [], {}
     for name in sorted(by_shard):
         spans = sorted(by_shard[name], key=lambda s: s.offset)
-        cars = {f: _join(out, "embeddings", f, name) for f in sidecar_fields}
-        shards.append(Shard(_join(out, "shards", name), spans, {f: u for f, u in cars.items() if _exists(u)}))
+        url = _join(out, "shards", name)
+        now = _stamp(url)
+        cars = {}
+        for f, meta in metas.items():
+            car = _join(out, "embeddings", f, name)
+            made_from = meta.get("shards", {}).get(name, {}).get("source")
+            if not _exists(car):
+                continue
+            if now is not None and made_from is not None and made_from != now:
+                stale.setdefault(f, []).append(name)  # the shard was rebuilt after `mmprep embed`
+                continue
+            cars[f] = car
+        shards.append(Shard(url, spans, cars))
+    for f, names in stale.items():
+        log.warning("embeddings %s of %d shard(s) (%s...) were made from an earlier build of them: left out "
+                    "of their samples, since their keys and order may differ; run `mmprep embed` again",
+                    f, len(names), names[0])
     return shards
+
+
+def _stamp(url: str) -> dict[str, int] | None:
+    """Size and mtime of a local shard, as ``mmprep embed`` records the shard it read (None for URLs)."""
+    if is_url(url):
+        return None
+    try:
+        st = Path(url).stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _sidecar_fields(out: str) -> list[str]:
