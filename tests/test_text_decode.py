@@ -79,3 +79,17 @@ def test_bad_files_in_a_build_get_reason_codes(tmp_path):
     with tarfile.open(tmp_path / "out" / "shards" / "shard-000000.tar") as tar:
         assert tar.extractfile("bad_gbk.txt").read().decode() == ENCODED["gbk"][1]
         assert tar.extractfile("bad_nul.txt").read().decode() == "helloworld [31mred[0m"
+
+
+def test_utf8_with_a_stray_bad_byte_or_a_cut_character_stays_utf8():
+    """One bad byte made strict UTF-8 fail, and the legacy fallback turned the whole text into mojibake
+    (recorded as cp1251). Now the bad bytes become U+FFFD and the rest is kept; legacy texts are still
+    read as before."""
+    from mmprep.stages.text.encoding import decode_text
+
+    zh = "我们今天去北京天安门广场参观，天气很好。"
+    assert decode_text(zh.encode() + b"\xe4", field="txt") == (zh + "\ufffd", "utf-8-replace")
+    assert decode_text(zh[:5].encode() + b"\xff" + zh[5:].encode(), field="txt") == (
+        zh[:5] + "\ufffd" + zh[5:], "utf-8-replace")
+    assert decode_text(zh.encode("gbk"), field="txt") == (zh, "gb18030")
+    assert decode_text("café crème brûlée".encode("latin-1"), field="txt") == ("café crème brûlée", "cp1252")

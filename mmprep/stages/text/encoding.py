@@ -28,6 +28,9 @@ def decode_text(data: bytes, *, field: str, candidates: tuple[str, ...] | None =
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    mended = _mostly_utf8(data)
+    if mended is not None:
+        return mended, "utf-8-replace"
     from mmprep.text.detect import best_decoding
 
     best = best_decoding(data, candidates=candidates)
@@ -38,3 +41,14 @@ def decode_text(data: bytes, *, field: str, candidates: tuple[str, ...] | None =
         raise Drop("text.undecodable", f"best reading ({encoding}) is implausible: {score / len(text):.2f} per char",
                    field=field)
     return text, encoding
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a stray bad byte or a character cut at the end (a truncated file) is still UTF-8: the
+    text with U+FFFD for the bad bytes, when those are few and well-formed multi-byte characters
+    outnumber them many times (a legacy encoding read as UTF-8 fails at nearly every non-ASCII
+    character). Else None: a legacy reading of the whole would turn every character into mojibake."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", "ignore")) - bad
+    return text if bad <= max(2, len(text) // 200) and non_ascii >= 8 * bad else None
