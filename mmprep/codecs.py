@@ -15,7 +15,7 @@ from mmprep.errors import Drop
 from mmprep.sample import Audio, Image
 
 _CV2_EXT = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tif": ".tiff",
-            "tiff": ".tiff"}
+            "tiff": ".tiff", "gif": ".gif"}
 _SF_FORMAT = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
 
 

@@ -23,7 +23,7 @@ META = "__meta__"
 SOURCE = "__source__"
 RESERVED = (KEY, META, SOURCE)
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 AUDIO_EXTS = ("wav", "flac", "ogg", "mp3", "m4a", "aac", "opus")
 VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi")
 TEXT_EXTS = ("txt", "caption", "text")

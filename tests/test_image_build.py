@@ -94,3 +94,19 @@ def test_video_pipeline_clips_audio_frames_and_bad_videos(tmp_path):
 
     samples, rate = sf.read(wav)
     assert rate == 16000 and abs(len(samples) / rate - 1.0) < 0.1
+
+
+def test_a_gif_goes_through_the_image_stages(tmp_path):
+    """GIF was no image field: a.gif skipped every image stage and landed as the original 400x300 bytes."""
+    ok, gif = cv2.imencode(".gif", photo(400, 300, seed=5))
+    assert ok
+    write(tmp_path / "in" / "a.gif", gif.tobytes())
+    write(tmp_path / "in" / "a.txt", "caption a")
+    summary = build("images.yaml", tmp_path / "in", tmp_path / "out")
+    assert summary["samples_out"] == 1 and summary["samples_dropped"] == 0
+    got = members(tmp_path / "out")
+    meta = json.loads(got["a.meta.json"])
+    assert "image" in meta
+    (name,) = [n for n in got if n.startswith("a.") and n.split(".", 1)[1] in ("jpg", "gif")]
+    pixels = cv2.imdecode(np.frombuffer(got[name], np.uint8), cv2.IMREAD_COLOR)
+    assert pixels.shape[:2] == (256, 256)

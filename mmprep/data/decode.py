@@ -29,7 +29,7 @@ import numpy as np
 from mmprep.errors import ConfigError, MmprepError
 
 PICKLE_EXTS = ("pyd", "pickle", "pkl")
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 TEXT_EXTS = ("txt", "caption", "text", "srt", "vtt", "ass")
 AUDIO_EXTS = ("wav", "flac", "ogg")
 
