@@ -20,6 +20,10 @@ from tests.conftest import ROOT, run_cli, write_pipeline
     ({"output": {"fields": ["../evil"]}}, "output.fields[0]:"),
     ({"execution": {"executor": "spark"}}, "execution.executor:"),
     ({"inptu": {}}, "inptu: unknown key"),
+    ({"stages": [{"stage": "text.decode", "encodings": ["gbk2312"]}]}, "stages[0].encodings: Value error, unknown"),
+    ({"stages": [{"stage": "text.decode", "encodings": ["base64"]}]}, "stages[0].encodings: Value error, 'base64'"),
+    ({"stages": [{"stage": "image.decode"}, {"stage": "image.normalize", "std": [0.2, 0, 0.2]}]}, "stages[1].std[1]:"),
+    ({"stages": [{"stage": "embed", "field": "jpg", "std": [0, 1, 1]}]}, "stages[0].std[0]:"),
     ({"output": {"fields": ["jpg"], "required": ["txt"]}}, "output: Value error, required field 'txt' is not in"),
     ({"output": {"required": ["txt"], "optional": ["txt"]}}, "output: Value error, 'txt' is both required and"),
 ])

@@ -28,6 +28,13 @@ def test_model_that_does_not_load_exits_2_before_any_work(out, tmp_path):
     assert not (out / "embeddings").exists()
     missing = run_cli("embed", str(tmp_path / "nothing"), "--field", "txt")
     assert missing.returncode == 2 and "OUT:" in missing.stderr
+    # a zero std wrote NaN vectors; ../evil wrote outside embeddings/; a file as a text model was a traceback
+    for args, key in ((("--field", "jpg", "--std", "0,0,0"), "--std"),
+                      (("--field", "txt", "--name", "../evil"), "--name"),
+                      (("--field", "txt", "--model", str(bad)), "model")):
+        proc = run_cli("embed", str(out), *args)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"mmprep: config error: {key}:"), proc.stderr
+    assert not (out / "embeddings").exists() and not (out / "evil").exists()
 
 
 def test_embed_rerun_second_model_and_check(out, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -18,6 +19,8 @@ def _floats(text: str, key: str) -> tuple[float, ...]:
         values = ()
     if len(values) != 3:
         raise ConfigError(key, f"needs three comma-separated numbers, got {text!r}")
+    if key == "--std" and min(values) <= 0:
+        raise ConfigError(key, f"must be positive (it divides the pixels), got {text!r}")
     return values
 
 
@@ -58,6 +61,8 @@ def embed(
     try:
         if field is None and not check:
             raise ConfigError("--field", "give the field to embed (--field txt), or --check")
+        if name is not None and not re.fullmatch(r"[a-z0-9_]+", name):  # a folder under OUT/embeddings/
+            raise ConfigError("--name", f"lowercase letters, digits and _ only (a field name), got {name!r}")
         if field is not None:
             main_shards(out)
             spec = ModelSpec(modality=modality_of(field, modality), model=model, device=device, batch_size=batch_size,

@@ -64,7 +64,10 @@ def resolve_text_model(model: str | None) -> Path:
         if not (Path(model) / "config.json").is_file() and not (Path(model) / "modules.json").is_file():
             raise ConfigError("model", f"{model} is not a sentence-transformers model directory (no config.json)")
         return Path(model)
-    if os.path.sep in model or model.startswith("."):
+    if os.path.isfile(model):
+        raise ConfigError("model", f"{model} is a file: a text model is a sentence-transformers directory or an "
+                          "installed package that ships one (model files are for image and audio)")
+    if os.path.sep in model or model.startswith(".") or "." in model:  # a path, not a package name
         raise ConfigError("model", f"model directory {model} does not exist")
     return package_model_dir(model)
 

@@ -7,7 +7,7 @@ replacing the weights at the same path invalidates the cache.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -15,6 +15,8 @@ from mmprep.embed.models import ModelSpec, modality_of
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
+
+Positive = Annotated[float, Field(gt=0)]  # a std divides the pixels
 
 
 @register
@@ -45,7 +47,7 @@ class Embed(Stage):
         checkpoint: str | None = Field(None, description="state_dict file for a module:Class image model.")
         size: int = Field(224, ge=8, description="Image side after resize + centre crop, pixels.")
         mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="Image RGB mean (0..1 scale).")
-        std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description="Image RGB std.")
+        std: tuple[Positive, Positive, Positive] = Field((0.229, 0.224, 0.225), description="Image RGB std.")
         max_tokens: int | None = Field(None, ge=1, description="Cut texts here (default: the model's limit); "
                                        "cut texts are recorded in meta.embed_truncated.")
 

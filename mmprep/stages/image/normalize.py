@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -11,13 +11,16 @@ from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.image.common import decoded_images
 
+Positive = Annotated[float, Field(gt=0)]  # a std divides the pixels
+
 
 class NormalizeConfig(StageConfig):
     mode: Literal["unit", "mean_std", "minmax"] = Field(
         "unit", description="unit: x / 255 in [0, 1]; mean_std: (x / 255 - mean) / std per channel; minmax: "
                             "each channel stretched to its own [min, max] -> [0, 1].")
     mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="mean_std: RGB means (0..1 units).")
-    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description="mean_std: RGB std devs (0..1).")
+    std: tuple[Positive, Positive, Positive] = Field((0.229, 0.224, 0.225),
+                                                     description="mean_std: RGB std devs (0..1).")
     output: Literal["npy", "image"] = Field(
         "npy", description="npy: a float array in FIELD.npy (e.g. jpg.npy), shape (H, W, C) or (C, H, W); "
                            "image: back to uint8 (minmax only makes sense here) and re-encoded.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mmprep.errors import Drop
 from mmprep.sample import Sample, fields_of, meta
@@ -31,6 +31,20 @@ class TextDecode(Stage):
         encodings: list[str] | None = Field(
             None, description="Legacy encodings to try after UTF-8, in order of preference "
                               "(default gb18030, big5, cp932, euc_kr, cp1252, cp1251, latin_1).")
+        @field_validator("encodings")
+        @classmethod
+        def _known(cls, names: list[str] | None) -> list[str] | None:
+            import codecs
+
+            for name in names or ():
+                try:
+                    info = codecs.lookup(name)
+                except LookupError:
+                    raise ValueError(f"unknown encoding {name!r}") from None
+                if not getattr(info, "_is_text_encoding", True):  # base64, zlib...: bytes-to-bytes codecs
+                    raise ValueError(f"{name!r} is not a text encoding")
+            return names
+
         max_implausibility: float = Field(
             0.2, ge=0, description="Above this many implausible characters per character a legacy reading "
                                    "counts as undecodable (binary or random bytes).")
