@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, register
 from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video
+
+AUDIO_EXTS = ("wav", "flac", "ogg")  # what mmprep.codecs.encode_audio writes
 
 
 def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
@@ -40,10 +42,22 @@ def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, de
 
 
 class AudioTrackConfig(VideoConfig):
+    # Only extensions the shard writer has an audio encoder for (mmprep.codecs.encode_audio): any other
+    # name validated, then failed every sample with encode.unsupported.
     field: str = Field("wav", pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$",
-                       description="Output field; its extension (wav/flac) is how the writer stores it.")
-    rate: int | None = Field(None, ge=1000, description="Resample to this many Hz; none keeps the stream's rate.")
+                       description="Output field; its extension (wav, flac or ogg) is how the writer stores it.")
+    rate: int | None = Field(None, ge=1000, le=384_000,
+                             description="Resample to this many Hz (at most 384000, as audio.resample); none keeps "
+                                         "the stream's rate.")
     mono: bool = Field(True, description="Mix down to one channel.")
+
+    @field_validator("field")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        if value.rsplit(".", 1)[-1] not in AUDIO_EXTS:
+            raise ValueError(f"{value!r} must end in one of {', '.join(AUDIO_EXTS)} (the audio formats the shard "
+                             "writer encodes)")
+        return value
 
 
 @register

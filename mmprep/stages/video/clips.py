@@ -4,6 +4,11 @@ Every clip is re-encoded from decoded frames (not cut at keyframes), so clip ``[
 exactly the frames whose timestamps fall in it: its first frame is the first at or after ``start``
 (1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus one frame duration.
 Each clip becomes its own sample ``KEY/clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
+
+Frames keep their source timestamps (shifted so the clip starts at 0, in the source stream's time
+base), so a variable-frame-rate video stays in sync with its audio. A rotated source (a display
+matrix, as phones write) keeps its rotation: the pixels are re-encoded as stored and the same
+display matrix is written on the clip's stream, so players and ``video.frames`` turn it upright.
 """
 
 from __future__ import annotations
@@ -15,33 +20,43 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from mmprep.errors import Drop
+from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
+from mmprep.stages.text.encoding import decode_text
 from mmprep.stages.video.audio_track import decode_audio
 from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
     first_video_field,
+    last_frame_end,
     open_video,
     stream_duration,
     video_stream,
 )
 
 EPS = 1e-3
+MIN_WINDOW = 0.1  # seconds: a shorter window or stride holds at most a couple of frames
+MAX_OVERLAP = 32  # clips open at once (length / stride); each is a live encoder holding frames
+# x264's presets: any other value makes the encoder refuse to open, which drops every video as video.corrupt
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                     "placebo"]
 
 
 class ClipsConfig(VideoConfig):
     mode: Literal["windows", "cues"] = Field("windows", description="windows: fixed length every `stride` s; "
                                                                    "cues: one clip per subtitle cue.")
-    length: float = Field(10.0, gt=0, description="windows: clip length in seconds.")
-    stride: float | None = Field(None, gt=0, description="windows: seconds between clip starts (default: length).")
+    length: float = Field(10.0, ge=MIN_WINDOW, description="windows: clip length in seconds.")
+    stride: float | None = Field(None, ge=MIN_WINDOW,
+                                 description="windows: seconds between clip starts (default: length); at least "
+                                             f"length / {MAX_OVERLAP}.")
     min_length: float = Field(0.5, ge=0, description="Shorter clips (the tail, a short cue) are skipped.")
     cue_field: str = Field("srt", description="cues: the subtitle field (run subtitle.decode first or pass SRT).")
     audio: bool = Field(True, description="Carry the matching audio (AAC) into each clip.")
     crf: int = Field(20, ge=0, le=51, description="H.264 quality of re-encoded clips (lower = better, bigger).")
-    preset: str = Field("veryfast", description="x264 preset (speed vs size).")
+    preset: X264Preset = Field("veryfast", description="x264 preset (speed vs size).")
     keep_fields: list[str] = Field(default_factory=list, description="Parent fields copied into every clip.")
+
 
 
 def windows(duration: float, length: float, stride: float, min_length: float) -> list[tuple[float, float, str]]:
@@ -57,8 +72,11 @@ def windows(duration: float, length: float, stride: float, min_length: float) ->
 def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float, str]]:
     import pysubs2
 
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
+    if isinstance(text, bytes):  # the same detection as subtitle.decode (BOM, UTF-8, GBK, UTF-16...)
+        try:
+            text = decode_text(text, field=field)[0]
+        except Drop as drop:
+            raise Drop("video.bad_cues", f".{field}: {drop.message}", field=field) from None
     try:
         subs = pysubs2.SSAFile.from_string(text)
     except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
@@ -68,16 +86,23 @@ def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float
 
 
 class _ClipWriter:
-    """One output mp4 being written; frames re-timed from 0 at the source's average rate."""
+    """One output mp4 being written; frames keep their source timestamps, shifted to start at 0."""
 
-    def __init__(self, rate: Fraction, width: int, height: int, c: ClipsConfig, audio_rate: int):
+    def __init__(self, rate: Fraction, time_base: Fraction, first: Any, c: ClipsConfig, audio_rate: int):
         import av
 
         self.buf = io.BytesIO()
         self.out = av.open(self.buf, mode="w", format="mp4")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.vs = self.out.add_stream(codec, rate=rate)
-        self.vs.width, self.vs.height, self.vs.pix_fmt = width, height, "yuv420p"
+        self.vs.width, self.vs.height, self.vs.pix_fmt = first.width, first.height, "yuv420p"
+        self.src_time_base = time_base
+        # MPEG-4 Part 2 (the fallback without libx264) refuses time base denominators above 65535 (MPEG-TS's 1/90000)
+        self.time_base = time_base if time_base.denominator <= 65535 else Fraction(1, 60000)
+        self.vs.codec_context.time_base = self.time_base
+        self.rotation = int(round(getattr(first, "rotation", 0) or 0))
+        if self.rotation:
+            self.vs.set_display_rotation(self.rotation)
         if codec == "libx264":
             self.vs.options = {"crf": str(c.crf), "preset": c.preset}
         self.astream = None
@@ -88,10 +113,17 @@ class _ClipWriter:
         self.n = 0
         self.first: float | None = None
         self.last: float | None = None
+        self.pts0: int | None = None
+        self.last_pts = -1
 
     def add(self, frame: Any, t: float) -> None:
+        src_pts = frame.pts if frame.pts is not None else int(round(t / self.src_time_base))
         frame = frame.reformat(format="yuv420p")
-        frame.pts, frame.time_base = self.n, 1 / self.rate
+        self.pts0 = src_pts if self.pts0 is None else self.pts0
+        shifted = round((src_pts - self.pts0) * self.src_time_base / self.time_base)
+        pts = max(shifted, self.last_pts + 1)  # strictly increasing, as the encoder requires
+        frame.pts, frame.time_base = pts, self.time_base
+        self.last_pts = pts
         for packet in self.vs.encode(frame):
             self.out.mux(packet)
         self.n += 1
@@ -130,6 +162,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
     with open_video(data, field=field) as container:
         stream = video_stream(container, field=field)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        time_base = stream.time_base or 1 / Fraction(rate)
         last_end = max(e for _, e, _ in spans)
         for frame in container.decode(stream):
             deadline.check()
@@ -140,7 +173,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                 if i in done or not (s - EPS <= t < e - EPS):
                     continue
                 if i not in writers:
-                    writers[i] = _ClipWriter(Fraction(rate), frame.width, frame.height, c, arate)
+                    writers[i] = _ClipWriter(Fraction(rate), Fraction(time_base), frame, c, arate)
                 writers[i].add(frame, t)
             for i in [i for i in writers if spans[i][1] - EPS <= t]:
                 done[i] = writers.pop(i)
@@ -154,7 +187,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
         if audio is not None:
             piece = audio[int(round(start * arate)) : int(round(end * arate))]
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
-                      "frames": w.n, "text": spans[i][2]})
+                      "frames": w.n, "rotation": w.rotation, "text": spans[i][2]})
     return clips
 
 
@@ -168,6 +201,17 @@ class VideoClips(Stage):
     cacheable = True
     Config = ClipsConfig
 
+    def check(self) -> None:
+        c = self.config
+        if c.mode != "windows":
+            return
+        if c.stride and c.length / c.stride > MAX_OVERLAP:
+            raise ConfigError("stride", f"{c.stride:g} s would keep {c.length / c.stride:.0f} clips of length "
+                                        f"{c.length:g} s open at once; use stride >= length / {MAX_OVERLAP}")
+        if c.min_length > c.length + EPS:
+            raise ConfigError("min_length", f"{c.min_length:g} s exceeds length {c.length:g} s: every window "
+                                            "would be skipped")
+
     def process(self, sample: Sample) -> list[Sample]:
         c = self.config
         ext = first_video_field(sample)
@@ -176,21 +220,29 @@ class VideoClips(Stage):
                 have = ", ".join(fields_of(sample, "subtitle")) or "none"
                 raise Drop("video.no_cues", f"no .{c.cue_field} field for mode=cues (subtitle fields: {have})")
             spans = cues(sample[c.cue_field], field=c.cue_field, min_length=c.min_length)
+            if not spans:
+                raise Drop("video.clips.empty", f"no cue in .{c.cue_field} lasts min_length {c.min_length:g} s",
+                           field=c.cue_field)
         else:
             with open_video(sample[ext], field=ext) as container:
-                duration = stream_duration(container, video_stream(container, field=ext))
+                stream = video_stream(container, field=ext)
+                header = stream_duration(container, stream)
+                end = last_frame_end(container, stream)
+            duration = max(header or 0.0, end or 0.0)  # a header can stop before the last frame (VFR)
             if not duration:
                 raise Drop("video.no_duration", f".{ext} does not say how long it is", field=ext)
             spans = windows(duration, c.length, c.stride or c.length, c.min_length)
-        if not spans:
-            return []
+            if not spans:
+                raise Drop("video.clips.empty", f"the video is {duration:.3f} s, shorter than min_length "
+                                                f"{c.min_length:g} s", field=ext)
         parent_meta = {k: v for k, v in sample.get(META, {}).items() if k not in ("duration", "video")}
         children = []
         for clip in cut(sample[ext], spans, c, field=ext):
             child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
-                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames")} | {"parent": sample[KEY]}}
+                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation")}
+                           | {"parent": sample[KEY]}}
             if clip["text"]:
                 child["txt"] = clip["text"]
             for name in c.keep_fields:

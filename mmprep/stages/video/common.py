@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from mmprep.errors import Drop
@@ -69,6 +70,35 @@ def stream_duration(container: Any, stream: Any) -> float | None:
     if container.duration:
         return container.duration / 1_000_000
     return None
+
+
+def last_frame_end(container: Any, stream: Any) -> float | None:
+    """Seconds at which the last frame stops showing (its timestamp plus its duration), from the packets.
+
+    Read by demuxing only (no decoding). A header duration can be shorter than this (variable frame rate,
+    edit lists, a muxer that wrote the last frame's start), and windows cut from it would lose the tail.
+    Seconds on the frames' own clock (``frame.time``), as the windows are. Consumes the container.
+    """
+    end = None
+    tb = stream.time_base
+    if not tb:
+        return None
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            t = float((packet.pts + (packet.duration or 0)) * tb)
+            end = t if end is None else max(end, t)
+    return end
+
+
+def upright_rgb(frame: Any) -> np.ndarray:
+    """RGB uint8 ``shape=(h, w, 3)`` as a player shows it: the frame's display-matrix rotation applied.
+
+    Phones store portrait video as landscape pixels plus a rotation (``frame.rotation``, degrees
+    counter-clockwise, e.g. -90 = turn 90 degrees clockwise to display). Flips in the matrix are not applied.
+    """
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
 def first_video_field(sample: Sample) -> str | None:

@@ -20,12 +20,15 @@ from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
     first_video_field,
+    last_frame_end,
     open_video,
     stream_duration,
+    upright_rgb,
     video_stream,
 )
 
 EPS = 1e-3  # seconds: timestamps are rounded to the stream's time base
+MAX_SIZE = 8192  # pixels: above 8K video; a larger frame would need gigabytes per frame
 
 
 class FramesConfig(VideoConfig):
@@ -35,7 +38,9 @@ class FramesConfig(VideoConfig):
     fps: float = Field(1.0, gt=0, description="mode=fps: frames per second to keep.")
     count: int = Field(8, ge=1, description="mode=count: how many frames.")
     max_frames: int = Field(100, ge=1, description="Never keep more than this many frames per video.")
-    size: int | None = Field(None, ge=1, description="Resize each frame (by `resize_mode`); none keeps the size.")
+    size: int | None = Field(None, ge=1, le=MAX_SIZE,
+                             description="Resize each frame (by `resize_mode`) to this many pixels; none keeps "
+                                         "the size.")
     resize_mode: ResizeMode = Field("keep_ratio", description="keep_ratio (shorter side), center_crop or pad.")
     output: Literal["jpg", "npy"] = Field(
         "jpg", description="jpg: fields frame000.jpg, frame001.jpg...; npy: one frames.npy, shape (n, h, w, 3) "
@@ -45,51 +50,95 @@ class FramesConfig(VideoConfig):
 
 
 def targets(mode: str, duration: float | None, *, fps: float, count: int, limit: int) -> list[float] | None:
-    """Target times in seconds, ascending; None for keyframes (every keyframe is a target)."""
+    """Target times in seconds, ascending; None for keyframes (every keyframe is a target).
+
+    When more than ``limit`` frames are asked for, the ``limit`` targets are spread over the whole
+    video (fps: a lower rate, ``limit / duration``; count: ``limit`` equal spans) rather than cut off
+    after the first ``limit``: a model trained on the frames should see the whole video.
+    """
     if mode == "keyframes":
         return None
     if not duration or duration <= 0:
         raise Drop("video.no_duration", "the video does not say how long it is; use mode=keyframes")
     if mode == "fps":
-        n = int(np.floor(duration * fps - EPS)) + 1
-        return [k / fps for k in range(min(n, limit))]
-    return [(i + 0.5) * duration / count for i in range(min(count, limit))]
+        n = wanted(mode, duration, fps=fps, count=count)
+        if n > limit:
+            return [k * duration / limit for k in range(limit)]
+        return [k / fps for k in range(n)]
+    n = min(count, limit)
+    return [(i + 0.5) * duration / n for i in range(n)]
+
+
+def wanted(mode: str, duration: float, *, fps: float, count: int) -> int:
+    """How many frames the mode asks for before ``max_frames`` applies."""
+    if mode == "fps":
+        return int(np.floor(duration * fps - EPS)) + 1
+    return count
+
+
+def keyframe_count(data: bytes, *, field: str) -> int:
+    """Keyframes in the video stream, from packet flags (demux only, nothing decoded)."""
+    with open_video(data, field=field) as container:
+        stream = video_stream(container, field=field)
+        return sum(1 for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None)
 
 
 def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.ndarray], list[float], dict]:
-    """RGB uint8 frames ``shape=(h, w, 3)``, their timestamps in seconds, and probe facts."""
+    """Upright RGB uint8 frames ``shape=(h, w, 3)``, their timestamps in seconds, and facts for metadata."""
     deadline = Deadline(c.time_limit, field)
     chosen: list[tuple[float, Any]] = []
+    keep_keys: set[int] | None = None
+    facts: dict[str, Any] = {"capped": False}
+    if c.mode == "keyframes":
+        n_keys = keyframe_count(data, field=field)
+        facts["requested"] = n_keys
+        if n_keys > c.max_frames:  # every k-th keyframe, spread over the whole video
+            keep_keys = {int(i) for i in np.linspace(0, n_keys - 1, c.max_frames).round()}
+            facts["capped"] = True
+    else:
+        with open_video(data, field=field) as container:
+            stream = video_stream(container, field=field)
+            header = stream_duration(container, stream)
+            end = last_frame_end(container, stream)
+        duration = max(header or 0.0, end or 0.0) or None  # a header can stop before the last frame
     with open_video(data, field=field) as container:
         stream = video_stream(container, field=field)
-        duration = stream_duration(container, stream)
+        if c.mode == "keyframes":
+            duration = stream_duration(container, stream)
         want = targets(c.mode, duration, fps=c.fps, count=c.count, limit=c.max_frames)
+        if want is not None:
+            asked = wanted(c.mode, duration, fps=c.fps, count=c.count)
+            facts.update(requested=asked, capped=asked > c.max_frames)
+            if c.mode == "fps":
+                facts["fps"] = round(c.max_frames / duration, 6) if facts["capped"] else c.fps
         if want is None:
             stream.codec_context.skip_frame = "NONKEY"
-        k, prev = 0, None
+        k, prev, n_key = 0, None, -1
         for frame in container.decode(stream):
             deadline.check()
             t = float(frame.time) if frame.time is not None else 0.0
             if want is None:
-                chosen.append((t, frame.to_ndarray(format="rgb24")))
+                n_key += 1
+                if keep_keys is None or n_key in keep_keys:
+                    chosen.append((t, upright_rgb(frame)))
                 if len(chosen) >= c.max_frames:
                     break
                 continue
             while k < len(want) and want[k] < t - EPS:  # targets before this frame: the previous one was on
                 if prev is not None and (not chosen or chosen[-1][0] != prev[0]):
-                    chosen.append((prev[0], prev[1].to_ndarray(format="rgb24")))
+                    chosen.append((prev[0], upright_rgb(prev[1])))
                 k += 1
             if k >= len(want):
                 break
             prev = (t, frame)
         if want is not None and prev is not None and k < len(want) and (not chosen or chosen[-1][0] != prev[0]):
-            chosen.append((prev[0], prev[1].to_ndarray(format="rgb24")))
+            chosen.append((prev[0], upright_rgb(prev[1])))
     if not chosen:
         raise Drop("video.no_frames", f".{field}: no frame decoded", field=field)
     frames = [f for _, f in chosen]
     if c.size:
         frames = [resize(f, c.size, c.resize_mode) for f in frames]
-    return frames, [round(t, 6) for t, _ in chosen], {"duration": duration}
+    return frames, [round(t, 6) for t, _ in chosen], {"duration": duration, **facts}
 
 
 @register
@@ -113,8 +162,8 @@ class VideoFrames(Stage):
         else:
             for i, f in enumerate(frames):
                 sample[f"frame{i:03d}.jpg"] = encode_image(f, "jpg", jpeg_quality=c.quality)
-        meta(sample).setdefault("frames", {}).update(
-            {"times": times, "mode": c.mode, "count": len(frames), "source": ext, "duration": facts["duration"]})
+        meta(sample).setdefault("frames", {}).update({"times": times, "mode": c.mode, "count": len(frames),
+                                                      "source": ext, **facts})
         if not c.keep_video:
             del sample[ext]
         return sample
