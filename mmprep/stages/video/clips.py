@@ -196,6 +196,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
+    version = "2"  # source timestamps and rotation kept: cached clips of version 1 differ
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True

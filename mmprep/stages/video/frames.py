@@ -146,6 +146,7 @@ class VideoFrames(Stage):
     """Sample frames from the video at a target fps, a fixed count or keyframes; JPEG sequence or .npy."""
 
     name = "video.frames"
+    version = "2"  # upright frames, max_frames spread, source timestamps: cached outputs of 1 differ
     reads = ("video",)
     writes = ("image", "npy")
     cacheable = True
