@@ -24,6 +24,9 @@ from tests.conftest import ROOT, run_cli, write_pipeline
     ({"stages": [{"stage": "text.decode", "encodings": ["base64"]}]}, "stages[0].encodings: Value error, 'base64'"),
     ({"stages": [{"stage": "image.decode"}, {"stage": "image.normalize", "std": [0.2, 0, 0.2]}]}, "stages[1].std[1]:"),
     ({"stages": [{"stage": "embed", "field": "jpg", "std": [0, 1, 1]}]}, "stages[0].std[0]:"),
+    ({"stages": [{"stage": "text.normalize", "min_chars": 10, "max_chars": 5}]}, "stages[0]: Value error, min_chars"),
+    ({"stages": [{"stage": "text.tokenize", "en_tokenizer": "nltk_regexp", "regexp": "(["}]}, "stages[0].regexp:"),
+    ({"stages": [{"stage": "embed", "field": "jpg", "model": "builtin:nosuch"}]}, "stages[0].model: no built-in"),
     ({"output": {"fields": ["jpg"], "required": ["txt"]}}, "output: Value error, required field 'txt' is not in"),
     ({"output": {"required": ["txt"], "optional": ["txt"]}}, "output: Value error, 'txt' is both required and"),
 ])

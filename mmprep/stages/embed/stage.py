@@ -75,7 +75,14 @@ class Embed(Stage):
         resolve_device(spec.device)
         if spec.modality == "text":
             self._model_hash = model_hash(resolve_text_model(spec.model))
-        elif spec.model and not spec.model.startswith("builtin:"):
+        elif spec.model and spec.model.startswith("builtin:"):
+            from mmprep.embed.audio import BUILTIN_LOGMEL
+            from mmprep.embed.modelfile import BUILTIN_CNN
+
+            known = BUILTIN_CNN if spec.modality == "image" else BUILTIN_LOGMEL
+            if spec.model != known:  # else every sample was dropped at run time
+                raise ConfigError("model", f"no built-in {spec.modality} model {spec.model!r} (there is {known})")
+        elif spec.model:
             from mmprep.embed.modelfile import load_model_file
 
             self._model_hash = load_model_file(spec.model, device="cpu", checkpoint=spec.checkpoint).identity

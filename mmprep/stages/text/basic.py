@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mmprep.errors import Drop
 from mmprep.sample import Sample, fields_of, meta
@@ -112,6 +112,12 @@ class TextNormalize(Stage):
         min_chars: int = Field(1, ge=0, description="Shorter results are dropped (text.too_short / text.empty).")
         max_chars: int | None = Field(None, ge=1, description="Longer texts are cut or dropped (on_too_long).")
         on_too_long: Literal["truncate", "drop"] = "truncate"
+
+        @model_validator(mode="after")
+        def _range(self) -> TextNormalize.Config:
+            if self.max_chars is not None and self.min_chars > self.max_chars:  # every text would be dropped
+                raise ValueError(f"min_chars {self.min_chars} is above max_chars {self.max_chars}")
+            return self
 
     def clean(self, text: str) -> str:
         cfg = self.config

@@ -66,6 +66,19 @@ class TextTokenize(Stage):
         cfg = self.config
         if cfg.user_dict and not Path(cfg.user_dict).is_file():
             raise ConfigError("user_dict", f"jieba user dictionary {cfg.user_dict} not found")
+        if cfg.user_dict:
+            try:  # jieba reads it as UTF-8 in every worker: a shard failed (rc 1) for each
+                Path(cfg.user_dict).read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError("user_dict", f"{cfg.user_dict} is not UTF-8 (byte {exc.start}); "
+                                  "jieba needs UTF-8") from None
+        if cfg.en_tokenizer == "nltk_regexp":
+            import re
+
+            try:
+                re.compile(cfg.regexp)
+            except re.error as exc:  # else every sample was dropped as text.tokenize.error
+                raise ConfigError("regexp", f"{cfg.regexp!r} is not a regular expression: {exc}") from None
         if cfg.pos and cfg.jieba_mode != "precise":
             raise ConfigError("pos", "jieba POS tags exist for jieba_mode: precise only")
         if cfg.en_tokenizer in NLTK_NEEDS:
