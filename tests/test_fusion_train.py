@@ -116,3 +116,16 @@ def test_cli_config_error_names_the_key(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "model.fusion" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_labels_beyond_num_classes_or_not_class_ids_are_config_errors(shards, tmp_path):
+    """num_classes under the largest label was an IndexError from cross_entropy; a label field that is
+    no class id (a token array) an AttributeError."""
+    from mmprep.errors import ConfigError
+
+    small = parse_config(_cfg(shards, tmp_path / "a", model={"num_classes": 2}, train={"epochs": 1}))
+    with pytest.raises(ConfigError, match=r"^model\.num_classes: is 2, but field 'cls' holds label \d"):
+        train(small)
+    text = parse_config(_cfg(shards, tmp_path / "b", data={"label": "tok.npy"}, train={"epochs": 1}))
+    with pytest.raises(ConfigError, match=r"^data\.label: field 'tok\.npy' must hold integer class ids"):
+        train(text)

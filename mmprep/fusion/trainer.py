@@ -86,7 +86,7 @@ class Run:
         max_label = -1
         for batch in StreamLoader(stream, batch_size=self.cfg.data.batch_size, collate_fn=self.collate):
             if label in batch:
-                max_label = max(max_label, int(batch[label].max()))
+                max_label = max(max_label, _max_label(batch[label], label))
             for f in self.fields:
                 if f in batch and f not in found:
                     found[f] = batch[f]
@@ -125,6 +125,9 @@ class Run:
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         out = self.model(batch, self.device)
         labels = batch[self.cfg.data.label].to(self.device)
+        if int(labels.max()) >= self.num_classes:  # cross_entropy's IndexError names no field
+            raise ConfigError("model.num_classes", f"is {self.num_classes}, but field {self.cfg.data.label!r} holds "
+                              f"label {int(labels.max())}: set num_classes above the largest label, or leave it out")
         loss = F.cross_entropy(out["logits"], labels, ignore_index=-1)
         match = self.cfg.matching()
         if match is not None and match.weight > 0:
@@ -220,3 +223,16 @@ def train(cfg: TrainConfig, *, ablate: bool = False) -> dict[str, Any]:
                              **{n: r["metrics"]["accuracy"] for n, r in report["single"].items()}}
         (out / "ablation.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _max_label(values: Any, field: str) -> int:
+    """The largest class id in a batch's label column; a config error when it holds no integer ids."""
+    import torch
+
+    if not isinstance(values, torch.Tensor) or values.dtype.is_floating_point or values.dtype == torch.bool:
+        raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), not "
+                          f"{type(values).__name__ if not isinstance(values, torch.Tensor) else values.dtype}")
+    if values.dim() != 1:
+        raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), one per sample, "
+                          f"not arrays of shape {tuple(values.shape[1:])}")
+    return int(values.max())
