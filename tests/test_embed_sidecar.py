@@ -175,3 +175,19 @@ def test_sidecars_of_a_shard_rebuilt_since_are_left_out_with_a_warning(tmp_path,
     assert "embeddings txt_emb of 1 shard(s) (emb-000000.tar...) were made from an earlier build" in caplog.text
     SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()  # embed again: all joined
     assert all("txt_emb.npy" in s for s in ShardStream(str(out), shuffle=False))
+
+
+def test_a_truncated_text_is_still_noted_when_its_vector_comes_from_the_cache(tmp_path, enc):
+    """A shard re-embedded after another caption changed took the long text's vector from the cache and
+    lost its embed.truncated note (errors.jsonl and meta.json)."""
+    caption_corpus(tmp_path / "corpus", 3, bad=True)  # 6 samples, one shard: bad_long is over the limit
+    out = tmp_path / "out"
+    raw_build(tmp_path / "corpus", out, per_shard=8)
+    first = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    errors = (out / "embeddings" / "txt_emb" / "errors.jsonl").read_text()
+    assert '"key": "bad_long", "reason": "embed.truncated"' in errors
+    (tmp_path / "corpus" / "item0001.txt").write_text("a changed caption")
+    raw_build(tmp_path / "corpus", out, per_shard=8)
+    again = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    assert again.computed == 1 and again.cached == first.computed - 1
+    assert (out / "embeddings" / "txt_emb" / "errors.jsonl").read_text() == errors

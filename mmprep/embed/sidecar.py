@@ -205,7 +205,10 @@ class SidecarJob:
             keys[i] = "e" + digest(self.identity, data)
             hit = self.cache.get(keys[i])
             if hit is not None:
-                vectors[i] = np.frombuffer(hit, dtype=np.float32).copy()
+                size = 4 * enc.dim  # float32 vector, then the note of a truncated input (JSON), if any
+                vectors[i] = np.frombuffer(hit[:size], dtype=np.float32).copy()
+                if len(hit) > size:
+                    notes.append({"key": key, **json.loads(hit[size:])})
                 self.result.cached += 1
                 continue
             try:
@@ -221,10 +224,12 @@ class SidecarJob:
         self.result.computed += enc.computed - before
         for i, vec, note in zip(todo, out, item_notes, strict=True):
             vectors[i] = vec
-            self.cache.put(keys[i], np.ascontiguousarray(vec, dtype=np.float32).tobytes())
-            if note and note.get("truncated"):
-                notes.append({"key": rows[i][0], "reason": "embed.truncated",
-                              "message": f"{note['tokens']} tokens cut to {note['max_tokens']}"})
+            value = np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+            if note and note.get("truncated"):  # kept with the vector: a rerun that reuses it still says so
+                cut = {"reason": "embed.truncated", "message": f"{note['tokens']} tokens cut to {note['max_tokens']}"}
+                notes.append({"key": rows[i][0], **cut})
+                value += json.dumps(cut).encode()
+            self.cache.put(keys[i], value)
 
     def _publish(self, seconds: float) -> None:
         shards = self.meta["shards"]
