@@ -28,5 +28,8 @@ def test_probe_images_and_videos(tmp_path):
     assert docs[0]["kind"] == "image" and (docs[0]["width"], docs[0]["height"], docs[0]["orientation"]) == (120, 80, 6)
     assert docs[1]["kind"] == "video" and docs[1]["frames"] == 10 and docs[1]["fps"] == 10.0
     assert docs[2]["error"] == "video.corrupt"
+    fake = write(tmp_path / "fake.jpg", b"<html>404</html>")  # was reported as a video.corrupt "image"
+    doc = json.loads(cli("probe", str(fake)).stdout)
+    assert (doc["kind"], doc["error"]) == ("image", "image.corrupt") and "<html" in doc["message"]
     missing = cli("probe", str(tmp_path / "nope.jpg"))
     assert missing.returncode == 2 and "files:" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

@@ -23,6 +23,9 @@ def describe(path: Path) -> dict:
         return {"file": str(path), "kind": "image", "format": hdr.format, "width": hdr.width, "height": hdr.height,
                 "channels": hdr.channels, "orientation": hdr.orientation, "complete": hdr.complete,
                 "megapixels": round(hdr.pixels / 1e6, 3)}
+    if kind == "image":  # named an image but no image header: as the build says it, not a video's error
+        what = "empty" if not data else f"no image header (starts {data[:8]!r})"
+        return {"file": str(path), "kind": "image", "error": "image.corrupt", "message": f"{path.name}: {what}"}
     from mmprep.stages.video.probe import probe
 
     try:
