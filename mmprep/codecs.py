@@ -16,7 +16,11 @@ from mmprep.sample import Audio, Image
 
 _CV2_EXT = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tif": ".tiff",
             "tiff": ".tiff", "gif": ".gif"}
-_SF_FORMAT = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
+_SF_FORMAT = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}  # default subtypes
+# input subtypes each container can hold as they are (an MP3 read by libsndfile is MPEG_LAYER_III: not kept)
+_SF_KEEP = {"WAV": {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}, "FLAC": {"PCM_S8", "PCM_16", "PCM_24"},
+            "OGG": {"VORBIS", "OPUS"}}
+_AV_FORMAT = {"mp3": ("mp3", "libmp3lame"), "m4a": ("mp4", "aac"), "aac": ("adts", "aac"), "opus": ("ogg", "libopus")}
 
 
 def _canon(fmt: str) -> str:
@@ -58,15 +62,61 @@ def encode_image(pixels: np.ndarray, ext: str, *, jpeg_quality: int = 95, webp_q
 
 
 def encode_audio(audio: Audio, ext: str) -> bytes:
+    """Processed audio -> bytes in the format the field names.
+
+    WAV/FLAC/OGG go through libsndfile at the input's precision when the container holds it
+    (``audio.info["subtype"]``, set by ``audio.decode``: a 24-bit or float WAV stays so; float into FLAC
+    becomes 24-bit) and 16-bit PCM otherwise. MP3/M4A/AAC/Opus fields are re-encoded with PyAV (lossy);
+    a rate the encoder refuses is ``encode.unsupported`` for that field only (list it in
+    ``output.optional``, or decode with ``audio.decode output: flac`` for one lossless field)."""
+    last = _last(ext)
+    if last in _AV_FORMAT:
+        return _encode_av(audio, ext)
+    if last not in _SF_FORMAT:
+        raise Drop("encode.unsupported", f"no audio encoder for .{ext} (use wav, flac, ogg, mp3, m4a, aac, opus)",
+                   field=ext)
     import soundfile as sf
 
-    last = _last(ext)
-    if last not in _SF_FORMAT:
-        raise Drop("encode.unsupported", f"no audio encoder for .{ext} (use wav, flac or ogg)", field=ext)
     fmt, subtype = _SF_FORMAT[last]
+    kept = audio.info.get("subtype")
+    if kept in ("FLOAT", "DOUBLE") and fmt == "FLAC":
+        kept = "PCM_24"
+    if kept in _SF_KEEP[fmt]:
+        subtype = kept
     data = audio.samples.T if audio.samples.ndim == 2 else audio.samples
     buf = io.BytesIO()
     sf.write(buf, np.clip(data, -1.0, 1.0), audio.rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def _encode_av(audio: Audio, ext: str) -> bytes:
+    """MP3 (LAME), AAC (ADTS or in MP4 for .m4a) or Opus (in Ogg) through PyAV, from float32 samples."""
+    import av
+
+    container, codec = _AV_FORMAT[_last(ext)]
+    x = np.clip(audio.samples if audio.samples.ndim == 2 else audio.samples[None], -1.0, 1.0).astype(np.float32)
+    layout = {1: "mono", 2: "stereo"}.get(x.shape[0])
+    if layout is None:
+        raise Drop("encode.unsupported", f"{x.shape[0]} channels in .{ext}: write wav or flac", field=ext)
+    buf = io.BytesIO()
+    try:
+        with av.open(buf, mode="w", format=container) as out:
+            stream = out.add_stream(codec, rate=audio.rate)
+            stream.layout = layout
+            step = audio.rate // 50 if codec == "libopus" else 1152  # Opus takes whole 20 ms frames only
+            for start in range(0, x.shape[1], step):
+                chunk = x[:, start : start + step]
+                if codec == "libopus" and chunk.shape[1] < step:
+                    chunk = np.pad(chunk, ((0, 0), (0, step - chunk.shape[1])))
+                # planar float; PyAV converts to the encoder's own sample format
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = audio.rate, start
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise Drop("encode.unsupported", f"PyAV cannot write .{ext} at {audio.rate} Hz: {exc}", field=ext) from None
     return buf.getvalue()
 
 

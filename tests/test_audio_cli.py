@@ -22,9 +22,9 @@ def test_features_for_files_with_frame_params(tmp_path):
     b = write(tmp_path / "b.wav", wav_bytes(chirp(0.5, rate=8000), 8000))
     res = run(str(a), str(b), "-o", str(tmp_path / "f"), "-k", "mfcc", "--rate", "16000", "--device", "cpu")
     assert res.returncode == 0, res.stderr
-    assert np.load(tmp_path / "f" / "a.mfcc.npy").shape == (13, 101)
-    assert np.load(tmp_path / "f" / "b.mfcc.npy").shape == (13, 51)  # resampled to 16 kHz first
-    doc = json.loads((tmp_path / "f" / "b.mfcc.json").read_text())
+    assert np.load(tmp_path / "f" / "a.wav.mfcc.npy").shape == (13, 101)
+    assert np.load(tmp_path / "f" / "b.wav.mfcc.npy").shape == (13, 51)  # resampled to 16 kHz first
+    doc = json.loads((tmp_path / "f" / "b.wav.mfcc.json").read_text())
     assert (doc["rate"], doc["hop"], doc["frames"], doc["frame_offset_samples"]) == (16000, 160, 51, 0)
 
 
@@ -41,4 +41,4 @@ def test_unreadable_files_are_reported_and_exit_1(tmp_path):
     bad = write(tmp_path / "bad.wav", b"RIFF\x00\x00\x00\x00WAVEjunk")
     res = run(str(a), str(bad), "-o", str(tmp_path / "f"), "--device", "cpu")
     assert res.returncode == 1 and "bad.wav: skipped (audio.corrupt" in res.stderr
-    assert (tmp_path / "f" / "a.logmel.npy").exists() and not (tmp_path / "f" / "bad.logmel.npy").exists()
+    assert (tmp_path / "f" / "a.wav.logmel.npy").exists() and not (tmp_path / "f" / "bad.wav.logmel.npy").exists()

@@ -12,6 +12,17 @@ from mmprep.cli import app, fail_config, setup_logging
 from mmprep.errors import ConfigError
 
 KINDS = ("logmel", "mfcc", "spectrogram", "zcr", "envelope")
+MIN_RATE, MAX_RATE = 1000, 384_000  # audio.decode's default plausible range
+
+
+def _unique_names(files: list[Path]) -> None:
+    """Outputs are named after the file name with its extension (a.wav and a.flac do not collide); two
+    inputs with the same name from different folders would overwrite each other, so they are refused."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        other = seen.setdefault(path.name, path)
+        if other != path:
+            raise ConfigError("files", f"{other} and {path} would both write {path.name}.*: rename one")
 
 
 def _stage(kind: str, params: dict[str, Any]):
@@ -34,7 +45,7 @@ def _stage(kind: str, params: dict[str, Any]):
 @app.command("audio-features")
 def audio_features(
     files: list[Path] = typer.Argument(..., help="Audio files (WAV/FLAC/OGG/MP3/M4A/Opus...)."),
-    out: Path = typer.Option(Path("features"), "--out", "-o", help="Folder for STEM.KIND.npy and STEM.KIND.json."),
+    out: Path = typer.Option(Path("features"), "--out", "-o", help="Folder for NAME.KIND.npy and NAME.KIND.json."),
     kind: str = typer.Option("logmel", "--kind", "-k", help=f"One of {', '.join(KINDS)}."),
     rate: int | None = typer.Option(None, "--rate", help="Resample to this rate (Hz) first; keep the file's if unset."),
     n_fft: int = typer.Option(400, "--n-fft", help="FFT size in samples."),
@@ -47,6 +58,8 @@ def audio_features(
 ) -> None:
     """Compute one feature for audio files; frame parameters go next to each array as JSON."""
     setup_logging(quiet)
+    import numpy as np
+
     from mmprep.errors import Drop
     from mmprep.sample import Audio
     from mmprep.stages.audio.io import read_audio
@@ -60,6 +73,9 @@ def audio_features(
     try:
         if kind not in KINDS:
             raise ConfigError("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+        if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
+            raise ConfigError("rate", f"must be between {MIN_RATE} and {MAX_RATE} Hz, got {rate}")
+        _unique_names(files)
         stage = _stage(kind, params)
     except ConfigError as exc:
         fail_config(exc)
@@ -68,17 +84,17 @@ def audio_features(
         try:
             x, sr = read_audio(path.read_bytes(), field=path.suffix.lstrip("."))
             x = x.mean(axis=0)
-            if rate and sr != rate:
-                x, sr = resample(x, sr, rate), rate
             if x.size == 0 or sr <= 0:
                 raise Drop("audio.empty", "no samples")
+            if not np.isfinite(x).all():  # as audio.decode's nonfinite: drop; NaN in gives NaN out
+                raise Drop("audio.nonfinite", f"{int((~np.isfinite(x)).sum())} NaN or infinite samples")
+            if rate and sr != rate:
+                x, sr = resample(x, sr, rate), rate
         except (OSError, Drop) as exc:
             typer.echo(f"{path}: skipped ({exc})", err=True)
             failed += 1
             continue
-        samples.append({"__key__": path.stem, "__meta__": {}, "wav": Audio(samples=x, rate=sr), "__path__": path})
-    import numpy as np
-
+        samples.append({"__key__": path.name, "__meta__": {}, "wav": Audio(samples=x, rate=sr), "__path__": path})
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     for sample, result in zip(samples, stage.process_batch(samples), strict=True):

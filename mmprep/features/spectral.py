@@ -248,6 +248,8 @@ def envelope(batch: Any, lengths: Any = None, *, rate: int, n_fft: int = 400, ho
 
     spec, frames = stft_power(batch, lengths, rate=rate, n_fft=n_fft, hop=hop, win_length=win_length,
                               center=center)
+    if spec.shape[-1] == 0:  # every clip shorter than n_fft without centring: no frame (FFTs of 0 frames fail)
+        return spec, frames
     log_spec = 10.0 * torch.log10(torch.clamp(spec, min=amin))
     ceps = torch.fft.irfft(log_spec, n=n_fft, dim=-2)
     keep = torch.zeros(n_fft, 1, device=spec.device, dtype=ceps.dtype)

@@ -7,10 +7,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mmprep.errors import Drop
+from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.audio.io import read_audio, read_pyav
+from mmprep.stages.audio.io import read_audio, read_pyav, soundfile_subtype
 
 
 @register
@@ -36,12 +36,22 @@ class AudioDecode(Stage):
         min_samples: int = Field(1, ge=1, description="Fewer samples than this is audio.empty.")
         from_video: bool = Field(False, description="Decode the audio track of a video field when no audio field.")
         video_audio_field: str = Field("wav", description="Field name for audio taken from a video.")
+        output: Literal["wav", "flac"] | None = Field(
+            None, description="Put the decoded audio under this field (the first audio field; the original field "
+            "goes): one lossless name for a corpus of wav/flac/mp3/m4a... Unset: each field keeps its name.")
+
+    def check(self) -> None:
+        if self.config.min_rate > self.config.max_rate:
+            raise ConfigError("min_rate", f"must be <= max_rate ({self.config.max_rate}), got {self.config.min_rate}")
 
     def process(self, sample: Sample) -> Sample:
         names = fields_of(sample, "audio")
         for ext in names:
             if not isinstance(sample[ext], Audio):
                 sample[ext] = self._decode(sample, ext, sample[ext], source=sample[ext])
+        out = self.config.output
+        if names and out and out not in names:
+            self._rename(sample, names[0], out)
         if not names and self.config.from_video:
             for vext in fields_of(sample, "video"):
                 data = sample[vext]
@@ -52,6 +62,13 @@ class AudioDecode(Stage):
                     meta(sample)["audio"][out]["from"] = vext
                     break
         return sample
+
+    @staticmethod
+    def _rename(sample: Sample, old: str, new: str) -> None:
+        """Move field ``old`` to ``new``; its ``__meta__["audio"]`` entry moves too and says where it came from."""
+        sample[new] = sample.pop(old)
+        info = meta(sample).setdefault("audio", {})
+        info[new] = {**info.pop(old, {}), "from": old}
 
     def _decode(self, sample: Sample, ext: str, data, *, source: bytes | None) -> Audio:
         cfg = self.config
@@ -81,7 +98,9 @@ class AudioDecode(Stage):
             raise Drop("audio.clipped", f"{clipped:.2%} of samples clipped (max_clipped={cfg.max_clipped})",
                        field=ext)
         keep_source = source if channels == 1 and not n_bad else None  # bytes still describe the samples
-        audio = Audio(samples=samples, rate=rate, source=keep_source, format=ext)
+        subtype = soundfile_subtype(data) if isinstance(data, bytes) else None
+        audio = Audio(samples=samples, rate=rate, source=keep_source, format=ext,
+                      info={"subtype": subtype} if subtype else {})
         info = {"rate": rate, "seconds": round(audio.seconds, 6), "channels": channels,
                 "clipped_fraction": round(clipped, 6)}
         if n_bad:

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from mmprep.errors import ConfigError
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded
@@ -19,15 +20,16 @@ from mmprep.stages.audio.common import decoded
 
 class DenoiseParams(StageConfig):
     method: Literal["subtract", "gate"] = Field("subtract", description="Spectral subtraction or spectral gating.")
-    n_fft: int = Field(512, ge=16, description="STFT size in samples.")
-    hop: int = Field(128, ge=1, description="STFT hop in samples.")
+    n_fft: int = Field(512, ge=16, le=65_536, description="STFT size in samples.")
+    hop: int = Field(128, ge=1, description="STFT hop in samples (<= n_fft, or samples between frames are lost).")
     noise_quantile: float = Field(
         0.1, gt=0, le=1, description="Fraction of quietest frames (by energy) that make the noise profile.")
     alpha: float = Field(2.0, ge=0, description="subtract: over-subtraction factor on the noise power.")
     beta: float = Field(0.01, ge=0, le=1, description="subtract: spectral floor, as a fraction of the noise power.")
     n_std: float = Field(1.5, ge=0, description="gate: threshold = noise mean + n_std * noise std (dB, per bin).")
     reduction_db: float = Field(30.0, ge=0, description="gate: attenuation of bins under the threshold.")
-    smooth_frames: int = Field(5, ge=1, description="gate: mask smoothing over time (frames) to avoid musical noise.")
+    smooth_frames: int = Field(
+        5, ge=1, le=1024, description="gate: mask smoothing over time (frames) to avoid musical noise.")
 
 
 def denoise(x: np.ndarray, p: DenoiseParams) -> np.ndarray:
@@ -72,6 +74,10 @@ class AudioDenoise(Stage):
 
     class Config(DenoiseParams):
         pass
+
+    def check(self) -> None:
+        if self.config.hop > self.config.n_fft:
+            raise ConfigError("hop", f"must be <= n_fft ({self.config.n_fft}), got {self.config.hop}")
 
     def process(self, sample: Sample) -> Sample:
         for ext, audio in decoded(sample, self.name):

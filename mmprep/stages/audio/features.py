@@ -15,11 +15,15 @@ import numpy as np
 from pydantic import Field
 
 from mmprep.errors import ConfigError, Drop
-from mmprep.features import FrameParams, compute, resolve_device
+from mmprep.features import FrameParams, compute, mel_filterbank, resolve_device
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, mono
 
+# Upper bounds that keep one frame's buffers in memory: 65,536 samples is 1.4 s at 48 kHz (far past
+# any analysis window in use), 1,024 mel bands is 8x the widest common setting (128).
+MAX_N_FFT = 65_536
+MAX_N_MELS = 1_024
 _NOT_IN_KEY = {"device", "max_batch_samples", "cpu_threads"}  # same output whatever the device: share cached features
 
 
@@ -28,9 +32,10 @@ class FeatureParams(StageConfig):
     output: str | None = Field(None, description="Output field (must end in .npy); default '<feature>.npy'.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to compute; auto = cuda if present.")
     dtype: Literal["float32", "float16"] = Field("float32", description="Stored dtype of the .npy array.")
-    n_fft: int = Field(400, ge=2, description="FFT size in samples (400 = 25 ms at 16 kHz).")
+    n_fft: int = Field(400, ge=2, le=MAX_N_FFT, description="FFT size in samples (400 = 25 ms at 16 kHz).")
     hop: int = Field(160, ge=1, description="Hop between frames in samples (160 = 10 ms at 16 kHz).")
-    win_length: int | None = Field(None, ge=1, description="Hann window length in samples (<= n_fft); n_fft if unset.")
+    win_length: int | None = Field(None, ge=1, le=MAX_N_FFT,
+                                   description="Hann window length in samples (<= n_fft); n_fft if unset.")
     center: bool = Field(True, description="Centre frames: frame i is centred on sample i * hop.")
     max_batch_samples: int | None = Field(
         None, ge=1, description="Memory cap: on CPU for log-mel/MFCC/mel, total samples per group (default 4M); "
@@ -40,7 +45,7 @@ class FeatureParams(StageConfig):
 
 
 class MelParams(FeatureParams):
-    n_mels: int = Field(80, ge=1, description="Mel bands.")
+    n_mels: int = Field(80, ge=1, le=MAX_N_MELS, description="Mel bands.")
     fmin: float = Field(0.0, ge=0, description="Lowest mel band edge in Hz.")
     fmax: float | None = Field(None, gt=0, description="Highest band edge in Hz; rate / 2 when not set.")
     htk: bool = Field(False, description="HTK mel formula instead of Slaney's (librosa's default).")
@@ -86,6 +91,10 @@ class FeatureStage(Stage):
     def extra_meta(self) -> dict[str, Any]:
         return {}
 
+    def rate_problem(self, rate: int) -> str | None:
+        """Why this feature cannot be computed at ``rate`` (the clips are dropped), or None."""
+        return None
+
     def process(self, sample: Sample) -> Sample:
         result = self.process_batch([sample])[0]
         if isinstance(result, Drop):
@@ -108,6 +117,11 @@ class FeatureStage(Stage):
                 by_rate.setdefault(audio.rate, []).append((i, ext, mono(audio)))
         for rate, items in by_rate.items():
             fp = self.frame_params(rate)
+            problem = self.rate_problem(rate)
+            if problem is not None:
+                for i, _, _ in items:
+                    results[i] = Drop(f"{self.kind}.bad_rate", problem, field=self.output)
+                continue
             arrays = compute(self.kind_fn, [x for _, _, x in items], rate=rate, device=self.device,
                              max_samples=self.config.max_batch_samples, dtype=np.dtype(self.config.dtype),
                              threads=self.config.cpu_threads,
@@ -160,9 +174,31 @@ class AudioLogmel(FeatureStage):
     class Config(MelParams):
         pass
 
+    def check(self) -> None:
+        super().check()
+        c = self.config
+        if c.fmax is not None and c.fmin >= c.fmax:
+            raise ConfigError("fmin", f"must be < fmax ({c.fmax}), got {c.fmin}")
+
     def feature_params(self, rate: int) -> dict[str, Any]:
         c = self.config
         return {"n_mels": c.n_mels, "fmin": c.fmin, "fmax": c.fmax, "htk": c.htk, "norm": c.norm, "top_db": c.top_db}
+
+    def rate_problem(self, rate: int) -> str | None:
+        """The mel bands must lie under the clip's Nyquist frequency and each hold an FFT bin; else the
+        rows would be NaN (fmin >= rate / 2) or a constant floor (a band between two bins or past rate / 2)."""
+        c, nyquist = self.config, rate / 2
+        if c.fmin >= nyquist:
+            return f"fmin={c.fmin} Hz is at or above the Nyquist frequency {nyquist:g} Hz of a {rate} Hz clip"
+        if c.fmax is not None and c.fmax > nyquist:
+            return f"fmax={c.fmax} Hz is above the Nyquist frequency {nyquist:g} Hz of a {rate} Hz clip"
+        bank = mel_filterbank(rate=rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax, htk=c.htk,
+                              norm=c.norm)
+        empty = int((~(bank > 0).any(axis=1)).sum())
+        if empty:
+            return (f"{empty} of n_mels={c.n_mels} mel bands hold no FFT bin at {rate} Hz with n_fft={c.n_fft} "
+                    "(fewer n_mels or a larger n_fft)")
+        return None
 
     def extra_meta(self) -> dict[str, Any]:
         return {"n_mels": self.config.n_mels, "htk": self.config.htk}
@@ -180,7 +216,7 @@ class AudioMfcc(AudioLogmel):
         n_mfcc: int = Field(13, ge=1, description="Cepstral coefficients kept (<= n_mels).")
         lifter: float = Field(0.0, ge=0, description="Sinusoidal liftering (librosa's); 0 = none.")
         deltas: Literal[0, 1, 2] = Field(0, description="Stack deltas (1) or deltas + delta-deltas (2).")
-        delta_width: int = Field(9, ge=3, description="Frames in the delta regression window (odd).")
+        delta_width: int = Field(9, ge=3, le=255, description="Frames in the delta regression window (odd).")
 
     def check(self) -> None:
         super().check()
@@ -222,7 +258,8 @@ class AudioEnvelope(FeatureStage):
     writes = ("envelope.npy",)
 
     class Config(FeatureParams):
-        n_cepstra: int = Field(30, ge=1, description="Cepstral coefficients kept: fewer = smoother envelope.")
+        n_cepstra: int = Field(
+            30, ge=1, le=MAX_N_FFT, description="Cepstral coefficients kept: fewer = smoother envelope.")
 
     def feature_params(self, rate: int) -> dict[str, Any]:
         return {"n_cepstra": self.config.n_cepstra}

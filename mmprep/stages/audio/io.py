@@ -20,6 +20,19 @@ def read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
     return samples.T.copy(), int(rate)
 
 
+def soundfile_subtype(data: bytes) -> str | None:
+    """libsndfile's sample format of the file (``PCM_24``, ``FLOAT``...), or None when it cannot read it.
+
+    Kept on the decoded :class:`~mmprep.sample.Audio` so that processed audio is written back at the
+    input's precision (a 24-bit or float WAV is not cut to 16 bits)."""
+    import soundfile as sf
+
+    try:
+        return str(sf.info(io.BytesIO(data)).subtype)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+
+
 def _to_float(arr: np.ndarray) -> np.ndarray:
     """PCM of any sample format -> float32 in [-1, 1) (u8 is offset binary: 128 is silence)."""
     if arr.dtype == np.uint8:

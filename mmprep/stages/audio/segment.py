@@ -16,6 +16,7 @@ from mmprep.sample import KEY, META, Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, frame_db, mono
 from mmprep.stages.audio.vad import VadParams, check_vad, sample_intervals
+from mmprep.stages.text.encoding import decode_text
 
 
 def trim_bounds(x: np.ndarray, rate: int, *, top_db: float = 60.0, frame_ms: int = 10,
@@ -97,7 +98,9 @@ class AudioSegment(Stage):
         window: float = Field(10.0, gt=0, description="fixed: window length in seconds.")
         step: float | None = Field(None, gt=0, description="fixed: seconds between window starts (default: window).")
         min_seconds: float = Field(0.2, ge=0, description="Pieces shorter than this are left out.")
-        max_seconds: float | None = Field(30.0, gt=0, description="vad/subtitle: longer pieces are split.")
+        max_seconds: float | None = Field(
+            30.0, gt=0, description="vad: longer pieces are split. subtitle: never split (the cue text would go to "
+            "both halves); a longer cue is kept whole and flagged 'long' in its segment metadata.")
         pad_ms: int = Field(100, ge=0, description="vad/subtitle: widen each piece by this much on both sides.")
         vad: VadParams = Field(VadParams(), description="vad: detector settings (as audio.vad).")
         subtitle_field: str | None = Field(None, description="subtitle: cue field; the first subtitle field if unset.")
@@ -124,7 +127,7 @@ class AudioSegment(Stage):
         spans, out_texts = [], []
         for (s, e), text in zip(raw, texts, strict=True):
             pieces = [(max(0, s - pad), min(n, e + pad))]
-            if cfg.max_seconds:
+            if cfg.max_seconds and text is None:  # a cue's text cannot be split with its audio: kept whole
                 pieces = split_long(pieces, int(round(cfg.max_seconds * rate)))
             for a, b in pieces:
                 if b - a >= max(min_len, 1):
@@ -139,7 +142,7 @@ class AudioSegment(Stage):
         if not names or names[0] not in sample:
             raise Drop("audio.no_subtitles", "segment mode 'subtitle' but the sample has no subtitle field")
         value = sample[names[0]]
-        text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+        text = value if isinstance(value, str) else decode_text(value, field=names[0])[0]
         try:
             subs = pysubs2.SSAFile.from_string(text)
         except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
@@ -147,9 +150,10 @@ class AudioSegment(Stage):
         spans, texts = [], []
         for ev in subs.events:
             s, e = max(0, ev.start) * rate // 1000, min(n, max(0, ev.end) * rate // 1000)
-            if e > s and not ev.is_comment:
+            cue = ev.plaintext.strip()
+            if e > s and cue and not ev.is_comment:  # an empty cue labels nothing
                 spans.append((s, e))
-                texts.append(ev.plaintext.strip())
+                texts.append(cue)
         return spans, texts
 
     def process(self, sample: Sample) -> list[Sample]:
@@ -174,5 +178,7 @@ class AudioSegment(Stage):
                     child[name] = sample[name]
             if text is not None:
                 child[self.config.text_field] = text
+                if self.config.max_seconds and e - s > self.config.max_seconds * audio.rate:
+                    child_meta["segment"]["long"] = True
             children.append(child)
         return children
