@@ -1,6 +1,25 @@
 """Corpus input: a folder or a manifest (JSONL, CSV, Parquet) -> sorted :class:`Record` list.
 
 Planning only lists and stats files; bytes are read later, in the worker that builds the shard.
+
+How a folder's file names become samples and fields:
+
+- A name splits at its last dot into a stem and an extension; files of one folder sharing a stem
+  are one sample, and the extension, lowercased, is the field (``x.jpg`` + ``x.TXT`` -> sample ``x``,
+  fields ``jpg`` and ``txt``).
+- Then a stem ``S.T`` whose folder also holds a sample ``S``, where ``T`` is one or more dot-separated
+  tokens of lowercase letters, digits and ``_``, each with at least one letter, joins ``S``: its
+  files become fields ``T.ext`` (``x.jpg`` + ``x.mfcc.npy`` -> sample ``x``, fields ``jpg`` and
+  ``mfcc.npy``; ``clip.wav`` + ``clip.segments.json`` -> ``clip``, ``segments.json``). The shortest
+  such ``S`` wins, as WebDataset splits member names at the first dot, so a folder extracted from
+  WebDataset tars gives back their samples. Otherwise ``S.T`` stays a sample of its own:
+  ``IMG.2023.jpg`` alone is sample ``IMG.2023`` (key ``IMG_2023``) with field ``jpg``, and so are
+  ``trip.1.jpg`` and ``a.Final.jpg`` next to ``trip.jpg`` and ``a.jpg`` (``1`` has no letter, ``Final``
+  is not lowercase).
+- A file whose extension is no field name (empty, not only ASCII letters, digits and ``_``, or a
+  reserved name: ``__key__``, ``__meta__``, ``__source__``) is left out (``input.bad_field_name``),
+  and so is a second file for a field a sample has already (``x.TXT`` next to ``x.txt``: the first
+  by name is kept, ``input.field_clash``). Both are logged and appended to the caller's ``skipped``.
 """
 
 from __future__ import annotations
@@ -18,11 +37,13 @@ from typing import NamedTuple
 
 from mmprep.errors import ConfigError
 from mmprep.keys import unique_keys
-from mmprep.listing import Folder, list_folder
+from mmprep.listing import Folder, Skipped, list_folder
 from mmprep.sample import RESERVED, ext_modality
 
 log = logging.getLogger(__name__)
 FIELD_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+_WORD = r"[0-9_]*[a-z][a-z0-9_]*"  # a token of a folder stem's field part: it has a letter (not "2023")
+_FIELD_PREFIX = re.compile(rf"{_WORD}(?:\.{_WORD})*")
 
 
 class Record(NamedTuple):
@@ -72,17 +93,36 @@ def hash_text(text: str) -> str:
 
 
 def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = (),
-                listing: list[Folder] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None) -> list[Record]:
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
     The files are those :func:`mmprep.listing.list_folder` finds (pass ``listing`` when it was listed
     already: ``include`` and ``exclude`` were applied then, and are not used here). A folder's names
-    come sorted, hence a stem's files by extension, and their stamps are joined in that order.
+    come sorted, hence a stem's files by extension, and their stamps are joined in that order. Files
+    left out (the module docstring says which) are appended to ``skipped``, for the build's report.
     """
+    skipped = [] if skipped is None else skipped
     with _gc_paused():  # ~100k new objects and no cycles: the cyclic collector would only walk them
         if listing is None:
-            listing = list_folder(str(root), list(include), list(exclude))
-        return _records(listing)
+            listing = list_folder(str(root), list(include), list(exclude), skipped=skipped)
+        return _records(listing, skipped)
+
+
+# Matches a folder's names joined by "/" (no file name holds one) when some extension is no field name
+# or could clash once lowercased: its last dot's segment is not all a-z, 0-9, _, or it is reserved. One
+# search in C spares most folders a loop in Python.
+_SUSPECT = re.compile(r"\.(?:(?=[^./]*+(?:/|\Z))(?![a-z0-9_]++(?:/|\Z))|__(?:key|meta|source)__(?:/|\Z))")
+
+
+def skipped_names(listing: list[Folder]) -> list[Skipped]:
+    """What :func:`scan_folder` would leave out of ``listing``, making no record and leaving the listing
+    whole: for a build that stops because no folder changed, so that its report still counts them
+    (3 ms per 40,000 well-named files)."""
+    skipped: list[Skipped] = []
+    for folder in listing:
+        if _SUSPECT.search("/".join(folder.names)):
+            _records([Folder(folder.rel, folder.path, folder.names, folder.stats)], skipped)
+    return skipped
 
 
 @contextmanager
@@ -96,23 +136,26 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _records(listing: list[Folder]) -> list[Record]:
+def _records(listing: list[Folder], skipped: list[Skipped]) -> list[Record]:
     """The records of a listing, which this consumes: each folder's names and stats are dropped once read,
     so the listing and the records are not both whole in memory."""
     groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
-    exts: dict[str, str] = {}  # one string per field name, shared by every record (not one per file)
+    fields: dict[str, str] = {}  # extension -> field name, one string shared by every record; "" if invalid
+    dotted: list[str] = []  # stems with a dot in their base name: maybe fields of a shorter stem
     sep = os.sep
     for folder in listing:
         rel_dir, base, stats = folder.rel, folder.path, folder.stats
         for i, name in enumerate(folder.names):
-            stem, _, ext = name.rpartition(".")
-            stem = rel_dir + stem
-            ext = exts.setdefault(ext, ext.lower())
+            stem, _, raw = name.rpartition(".")
+            ext = fields.get(raw) or _field_name(raw, fields)
             path = f"{base}{sep}{name}"
-            group = groups.get(stem)
+            if not ext:
+                _bad_field(path, raw, skipped)
+                continue
+            full = rel_dir + stem
+            group = groups.get(full)
             if group is not None and ext in group[0]:
-                log.warning("input: %s and %s would both be field %r of %r; keeping the first",
-                            group[0][ext], path, ext, stem)
+                _clash(group[0][ext], path, ext, full, skipped)
                 continue
             size = stats[3 * i]
             if size < 0:  # GONE: vanished, or cannot be read
@@ -120,12 +163,16 @@ def _records(listing: list[Folder]) -> list[Record]:
             else:
                 stamp = f"{ext}:{size}:{stats[3 * i + 1]}:{stats[3 * i + 2]}"
             if group is None:
-                groups[stem] = [{ext: path}, stamp, size]
+                groups[full] = [{ext: path}, stamp, size]
+                if "." in stem:
+                    dotted.append(full)
             else:
                 group[0][ext] = path
                 group[1] = f"{group[1]}|{stamp}"
                 group[2] += size
         folder.names, folder.stats = [], folder.stats[:0]
+    for stem in dotted:
+        _merge_dotted(stem, groups, skipped)
     keys = unique_keys(list(groups))
     records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
                for stem, (paths, stamp, size) in groups.items()]
@@ -134,25 +181,117 @@ def _records(listing: list[Folder]) -> list[Record]:
     return records
 
 
-def _manifest_rows(path: Path, fmt: str) -> list[dict]:
-    if fmt == "jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError("input.path", f"{path}:{n} is not JSON: {exc.msg}") from None
-        return rows
-    if fmt == "csv":
-        import csv
+def _field_name(ext: str, fields: dict[str, str]) -> str:
+    """``ext`` lowercased, remembered in ``fields``; "" when it is no field name (see the module docstring)."""
+    name = ext.lower()
+    if not FIELD_NAME.match(name) or name in RESERVED:
+        return ""
+    fields[ext] = name
+    return name
 
-        with path.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh))
-    import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+def _bad_field(path: str, ext: str, skipped: list[Skipped]) -> None:
+    why = "a reserved name" if ext.lower() in RESERVED else "not a field name (lowercase letters, digits, _)"
+    message = f"extension {printable(ext)!r} is {why}"
+    log.warning("input: %s left out: its %s", printable(path), message)
+    skipped.append(Skipped(path, "input.bad_field_name", message))
+
+
+def _clash(kept: str, path: str, field: str, stem: str, skipped: list[Skipped]) -> None:
+    message = f"field {field!r} of {printable(stem)!r} is {printable(kept)} already"
+    log.warning("input: %s left out: %s", printable(path), message)
+    skipped.append(Skipped(path, "input.field_clash", message))
+
+
+def _merge_dotted(stem: str, groups: dict[str, list], skipped: list[Skipped]) -> None:
+    """Make the files of ``S.T`` fields ``T.ext`` of sample ``S``, where ``S`` is one (module docstring).
+
+    The shortest such ``S`` wins, as WebDataset splits a member name at its first dot. A target never
+    merges itself: were ``S`` = ``R.U`` mergeable into ``R``, then ``R`` would be the shorter match."""
+    start = stem.rfind("/") + 1
+    dot = stem.find(".", start + 1)  # start + 1: a base name is never empty
+    while dot > 0:
+        target = groups.get(stem[:dot])
+        if target is not None and _FIELD_PREFIX.fullmatch(stem, dot + 1):
+            prefix = stem[dot + 1 :]
+            paths, stamp, size = groups.pop(stem)
+            for ext, path in paths.items():
+                field = f"{prefix}.{ext}"
+                if field in target[0]:  # cannot happen: a folder file's own field has no dot
+                    _clash(target[0][field], path, field, stem[:dot], skipped)
+                else:
+                    target[0][field] = path
+            target[1] = "|".join([target[1], *(f"{prefix}.{part}" for part in stamp.split("|"))])
+            target[2] += size
+            return
+        dot = stem.find(".", dot + 1)
+
+
+def _where(path: Path, fmt: str, n: int) -> str:
+    """Where a user finds a manifest row: "line N" (JSONL, CSV: from 1, as an editor counts; a CSV row
+    spanning lines is at its first) or "row N" (Parquet: from 0, as pyarrow and pandas count)."""
+    return f"row {n} (from 0) of {path}" if fmt == "parquet" else f"line {n} of {path}"
+
+
+def _manifest_rows(path: Path, fmt: str) -> list[tuple[int, dict]]:
+    """Each row with its number for :func:`_where` (a number, not the text: a manifest has millions).
+
+    ``utf-8-sig``: a byte order mark (Excel's "CSV UTF-8") is not part of the first column's name."""
+    try:
+        if fmt == "jsonl":
+            return _jsonl_rows(path)
+        if fmt == "csv":
+            return _csv_rows(path)
+        import pyarrow.parquet as pq
+
+        return list(enumerate(pq.read_table(path).to_pylist()))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("input.path", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError; csv.Error is not
+        raise ConfigError("input.path", f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
+
+
+def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    with path.open(encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError("input.path", f"line {n} of {path} is not JSON: {exc.msg}") from None
+                if not isinstance(row, dict):
+                    raise ConfigError("input.path", f"line {n} of {path} is a JSON {type(row).__name__}, "
+                                      "not an object ({\"key\": ..., \"jpg\": ...})")
+                rows.append((n, row))
+    return rows
+
+
+def _csv_rows(path: Path) -> list[tuple[int, dict]]:
+    import csv
+
+    rows = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, [])
+            while True:
+                n = reader.line_num + 1  # where the next row starts
+                cells = next(reader, None)
+                if cells is None:
+                    return rows
+                if not cells:  # a blank line
+                    continue
+                if any(cells[len(header):]):
+                    raise ConfigError("input.path", f"line {n} of {path} has {len(cells)} cells, "
+                                      f"its header {len(header)}")
+                rows.append((n, dict(zip(header, cells, strict=False))))
+        except csv.Error as exc:
+            raise ConfigError("input.path", f"line {reader.line_num} of {path} is not CSV: {exc}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _is_path_column(col: str, path_columns: list[str] | None) -> bool:
@@ -164,17 +303,22 @@ def _is_path_column(col: str, path_columns: list[str] | None) -> bool:
 def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[str] | None) -> list[Record]:
     """One row per sample: a key column, then one column per field holding a path or an inline value.
 
-    Relative paths are taken from the manifest's folder. Empty cells mean the field is absent.
+    Relative paths are taken from the manifest's folder. Empty cells mean the field is absent. Inline
+    values that are not text are stored as JSON; bytes (a Parquet binary column) are a config error:
+    mmprep takes media from files.
     """
     rows = _manifest_rows(path, fmt)
     base = path.parent
     by_raw: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
-    for n, row in enumerate(rows):
+    for n, row in rows:
         if key_column not in row or row[key_column] in (None, ""):
-            raise ConfigError("input.key_column", f"row {n} of {path} has no {key_column!r} value")
+            raise ConfigError("input.key_column", f"{_where(path, fmt, n)} has no {key_column!r} value")
+        if isinstance(row[key_column], (bytes, bytearray)):
+            raise ConfigError("input.key_column", f"column {key_column!r} holds bytes ({_where(path, fmt, n)}); "
+                              "keys are text")
         raw = str(row[key_column])
         if raw in by_raw:
-            raise ConfigError("input.key_column", f"key {raw!r} appears twice in {path.name} (row {n})")
+            raise ConfigError("input.key_column", f"key {raw!r} appears twice in {path.name} ({_where(path, fmt, n)})")
         paths: dict[str, str] = {}
         inline: dict[str, str] = {}
         for col, value in row.items():
@@ -184,10 +328,20 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
             if not FIELD_NAME.match(ext) or ext in RESERVED:
                 raise ConfigError("input", f"manifest column {col!r} is not a field name (lowercase "
                                   "letters, digits, _ and inner dots, e.g. jpg or mfcc.npy)")
+            if isinstance(value, (bytes, bytearray)):
+                raise ConfigError("input", f"manifest column {col!r} holds bytes ({_where(path, fmt, n)}): mmprep "
+                                  "reads media from files; write them out and put their paths in the column")
             if _is_path_column(ext, path_columns):
                 paths[ext] = str(base / str(value))
+            elif isinstance(value, str):
+                inline[ext] = value
             else:
-                inline[ext] = value if isinstance(value, str) else json.dumps(value)
+                try:
+                    inline[ext] = json.dumps(value)
+                except (TypeError, ValueError):  # a date, a timestamp, bytes inside a list
+                    raise ConfigError("input", f"manifest column {col!r} holds a {type(value).__name__} "
+                                      f"({_where(path, fmt, n)}) that JSON cannot hold; make it text, or "
+                                      "leave the column out") from None
         by_raw[raw] = (paths, inline)
     keys = unique_keys(list(by_raw))
     records = [
@@ -199,7 +353,9 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
 
 def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
                 path_columns: list[str] | None = None, include=(), exclude=(),
-                listing: list[Folder] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None) -> list[Record]:
+    """A folder's or a manifest's records, sorted by key. Folder files left out go to ``skipped``
+    (:class:`mmprep.listing.Skipped`, as the listing's own); a bad manifest is a :class:`ConfigError`."""
     path = Path(path)
     if not path.exists():
         raise ConfigError("input.path", f"{path} does not exist")
@@ -214,5 +370,5 @@ def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
     if fmt == "folder":
         if not path.is_dir():
             raise ConfigError("input.path", f"{path} is not a folder")
-        return scan_folder(path, include=list(include), exclude=list(exclude), listing=listing)
+        return scan_folder(path, include=list(include), exclude=list(exclude), listing=listing, skipped=skipped)
     return read_manifest(path, fmt=fmt, key_column=key_column, path_columns=path_columns)

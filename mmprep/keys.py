@@ -41,20 +41,36 @@ def _short_hash(text: str) -> str:
 
 
 def unique_keys(raws: list[str]) -> dict[str, str]:
-    """Map each raw name to a sanitized key, suffixing a short hash where two would collide.
+    """Map each raw name to a sanitized key, suffixing a short hash of the raw name where two collide.
 
-    A name that is already clean keeps its key whatever else is added to the corpus; names that
-    had to be changed get the hash suffix on a collision.
+    Which of the colliding names keeps the plain key goes by rank, then by raw name:
+
+    1. a name that is its own key (``a_b``): it keeps the plain key whatever else is in the corpus;
+    2. a name whose only change is dots to ``_`` (``a.b``, ``IMG.2023``), the common unclean name;
+    3. any other (``a b``, ``a..b``, ``名字``).
+
+    So adding ``a b`` next to ``a.b`` leaves ``a.b``'s key ``a_b``. What can still move: a new name
+    that ranks higher, or ranks the same and sorts first, takes the plain key, and the name that had
+    it gets the suffix (``a.b`` added next to a lone ``a b``; ``a b`` next to ``a  b``). A suffixed
+    key depends only on its raw name, so that name is the only one that moves.
     """
     clean = {raw: sanitize_key(raw) for raw in raws}
     if len(set(clean.values())) == len(clean):
         return clean  # no collision: every name keeps its sanitized key
     out: dict[str, str] = {}
     taken: set[str] = set()
-    for raw in sorted(clean, key=lambda r: (clean[r] != r, r)):
+    for raw in sorted(clean, key=lambda r: (_rank(r, clean[r]), r)):
         key = clean[raw]
         if key in taken:
             key = f"{key}-{_short_hash(raw)}"
+            while key in taken:  # a clean name that looks like a suffixed key: astronomically rare
+                key = f"{key}-{_short_hash(key)}"
         taken.add(key)
         out[raw] = key
     return out
+
+
+def _rank(raw: str, key: str) -> int:
+    if raw == key:
+        return 0
+    return 1 if raw.replace(".", "_") == key else 2
