@@ -26,7 +26,7 @@ from mmprep.atomic import atomic_write
 from mmprep.cache import digest
 from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
-from mmprep.corpus import Record, printable, read_corpus
+from mmprep.corpus import Record, printable, read_corpus, skipped_names
 from mmprep.errors import ConfigError
 from mmprep.executors import check_start_method, default_workers, preload, run_dask, run_local
 from mmprep.listing import Skipped, list_folder
@@ -146,10 +146,14 @@ class OutputLock:
             raise ConfigError("output", f"cannot write {out}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             raise ConfigError("output", f"another build is writing to {out} (it holds {out / '.lock'}); "
                               "wait for it to end, or build into another folder") from None
+        except OSError as exc:  # a file system without locks (some network mounts): build without one
+            os.close(fd)
+            log.warning("cannot lock %s (%s): nothing stops a second build into it meanwhile", out, exc.strerror)
+            return
         self.fd = fd
 
     def release(self) -> None:
@@ -202,12 +206,13 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
             if unchanged is not None:
                 phases.end("scan")
                 lock.acquire(out)
-                summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases, skipped)
+                summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases,
+                                     skipped + skipped_names(listing))
                 if summary is not None:
                     warmup.abandon()  # none should have started; if one did, stop it
                     return summary
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
-                              include=inp.include, exclude=inp.exclude, listing=listing)
+                              include=inp.include, exclude=inp.exclude, listing=listing, skipped=skipped)
         lock.acquire(out)
     except BaseException:  # a manifest's config error: stop the workers now, not at exit
         warmup.abandon()

@@ -9,6 +9,7 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -128,6 +129,7 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
 
 def _worker_init() -> None:
     gc.enable()  # off in a driver paused mid-scan, whose state a forked worker inherits
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (a worker forked from it has it)
     exit_with_parent()
 
 
@@ -189,7 +191,7 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
 
 
 def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExecutor) -> Iterator[tuple[Any, Any]]:
-    with pool:
+    try:
         futures = {}
         for task in tasks:
             try:
@@ -202,6 +204,23 @@ def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExe
             for fut in done:
                 exc = fut.exception()
                 yield futures[fut], exc if exc is not None else fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt), or the driver gave up: stop now
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool without waiting for its queued shards: ``shutdown`` alone would build every one of
+    them first (a SIGTERM sent to the driver only reaches no worker). Finished shards stay published;
+    a stopped one leaves only a hidden temporary, which the next build removes."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
 
 
 def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, scheduler: str | None

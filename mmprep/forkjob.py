@@ -125,21 +125,24 @@ def _ctrl_c_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # a handler not set from Python: cannot be put back
-        yield
-        return
-    caught: list[object] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    # SIGTERM too when a handler turns it into an exception (``mmprep build`` does)
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = {sig: h for sig, h in held.items() if h is not None and (sig == signal.SIGINT or callable(h))}
+    caught: list[tuple[int, object]] = []
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, previous in held.items():
+            signal.signal(sig, previous)
         if caught:
+            signum, frame = caught[0]
+            previous = held[signum]
             if callable(previous):
-                previous(signal.SIGINT, caught[0])
+                previous(signum, frame)
             elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signum)
 
 
 def _plain(value: object) -> object:

@@ -119,7 +119,8 @@ def read_part(out: Path, name: str) -> tuple[dict[str, Any] | None, str]:
     if not same_tars:
         return None, "its tars changed"
     try:  # a truncated rows file would have the merge index part of the shard
-        same_rows = part_paths(out, name)[1].stat().st_size == doc.get("rows_bytes")
+        size = part_paths(out, name)[1].stat().st_size
+        same_rows = doc.get("rows_bytes") in (None, size)  # None: written before the size was kept
     except OSError:
         same_rows = False
     return (doc, "") if same_rows else (None, "its index rows changed")

@@ -34,9 +34,12 @@ def output_signature(out: Path, reports: tuple[str, ...] = ()) -> dict[str, str]
     try:
         if not (out / "stats.json").is_file():
             return None
-        for name in ("index.parquet", "errors.jsonl", *reports):
+        for name in ("index.parquet", "errors.jsonl"):
             st = os.stat(out / name)
             sig[name] = f"{st.st_size}:{st.st_mtime_ns}"
+        for name in reports:  # a stage with nothing to summarize (an empty corpus) writes none
+            st = os.stat(out / name) if os.path.exists(out / name) else None
+            sig[name] = f"{st.st_size}:{st.st_mtime_ns}" if st else "missing"
         for sub in ("shards", ".parts"):
             with os.scandir(out / sub) as it:
                 for entry in it:
@@ -60,7 +63,7 @@ class WarmUp:
         self.pipeline = pipeline
         self.pipeline_hash = pipeline_hash
         self.identity = identity
-        self.folders: dict[str, str] = {}
+        self.folders: dict[str, str] | None = None  # the listing's digests, once a folder corpus is listed
         self.heads: dict[str, str] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.workers = workers
@@ -111,7 +114,7 @@ class WarmUp:
 
     def save(self, shards: int) -> None:
         """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
-        sig = output_signature(self.out, self.reports) if self.folders else None
+        sig = output_signature(self.out, self.reports) if self.folders is not None else None
         if sig is not None:
             doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "heads": self.heads,
                    "outputs": sig, "shards": shards}

@@ -158,14 +158,19 @@ def test_summaries_count_replayed_samples_too(tmp_path, corpus):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_killing_the_driver_ends_its_workers_too_and_a_rerun_completes(tmp_path, corpus, sig):
-    """A scheduler's SIGTERM, or SIGKILL (the OOM killer), used to end the driver alone: the forkserver
-    and its workers held each other's pipes open and ran on forever (about 110 MB each time)."""
+def test_killing_the_driver_ends_its_workers_too_and_a_rerun_completes(tmp_path, sig):
+    """A scheduler's SIGTERM, or SIGKILL (the OOM killer), sent to the driver alone: the forkserver and
+    its workers held each other's pipes open and ran on forever (about 110 MB each time); after SIGTERM
+    the driver itself went on to build every queued shard before it exited."""
     import psutil
 
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"s{i:02d}.txt").write_text(f"text {i}")
     doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(tmp_path / "t.log"),
-                                                  "delay": 0.2}],
-           "output": {"name": "k", "max_samples": 2, "fields": ["txt"]}, "execution": {"batch_size": 1}}
+                                                  "delay": 0.25}],
+           "output": {"name": "k", "max_samples": 2}, "execution": {"batch_size": 1}}
     pipe = write_pipeline(tmp_path / "p.yaml", doc)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "-q"]
@@ -173,15 +178,18 @@ def test_killing_the_driver_ends_its_workers_too_and_a_rerun_completes(tmp_path,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (tmp_path / "t.log").exists():
-        time.sleep(0.05)  # the workers are running shards
+        time.sleep(0.05)  # the workers are running shards (20 of 0.5 s, 2 at a time: 5 s in all)
     family = psutil.Process(proc.pid).children(recursive=True)
     assert family, "no worker processes to check"
+    t0 = time.monotonic()
     proc.send_signal(sig)
     assert proc.wait(timeout=60) != 0
+    assert time.monotonic() - t0 < 3, "the driver built the queued shards before it stopped"
     gone, alive = psutil.wait_procs(family, timeout=15)
     for p in alive:
         p.kill()
     assert alive == []
+    assert len(list((out / "shards").glob("k-*.tar"))) < 20
     res = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert len(list((out / "shards").glob("k-*.tar"))) == 4
+    assert len(list((out / "shards").glob("k-*.tar"))) == 20 and not list((out / "shards").glob(".*"))

@@ -160,3 +160,13 @@ def test_vocab_command_recuts_without_rebuilding(local_build, tmp_path):
     assert (tmp_path / "tok.json").exists()
     proc = run_cli("vocab", str(tmp_path))
     assert proc.returncode == 2 and "text.vocab" in proc.stderr
+
+
+def test_an_empty_corpus_with_a_vocabulary_stage_still_stops_early_on_a_rerun(tmp_path):
+    """With no record, finalize writes no vocab.json: the output signature failed on every run, so no
+    rerun ever stopped at the listing."""
+    (tmp_path / "empty").mkdir()
+    doc = pipeline({"stage": "text.vocab"})
+    for _ in range(2):
+        build(doc, tmp_path / "empty", tmp_path / "out", workers=1)
+    assert set(json.loads((tmp_path / "out" / "stats.json").read_text())["run"]["phases_seconds"]) == {"scan"}
