@@ -17,6 +17,7 @@ from mmprep.sample import Audio, Image
 _CV2_EXT = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tif": ".tiff",
             "tiff": ".tiff", "gif": ".gif"}
 _SF_FORMAT = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}  # default subtypes
+SOUNDFILE_EXTS = tuple(_SF_FORMAT)  # audio fields written losslessly (soundfile)
 # input subtypes each container can hold as they are (an MP3 read by libsndfile is MPEG_LAYER_III: not kept)
 _SF_KEEP = {"WAV": {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}, "FLAC": {"PCM_S8", "PCM_16", "PCM_24"},
             "OGG": {"VORBIS", "OPUS"}}

@@ -44,3 +44,15 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def demo_doc() -> dict:
     return yaml.safe_load((ROOT / "pipelines" / "demo.yaml").read_text())
+
+
+def shard_members(out: Path) -> dict[str, bytes]:
+    """Every member of a build's shards (``OUT/shards/*.tar``), by member name."""
+    import tarfile
+
+    got = {}
+    for path in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(path) as tar:
+            for m in tar.getmembers():
+                got[m.name] = tar.extractfile(m).read()
+    return got

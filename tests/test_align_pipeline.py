@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from mmprep.align.subs import parse
 from mmprep.cli import load_commands
 from mmprep.testing.speech import alignment_corpus
+from tests.conftest import shard_members as _members
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "align.yaml"
 
@@ -28,13 +28,6 @@ def built(tmp_path_factory):
     return root, truth
 
 
-def _members(out: Path) -> dict[str, bytes]:
-    got = {}
-    for tar in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(tar) as t:
-            for m in t.getmembers():
-                got[m.name] = t.extractfile(m).read()
-    return got
 
 
 def test_report_json_records_and_totals(built):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from mmprep.build import BuildOptions, run_build
 from mmprep.config import parse_pipeline
 from mmprep.testing.audio import burst_signal, speech_like
 from mmprep.testing.media import srt_text, wav_bytes, write
+from tests.conftest import shard_members as members
 
 
 def pipeline(n_mfcc: int = 13) -> dict:
@@ -46,13 +46,6 @@ def build(doc: dict, inp: Path, out: Path, **opts) -> dict:
                                                        **opts))
 
 
-def members(out: Path) -> dict[str, bytes]:
-    got = {}
-    for tar in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(tar) as tf:
-            for m in tf.getmembers():
-                got[m.name] = tf.extractfile(m).read()
-    return got
 
 
 def test_features_in_shards_and_bad_files_dropped(tmp_path):

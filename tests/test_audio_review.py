@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +25,11 @@ from mmprep.stage import make_stage
 from mmprep.stages.audio.io import read_audio
 from mmprep.testing.audio import encoded_bytes, speech_like
 from mmprep.testing.media import srt_text, wav_bytes, write
+from tests.conftest import shard_members as members
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def members(out: Path) -> dict[str, bytes]:
-    got = {}
-    for tar in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(tar) as tf:
-            for m in tf.getmembers():
-                got[m.name] = tf.extractfile(m).read()
-    return got
 
 
 def mixed_corpus(root: Path) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,15 +12,7 @@ import webdataset as wds
 
 from mmprep.testing.corpus import add_bad_samples
 from tests.conftest import build
-
-
-def tar_members(out) -> dict[str, bytes]:
-    members = {}
-    for path in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(path) as tar:
-            for m in tar.getmembers():
-                members[m.name] = tar.extractfile(m).read()
-    return members
+from tests.conftest import shard_members as tar_members
 
 
 def test_demo_build_writes_webdataset_shards(corpus, tmp_path, demo_doc):

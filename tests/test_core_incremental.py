@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, build, write_pipeline
+from tests.conftest import shard_members as members
 
 
 def traced(tmp_path, *, lowercase=False, cache_a=True, count=False) -> dict:
@@ -37,13 +38,6 @@ def trace(tmp_path) -> list[str]:
     return lines
 
 
-def members(out) -> dict[str, bytes]:
-    got = {}
-    for path in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(path) as tar:
-            for m in tar.getmembers():
-                got[m.name] = tar.extractfile(m).read()
-    return got
 
 
 def test_rerun_with_no_change_processes_nothing(tmp_path, corpus):
@@ -104,6 +98,16 @@ def test_shards_are_identical_for_any_worker_count_and_on_dask(tmp_path, corpus,
     assert json.loads((dask / "stats.json").read_text())["run"]["executor"] == "dask"
 
 
+def _build_until(cmd: list[str], ready) -> subprocess.Popen:
+    """Start a build as its own process and wait (up to 60 s) until ``ready()`` is true."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigkill_midway_then_rerun_gives_the_same_samples(tmp_path, corpus):
     log = str(tmp_path / "slow.log")
     doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": log, "delay": 0.25}],
@@ -112,11 +116,7 @@ def test_sigkill_midway_then_rerun_gives_the_same_samples(tmp_path, corpus):
     pipe = write_pipeline(tmp_path / "p.yaml", doc)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "1", "-q"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((out / ".parts").glob("k-*.json")):
-        time.sleep(0.05)
+    proc = _build_until(cmd, lambda: list((out / ".parts").glob("k-*.json")))
     time.sleep(0.3)  # into the next shard, mid-write
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -174,11 +174,8 @@ def test_killing_the_driver_ends_its_workers_too_and_a_rerun_completes(tmp_path,
     pipe = write_pipeline(tmp_path / "p.yaml", doc)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(corpus), "-o", str(out), "-w", "2", "-q"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (tmp_path / "t.log").exists():
-        time.sleep(0.05)  # the workers are running shards (20 of 0.5 s, 2 at a time: 5 s in all)
+    # until the workers are running shards (20 of 0.5 s, 2 at a time: 5 s in all)
+    proc = _build_until(cmd, (tmp_path / "t.log").exists)
     family = psutil.Process(proc.pid).children(recursive=True)
     assert family, "no worker processes to check"
     t0 = time.monotonic()

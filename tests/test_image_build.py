@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -15,6 +14,7 @@ from mmprep.build import BuildOptions, run_build
 from mmprep.config import parse_pipeline
 from mmprep.testing.images import encode, photo, png_bomb, with_exif_orientation
 from mmprep.testing.media import mp4_bytes, write
+from tests.conftest import shard_members as members
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,13 +25,6 @@ def build(pipeline: str, inp: Path, out: Path) -> dict:
     return run_build(parse_pipeline(doc), BuildOptions(input=str(inp), output=str(out), workers=1, progress=False))
 
 
-def members(out: Path) -> dict[str, bytes]:
-    got = {}
-    for tar in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(tar) as tf:
-            for m in tf.getmembers():
-                got[m.name] = tf.extractfile(m).read()
-    return got
 
 
 def errors(out: Path) -> dict[str, dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from collections import Counter
 
 import numpy as np
@@ -15,6 +14,7 @@ from mmprep.stage import make_stage
 from mmprep.testing.text import text_corpus
 from mmprep.text import vocab as vocablib
 from tests.conftest import build, run_cli
+from tests.conftest import shard_members as members
 
 STAGES = [{"stage": "text.decode"}, {"stage": "text.normalize", "lowercase": True},
           {"stage": "text.tokenize", "cache": True}, {"stage": "text.stopwords", "punctuation": True}]
@@ -24,13 +24,6 @@ def pipeline(*extra: dict, max_samples: int = 5) -> dict:
     return {"stages": STAGES + list(extra), "output": {"max_samples": max_samples, "required": ["txt"]}}
 
 
-def members(out) -> dict[str, bytes]:
-    found = {}
-    for path in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(path) as tar:
-            for m in tar.getmembers():
-                found[m.name] = tar.extractfile(m).read()
-    return found
 
 
 @pytest.fixture(scope="module")

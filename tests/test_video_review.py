@@ -14,18 +14,10 @@ import pytest
 from mmprep.config import instantiate, parse_pipeline
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META
-from mmprep.stage import get_stage
 from mmprep.stages.video.probe import probe
 from mmprep.testing.media import mp4_bytes, srt_text
 from tests.conftest import run_cli
-
-
-def run(name: str, sample: dict, **params):
-    cls = get_stage(name)
-    s = cls(cls.Spec(stage=name, **params))
-    s.check()
-    s.setup()
-    return s.process(sample)
+from tests.test_video_stages import run
 
 
 def bar_frame(i: int, width: int = 64, height: int = 48) -> np.ndarray:

@@ -27,9 +27,9 @@ from typing import Any, Literal
 import numpy as np
 
 from mmprep.errors import ConfigError, MmprepError
+from mmprep.sample import IMAGE_EXTS  # the fields the build treats as images
 
 PICKLE_EXTS = ("pyd", "pickle", "pkl")
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 TEXT_EXTS = ("txt", "caption", "text", "srt", "vtt", "ass")
 AUDIO_EXTS = ("wav", "flac", "ogg")
 

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from mmprep.codecs import SOUNDFILE_EXTS
 from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, register
 from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video
 
-AUDIO_EXTS = ("wav", "flac", "ogg")  # what mmprep.codecs.encode_audio writes
+AUDIO_EXTS = SOUNDFILE_EXTS  # what mmprep.codecs.encode_audio writes with soundfile
 
 
 def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
