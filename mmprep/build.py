@@ -50,6 +50,7 @@ class BuildOptions:
     cache_dir: str | None = None
     force: bool = False
     progress: bool = True
+    dry_run: bool = False  # plan only: say what would be built, and why, and write nothing
 
 
 def _pipeline_hash(spec: BaseModel, stages: list[Any]) -> str:
@@ -96,25 +97,37 @@ def _check_foreign_tars(out: Path) -> None:
                           f"(e.g. {foreign[0]}); build into an empty folder, or move them away")
 
 
-def _clean(out: Path, keep: set[str]) -> tuple[int, int]:
-    """Remove temporaries left by a killed build, and tars and part files the current plan does not have;
-    returns how many tars and how many part files went."""
-    removed = parts = 0
-    for path in (out / "shards").iterdir():
-        if path.name.startswith("."):
-            path.unlink(missing_ok=True)
-            continue
+def _stale(out: Path, keep: set[str]) -> tuple[list[Path], list[Path], list[Path]]:
+    """What a build removes: tars and part files the current plan does not have, and temporaries
+    left by a killed build (``.`` names)."""
+    tars, parts, temps = [], [], list(out.glob(".*.tmp"))
+    for path in _entries(out / "shards"):
         match = _SHARD.match(path.name)
-        if path.suffix == ".tar" and (match is None or match["shard"] not in keep):
-            path.unlink(missing_ok=True)
-            removed += 1
-    for path in (out / ".parts").iterdir():
-        if path.name.startswith(".") or path.name.split(".", 1)[0] not in keep:
-            path.unlink(missing_ok=True)
-            parts += not path.name.startswith(".")
-    for path in out.glob(".*.tmp"):
+        if path.name.startswith("."):
+            temps.append(path)
+        elif path.suffix == ".tar" and (match is None or match["shard"] not in keep):
+            tars.append(path)
+    for path in _entries(out / ".parts"):
+        if path.name.startswith("."):
+            temps.append(path)
+        elif path.name.split(".", 1)[0] not in keep:
+            parts.append(path)
+    return tars, parts, temps
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _clean(out: Path, keep: set[str]) -> tuple[int, int]:
+    """Remove what :func:`_stale` lists; returns how many tars and how many part files went."""
+    tars, parts, temps = _stale(out, keep)
+    for path in (*tars, *parts, *temps):
         path.unlink(missing_ok=True)
-    return removed, parts
+    return len(tars), len(parts)
 
 
 def run_build(spec: BaseModel, opts: BuildOptions) -> dict[str, Any]:
@@ -187,14 +200,17 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     if spec.cache.enabled:
         _check_writable(cache_dir, "cache.dir")
     _check_foreign_tars(out)
-    preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
+    dry = opts.dry_run
+    if not dry:
+            preload([*(m for stage in stages for m in stage.imports()),
+                     *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
     folder_input = source.is_dir() and inp.format in ("auto", "folder")
     identity = digest(pipeline_hash, str(source), to_json(inp.model_dump(mode="json", exclude={"path"})),
                       str(reuse.PART_FORMAT), __version__)  # an upgrade that writes parts differently rebuilds
     reports = tuple(dict.fromkeys(name for stage in stages for name in stage.reports()))
-    warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if executor == "dask" else workers,
+    warmup = WarmUp(out, pipeline_doc, pipeline_hash, identity, workers=0 if dry or executor == "dask" else workers,
                     force=opts.force, folder_input=folder_input, reports=reports)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     skipped: list[Skipped] = []  # what the listing left out: reported in stats.json every run
@@ -203,7 +219,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                               skip=str(out), skipped=skipped) if folder_input else None
         if listing is not None:
             unchanged = warmup.unchanged_shards({folder.rel: folder.digest for folder in listing})
-            if unchanged is not None:
+            if unchanged is not None and not dry:
                 phases.end("scan")
                 lock.acquire(out)
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases,
@@ -213,12 +229,15 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                     return summary
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                               include=inp.include, exclude=inp.exclude, listing=listing, skipped=skipped)
-        lock.acquire(out)
+        if not dry:
+            lock.acquire(out)
     except BaseException:  # a manifest's config error: stop the workers now, not at exit
         warmup.abandon()
         raise
     del listing
     phases.end("scan")
+    if dry:
+        return _dry_run(out, spec, records, pipeline_hash, opts, reports, skipped, t0)
 
     for sub in ("shards", ".parts", ".progress"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -229,24 +248,15 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     removed, parts = _clean(out, {name for name, _, _ in shards})
     if removed:
         log.warning("removed %d tar(s) of an earlier build that this plan does not have", removed)
-    tasks: list[ShardTask] = []
-    complete = 0
-    why: dict[str, int] = {}  # shards to build, by reason
-    changed = 0  # records new or changed in shards built on an earlier build
-    for i, (name, chunk, plan_hash) in enumerate(shards):
-        prev, problem = (None, "forced") if opts.force else reuse.read_part(out, name)
-        if prev is not None and prev.get("plan") == plan_hash:
-            complete += len(chunk)
-            continue
-        reason, n = _why(prev, problem, chunk, pipeline_hash)
-        why[reason] = why.get(reason, 0) + 1
-        changed += n
-        tasks.append(ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
-                               plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
-                               cache_dir=str(cache_dir) if spec.cache.enabled else None,
-                               # copies read old tars by offset while new ones replace them: not on Windows
-                               reuse=prev is not None and prev.get("pipeline") == pipeline_hash and os.name != "nt",
-                               progress=opts.progress))
+    triage = _Triage(out, shards, pipeline_hash, force=opts.force)
+    complete, why, changed = triage.complete, triage.why, triage.changed
+    tasks = [ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
+                       plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
+                       cache_dir=str(cache_dir) if spec.cache.enabled else None,
+                       # copies read old tars by offset while new ones replace them: not on Windows
+                       reuse=prev is not None and prev.get("pipeline") == pipeline_hash and os.name != "nt",
+                       progress=opts.progress)
+             for i, name, chunk, plan_hash, prev in triage.todo]
     # longest first, for a short tail (the output is the same in any order); shards of about the same
     # size in plan order, so they finish in about that order and the merge keeps pace
     tasks.sort(key=lambda t: -float(f"{sum(r.size for r in t.records):.1g}"))
@@ -307,6 +317,46 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         warmup.save(len(shards))
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return _summary(out, stats, run)
+
+
+class _Triage:
+    """Which planned shards are complete and which are to build, with why (from their part files)."""
+
+    def __init__(self, out: Path, shards: list[tuple[str, list[Record], str]], pipeline_hash: str, *,
+                 force: bool) -> None:
+        self.todo: list[tuple[int, str, list[Record], str, dict[str, Any] | None]] = []  # with the part file
+        self.complete = 0  # records in complete shards
+        self.why: dict[str, int] = {}  # shards to build, by reason
+        self.changed = 0  # records new or changed in shards built on an earlier build
+        for i, (name, chunk, plan_hash) in enumerate(shards):
+            prev, problem = (None, "forced") if force else reuse.read_part(out, name)
+            if prev is not None and prev.get("plan") == plan_hash:
+                self.complete += len(chunk)
+                continue
+            reason, n = _why(prev, problem, chunk, pipeline_hash)
+            self.why[reason] = self.why.get(reason, 0) + 1
+            self.changed += n
+            self.todo.append((i, name, chunk, plan_hash, prev))
+
+
+def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: str, opts: BuildOptions,
+             reports: tuple[str, ...], skipped: list[Skipped], t0: float) -> dict[str, Any]:
+    """What the build would do, read from the output folder as it is; nothing is written or started."""
+    shards = plan(records, spec, pipeline_hash)
+    triage = _Triage(out, shards, pipeline_hash, force=opts.force)
+    tars, parts, _ = _stale(out, {name for name, _, _ in shards})
+    summary = {"output": str(out), "dry_run": True, "samples_in": len(records), "shards": len(shards),
+               "shards_complete": len(shards) - len(triage.todo), "shards_to_build": len(triage.todo),
+               "samples_to_build": sum(len(chunk) for _, _, chunk, _, _ in triage.todo),
+               "rebuilt_because": dict(sorted(triage.why.items())), "records_changed": triage.changed,
+               "stale_tars": len(tars), "stale_parts": len(parts),
+               "reports_current": not triage.todo and not tars and not parts and _reports_current(out, reports),
+               "inputs_skipped": _inputs_skipped(skipped)["inputs_skipped"],
+               "seconds": round(time.perf_counter() - t0, 3)}
+    log.info("dry run: %d samples in %d shards: %d complete, %d to build%s", len(records), len(shards),
+             summary["shards_complete"], len(triage.todo),
+             "".join(f"; {n} {reason}" for reason, n in summary["rebuilt_because"].items()))
+    return summary
 
 
 def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str) -> tuple[str, int]:

@@ -1,0 +1,67 @@
+"""``--dry-run``: what a build would do and why, read from the output folder as it is; nothing written or run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.conftest import build
+from tests.test_core_incremental import trace, traced
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``root`` with its size and mtime: a dry run must leave all of them."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_dry_run_on_a_new_output_folder_creates_nothing_and_runs_no_stage(tmp_path, corpus):
+    out = tmp_path / "out"
+    plan = build(traced(tmp_path), corpus, out, workers=2, dry_run=True)
+    assert not out.exists()
+    assert trace(tmp_path) == []  # no stage ran
+    assert plan["dry_run"] is True
+    assert (plan["samples_in"], plan["shards"], plan["shards_complete"], plan["shards_to_build"]) == (8, 3, 0, 3)
+    assert plan["samples_to_build"] == 8
+    assert plan["rebuilt_because"] == {"not built yet": 3}
+    assert plan["reports_current"] is False
+
+
+def test_dry_run_names_the_changed_shard_and_record_and_leaves_the_build_as_it_was(tmp_path, corpus):
+    out = tmp_path / "out"
+    build(traced(tmp_path), corpus, out, workers=1)
+    trace(tmp_path)
+    same = build(traced(tmp_path), corpus, out, dry_run=True)
+    assert (same["shards_complete"], same["shards_to_build"], same["rebuilt_because"]) == (3, 0, {})
+    assert same["reports_current"] is True
+
+    (corpus / "part1" / "item0003.txt").write_text("A changed caption")
+    before = snapshot(out)
+    plan = build(traced(tmp_path), corpus, out, dry_run=True)
+    assert snapshot(out) == before
+    assert trace(tmp_path) == []
+    assert (plan["shards_complete"], plan["shards_to_build"], plan["samples_to_build"]) == (2, 1, 3)
+    assert plan["rebuilt_because"] == {"inputs changed": 1} and plan["records_changed"] == 1
+
+    real = build(traced(tmp_path), corpus, out, workers=1)  # the dry run's forecast is what happens
+    assert (real["shards_built"], real["shards_skipped"]) == (plan["shards_to_build"], plan["shards_complete"])
+
+
+def test_dry_run_counts_stale_tars_a_smaller_plan_would_remove(tmp_path, corpus):
+    out = tmp_path / "out"
+    build(traced(tmp_path), corpus, out, workers=1)
+    for name in ("item0005", "item0007"):  # the last shard's two records
+        for path in (corpus / "part1").glob(f"{name}.*"):
+            os.remove(path)
+    plan = build(traced(tmp_path), corpus, out, dry_run=True)
+    assert (plan["samples_in"], plan["shards"], plan["shards_to_build"]) == (6, 2, 0)
+    assert (plan["stale_tars"], plan["stale_parts"]) == (1, 2)  # t-000002.tar, its .json and .rows
+    assert len(list((out / "shards").glob("*.tar"))) == 3
+
+
+def test_dry_run_with_force_plans_every_shard(tmp_path, corpus):
+    out = tmp_path / "out"
+    build(traced(tmp_path), corpus, out, workers=1)
+    plan = build(traced(tmp_path), corpus, out, dry_run=True, force=True)
+    assert plan["rebuilt_because"] == {"forced": 3} and plan["shards_complete"] == 0
