@@ -11,7 +11,15 @@ Implausible, per character (the score is the sum):
   double-byte text lands on rare ideographs about half of the time;
 - half-width katakana (a cp932 reading of GBK bytes), Hanja next to Hangul (an EUC-KR reading);
 - a non-Latin letter glued to an ASCII letter (``cafй``), an ideograph inside an ASCII word;
-- two Latin-1 supplement characters in a row (``ÄãºÃ``: a latin-1 reading of double-byte text).
+- two Latin-1 supplement characters in a row (``ÄãºÃ``: a latin-1 reading of double-byte text);
+- half a point for a Hangul syllable outside KS X 1001's 2,350 (a cp949 reading of Big5 or GBK bytes).
+
+EUC-KR Hangul (lead bytes 0xB0-0xC8) are also valid GB2312 level-1 ideographs, so a Korean text and its
+Chinese reading often score the same. Such a tie goes to the Korean reading when it has more of
+Korean's most frequent syllables (particles, endings: charset-normalizer's frequency table) than the
+Chinese reading has of Chinese's most frequent characters (的, 是, 了...): a Chinese reading of Korean
+bytes is a string of unrelated ideographs that hardly ever holds one. One or two syllables are too
+little to tell, and stay Chinese.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import codecs
 import functools
 import unicodedata
 
-COMMON = ("gb18030", "big5", "cp932", "euc_kr", "cp1252", "cp1251", "latin_1")
+COMMON = ("gb18030", "big5", "cp932", "euc_kr", "cp949", "cp1252", "cp1251", "latin_1")
 """Encodings tried by default, in order of preference when two readings are equally plausible."""
 
 # Where the frequent ideographs of each double-byte family live (level 1 of the national standard).
@@ -62,6 +70,16 @@ def _is_hangul(ch: str) -> bool:
     return "\uac00" <= ch <= "\ud7a3"
 
 
+@functools.lru_cache(maxsize=16384)
+def _ks_x_1001(ch: str) -> bool:
+    """Whether a Hangul syllable is one of the 2,350 that EUC-KR can encode (the common ones)."""
+    try:
+        ch.encode("euc_kr")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _ascii_letter(ch: str) -> bool:
     return ch.isascii() and ch.isalpha()
 
@@ -94,6 +112,8 @@ def implausibility(text: str, encoding: str | None = None) -> float:
                 score += 1
         elif 0xFF61 <= ord(ch) <= 0xFF9F:
             score += 1
+        elif _is_hangul(ch) and not _ks_x_1001(ch):
+            score += 0.5
         elif ord(ch) <= 0xFF:
             if "\x80" <= prev <= "\xff" or "\x80" <= nxt <= "\xff":
                 score += 0.25 if cat[0] == "L" else 0.5
@@ -117,9 +137,12 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
 
         guess = from_bytes(data, cp_isolation=order).best()
         if guess is not None:
-            order.insert(0, _canon(guess.encoding))
+            name = _canon(guess.encoding)
+            # EUC-KR text is named as such, cp949 (its superset) only when it needs the extension
+            order[:0] = ["euc_kr", name] if name == "cp949" and "euc_kr" in order else [name]
     seen: set[str] = set()
     best: tuple[str, str, float] | None = None
+    korean: tuple[str, str, float] | None = None  # the most plausible Korean reading
     for name in order:
         if name in seen or name.startswith(("utf_16", "utf_32")):
             continue  # UTF-16/32 only with a BOM: without one, any even-length bytes "decode"
@@ -131,4 +154,31 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
         score = implausibility(text, name)
         if best is None or score < best[2]:
             best = (text, name, score)
+        if name in _KOREAN and (korean is None or score < korean[2]):
+            korean = (text, name, score)
+    if best is not None and korean is not None and best[1] not in _KOREAN and korean[2] == best[2]:
+        if _more_korean(korean[0], best[0]):
+            return korean
     return best
+
+
+_KOREAN = ("euc_kr", "cp949", "johab", "iso2022_kr")
+
+
+def _more_korean(korean: str, other: str) -> bool:
+    """Whether a Korean reading (three Hangul syllables or more, no Hanja) holds more of Korean's most
+    frequent syllables than the other reading holds of Chinese's most frequent characters. One or two
+    syllables stay Chinese: ``老`` reads as ``일``, a frequent syllable, and a short word gives no more
+    evidence either way (of jieba's 20,000 most frequent words, 2 read as Korean with the minimum, about
+    75 without it)."""
+    if any(_is_han(ch) for ch in korean) or sum(_is_hangul(ch) for ch in korean) < 3:
+        return False
+    ko, zh = _frequent("Korean"), _frequent("Chinese")
+    return sum(ch in ko for ch in korean) > sum(ch in zh for ch in other)
+
+
+@functools.cache
+def _frequent(language: str) -> frozenset[str]:
+    from charset_normalizer.constant import FREQUENCIES
+
+    return frozenset(FREQUENCIES[language])

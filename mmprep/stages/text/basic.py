@@ -23,14 +23,14 @@ class TextDecode(Stage):
     """
 
     name = "text.decode"
-    version = "2"
+    version = "3"
     reads = ("text",)
     writes = ("text",)
 
     class Config(StageConfig):
         encodings: list[str] | None = Field(
             None, description="Legacy encodings to try after UTF-8, in order of preference "
-                              "(default gb18030, big5, cp932, euc_kr, cp1252, cp1251, latin_1).")
+                              "(default gb18030, big5, cp932, euc_kr, cp949, cp1252, cp1251, latin_1).")
         @field_validator("encodings")
         @classmethod
         def _known(cls, names: list[str] | None) -> list[str] | None:

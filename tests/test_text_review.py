@@ -1,0 +1,35 @@
+"""Review fixes for the text stages, each pinned to the behaviour it restores."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmprep.stage import make_stage
+from mmprep.stages.text.encoding import decode_text
+from mmprep.testing.text import ENCODED
+
+KOREAN = ["안녕하세요", "대한민국 서울특별시", "감사합니다", "한국어", "이것은 테스트입니다",
+          "오늘 날씨가 좋네요", "회의는 세 시에 시작합니다", "아이들이 공원에서 놀고 있다"]
+
+
+@pytest.mark.parametrize("encoding", ["euc_kr", "cp949"])
+@pytest.mark.parametrize("text", KOREAN)
+def test_short_korean_is_not_read_as_chinese(text, encoding):
+    """EUC-KR Hangul bytes are valid GB2312 ideographs: 안녕하세요 came back as 救崇窍技夸 (gb18030)."""
+    assert decode_text(text.encode(encoding), field="txt") == (text, "euc_kr")
+
+
+def test_cp949_extension_syllables_decode_as_cp949():
+    """Syllables outside EUC-KR (똠, 햏): the text was dropped as undecodable or read as gb18030/cp1252."""
+    for text in ("똠방각하", "햏 쌰 뷁", "오늘은 똠얌꿍을 먹었다"):
+        assert decode_text(text.encode("cp949"), field="txt") == (text, "cp949")
+
+
+def test_chinese_and_the_other_legacy_encodings_keep_their_reading():
+    for name, (data, expected) in ENCODED.items():
+        assert decode_text(data, field="txt")[0] == expected, name
+    # one or two syllables give too little to tell: these stay Chinese (each has an all-Hangul EUC-KR reading)
+    for zh in ("你好", "老", "老板", "编辑", "结婚", "天安门广场", "我们今天去北京"):
+        assert decode_text(zh.encode("gbk"), field="txt") == (zh, "gb18030")
+    sample = make_stage("text.decode").process({"__key__": "k", "txt": "대한민국".encode("euc_kr")})
+    assert sample["txt"] == "대한민국" and sample["__meta__"]["encoding"] == {"txt": "euc_kr"}
