@@ -73,7 +73,8 @@ def test_peak_and_rms_modes_and_peak_limit():
 
 def test_loudness_leaves_silence_and_short_clips_alone():
     s = make_stage("audio.loudness").process(sample_of(np.zeros(16000, np.float32)))
-    assert s["__meta__"]["audio"]["wav"]["loudness"] == {"mode": "lufs", "measured": None, "gain_db": 0.0}
+    assert s["__meta__"]["audio"]["wav"]["loudness"] == {"mode": "lufs", "measured": None, "gain_db": 0.0,
+                                                         "target": -23.0, "reached": False, "reason": "silent"}
     with pytest.raises(Drop, match="audio.too_short"):
         make_stage("audio.loudness", on_short="drop").process(sample_of(tone(0.1)))
 

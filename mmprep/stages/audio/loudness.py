@@ -12,16 +12,41 @@ from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded
 
+ABSOLUTE_GATE = -70.0  # LUFS: BS.1770 blocks quieter than this never count
+_BS1770_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
+
 
 def integrated_lufs(x: np.ndarray, rate: int) -> float:
-    """ITU-R BS.1770-4 integrated loudness in LUFS (pyloudnorm); ``-inf`` for silence.
+    """ITU-R BS.1770-4 integrated loudness in LUFS; ``-inf`` when no 400 ms block reaches the absolute
+    gate (-70 LUFS): silence, and near-silence too.
 
-    ``x`` is ``(n,)`` or ``(channels, n)``; needs at least one 400 ms gating block.
+    ``x`` is ``(n,)`` or ``(channels, n)``; needs at least one 400 ms gating block. pyloudnorm's
+    K-weighting filters and gating, vectorised, for any channel count: up to 5 channels weighted as
+    pyloudnorm does (L, R, C, Ls, Rs: surrounds 1.41), more channels (layout unknown) all 1.0.
+    pyloudnorm itself refuses more than 5 channels.
     """
     import pyloudnorm
+    import scipy.signal
 
-    data = x.T if x.ndim == 2 else x
-    return float(pyloudnorm.Meter(rate).integrated_loudness(data.astype(np.float64)))
+    data = np.atleast_2d(x).astype(np.float64)
+    for stage in pyloudnorm.Meter(rate)._filters.values():  # high shelf, then high pass (K-weighting)
+        data = stage.passband_gain * scipy.signal.lfilter(stage.b, stage.a, data, axis=-1)
+    channels, n = data.shape
+    gains = np.array(_BS1770_GAINS[:channels] if channels <= len(_BS1770_GAINS) else (1.0,) * channels)
+    block, step = 0.4, 0.25  # seconds, fraction of a block (75 % overlap); block bounds as pyloudnorm's
+    j = np.arange(int(np.round((n / rate - block) / (block * step))) + 1)
+    lo = np.minimum((block * (j * step) * rate).astype(np.int64), n)
+    hi = np.minimum((block * (j * step + 1) * rate).astype(np.int64), n)
+    power = np.concatenate([np.zeros((channels, 1)), np.cumsum(np.square(data), axis=1)], axis=1)
+    z = (power[:, hi] - power[:, lo]) / (block * rate)  # mean square per channel and block
+    with np.errstate(divide="ignore"):
+        loud = -0.691 + 10 * np.log10(gains @ z)
+        above = loud >= ABSOLUTE_GATE
+        if not above.any():
+            return -np.inf
+        relative = -0.691 + 10 * np.log10(gains @ z[:, above].mean(axis=1)) - 10
+        kept = (loud > relative) & above
+        return float(-0.691 + 10 * np.log10(gains @ z[:, kept].mean(axis=1))) if kept.any() else -np.inf
 
 
 def level(x: np.ndarray, rate: int, mode: str) -> float:
@@ -39,6 +64,7 @@ class AudioLoudness(Stage):
     """Gain every audio field so its peak (dBFS), RMS (dBFS) or integrated loudness (LUFS) hits ``target``."""
 
     name = "audio.loudness"
+    version = "2"  # any channel count in lufs mode; a missed target always says reached: false and why
     reads = ("audio",)
     writes = ("audio",)
 
@@ -62,23 +88,29 @@ class AudioLoudness(Stage):
         cfg = self.config
         for ext, audio in decoded(sample, self.name):
             info = meta(sample).setdefault("audio", {}).setdefault(ext, {})
+            missed = {"mode": cfg.mode, "measured": None, "gain_db": 0.0, "target": cfg.target, "reached": False}
             if cfg.mode == "lufs" and audio.samples.shape[-1] < int(0.4 * audio.rate):
                 if cfg.on_short == "drop":
                     raise Drop("audio.too_short", "under 0.4 s: integrated loudness is undefined", field=ext)
-                info["loudness"] = {"mode": cfg.mode, "measured": None, "gain_db": 0.0}
+                info["loudness"] = {**missed, "reason": "too_short"}
                 continue
             measured = level(audio.samples, audio.rate, cfg.mode)
-            if not np.isfinite(measured):  # silence: nothing to normalise
-                info["loudness"] = {"mode": cfg.mode, "measured": None, "gain_db": 0.0}
+            peak = float(np.max(np.abs(audio.samples))) if audio.samples.size else 0.0
+            if not np.isfinite(measured):  # nothing to measure: left as it is, and said so
+                below = cfg.mode == "lufs" and peak > 0  # every block under the absolute gate
+                info["loudness"] = {**missed, "reason": "below_gate" if below else "silent"}
                 continue
             gain_db = min(cfg.target - measured, cfg.max_gain_db)
-            peak = float(np.max(np.abs(audio.samples)))
+            reason = "max_gain" if gain_db < cfg.target - measured else None
             if cfg.limit_peak and peak * 10 ** (gain_db / 20) > 1.0:
-                gain_db = -20 * np.log10(peak)
+                gain_db, reason = -20 * np.log10(peak), "limit_peak"
             y = (audio.samples * np.float32(10 ** (gain_db / 20))).astype(np.float32)
             sample[ext] = audio.replace(y)
+            reached = bool(abs(measured + gain_db - cfg.target) < 0.05)
             info["loudness"] = {"mode": cfg.mode, "measured": round(measured, 3), "gain_db": round(float(gain_db), 3),
-                                "target": cfg.target, "reached": bool(abs(measured + gain_db - cfg.target) < 0.05)}
+                                "target": cfg.target, "reached": reached}
+            if not reached and reason:
+                info["loudness"]["reason"] = reason
         return sample
 
 

@@ -1,0 +1,72 @@
+"""Regression tests for a second review of the audio stages: loudness targets that cannot be reached
+say so (near-silence under the BS.1770 absolute gate, silence, short clips, capped gain) and any channel
+count is measured; processed audio a lossy format cannot hold is kept losslessly instead of dropping
+the sample; AAC end padding is trimmed on decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from mmprep.sample import Audio
+from mmprep.stage import make_stage
+from mmprep.stages.audio.loudness import integrated_lufs
+from mmprep.testing.audio import noise, speech_like
+
+
+def loudness(samples: np.ndarray, rate: int = 16000, **params) -> tuple[dict, np.ndarray]:
+    """``audio.loudness`` on one decoded field: its ``meta.audio.wav.loudness`` and the samples after."""
+    sample = {"__key__": "k", "__meta__": {}, "wav": Audio(samples=samples, rate=rate)}
+    out = make_stage("audio.loudness", **params).process(sample)
+    return out["__meta__"]["audio"]["wav"]["loudness"], out["wav"].samples
+
+
+def test_lufs_target_under_the_absolute_gate_is_not_reached_and_no_gain_applied():
+    quiet = noise(2.0, amplitude=1e-5)  # about -92 LUFS: every 400 ms block is under the -70 LUFS gate
+    info, after = loudness(quiet, mode="lufs", target=-23.0)
+    assert info == {"mode": "lufs", "measured": None, "gain_db": 0.0, "target": -23.0, "reached": False,
+                    "reason": "below_gate"}
+    assert np.array_equal(after, quiet)
+
+
+@pytest.mark.parametrize("mode", ["lufs", "rms", "peak"])
+def test_silence_says_target_not_reached(mode):
+    info, after = loudness(np.zeros(16000, np.float32), mode=mode)
+    assert info["reached"] is False and info["reason"] == "silent" and info["gain_db"] == 0.0
+    assert not after.any()
+
+
+def test_short_clip_says_target_not_reached():
+    info, _ = loudness(speech_like(0.2), mode="lufs")
+    assert info["reached"] is False and info["reason"] == "too_short" and info["measured"] is None
+
+
+def test_capped_gain_and_peak_limit_name_the_reason():
+    info, _ = loudness(speech_like(1.0) * 1e-3, mode="rms", target=-10.0, max_gain_db=20.0)
+    assert (info["gain_db"], info["reached"], info["reason"]) == (20.0, False, "max_gain")
+    info, after = loudness(speech_like(1.0), mode="rms", target=-1.0)
+    assert info["reached"] is False and info["reason"] == "limit_peak"
+    assert float(np.max(np.abs(after))) == pytest.approx(1.0, abs=1e-6)
+    info, _ = loudness(speech_like(1.0), mode="rms", target=-30.0)
+    assert info["reached"] is True and "reason" not in info
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_integrated_lufs_equals_pyloudnorm(rate):
+    stereo = np.stack([speech_like(3.3, rate=rate), 0.3 * noise(3.3, rate=rate)])
+    five = np.stack([speech_like(2.0, rate=rate, seed=s) * (0.2 + 0.15 * s) for s in range(5)])
+    for x in (speech_like(3.3, rate=rate), stereo, five):
+        want = pyloudnorm.Meter(rate).integrated_loudness(x.T.astype(np.float64))
+        assert integrated_lufs(x, rate) == pytest.approx(want, abs=1e-9)
+
+
+def test_lufs_on_eight_channels_is_measured_not_an_error():
+    x8 = np.stack([speech_like(2.0, seed=c) * 0.1 for c in range(8)])
+    info, after = loudness(x8, mode="lufs", target=-23.0)
+    assert info["reached"] is True
+    assert integrated_lufs(after, 16000) == pytest.approx(-23.0, abs=0.05)
+    # 8 channels weigh 1 each: the same as the sum of the powers pyloudnorm measures on mono copies
+    one = speech_like(2.0) * 0.1
+    mono = pyloudnorm.Meter(16000).integrated_loudness(one.astype(np.float64))
+    assert integrated_lufs(np.stack([one] * 8), 16000) == pytest.approx(mono + 10 * np.log10(8), abs=1e-9)
