@@ -96,8 +96,8 @@ def enhance(pixels: np.ndarray, c: EnhanceConfig) -> np.ndarray:
     import cv2
 
     rgb, alpha = _split_alpha(pixels)
-    if c.alpha != 1.0 or c.beta != 0.0:
-        rgb = cv2.convertScaleAbs(rgb, alpha=c.alpha, beta=c.beta)
+    if c.alpha != 1.0 or c.beta != 0.0:  # saturated to 0..255 (convertScaleAbs would mirror negatives: -40 -> 40)
+        rgb = cv2.addWeighted(rgb, c.alpha, rgb, 0.0, c.beta)
     if c.gamma != 1.0:
         lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / c.gamma) + 0.5, 0, 255).astype(np.uint8)
         rgb = cv2.LUT(rgb, lut)
@@ -127,6 +127,7 @@ class ImageEnhance(Stage):
     """Enhance every image: contrast/brightness, gamma, CLAHE, colour balance."""
 
     name = "image.enhance"
+    version = "2"  # 2: a negative beta darkens to 0 (1 mirrored values below 0 back up)
     reads = ("image",)
     writes = ("image",)
     Config = EnhanceConfig

@@ -86,14 +86,23 @@ def _jpeg(data: bytes) -> Header | None:
         if marker in _SOF:
             h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
             channels = data[pos + 9]
-            tail = data[-64:].rstrip(b"\x00")
-            return Header("jpg", w, h, channels, orientation, complete=b"\xff\xd9" in tail)
+            # FF D9 cannot occur inside entropy-coded data (FF is stuffed there), so an end marker past the
+            # frame header means the scan was not cut short, whatever trails it (camera trailers, padding)
+            return Header("jpg", w, h, channels, orientation, complete=data.rfind(b"\xff\xd9") > pos)
         pos += 2 + length
     return None
 
 
 def _exif_orientation(tiff: bytes) -> int | None:
-    """Tag 0x0112 of IFD0 in an EXIF (TIFF-structured) block."""
+    """Tag 0x0112 of IFD0 in an EXIF (TIFF-structured) block; None when the block is damaged (metadata
+    only: the picture itself is still fine, so a broken EXIF block must not make the file unreadable)."""
+    try:
+        return _ifd0_orientation(tiff)
+    except (struct.error, IndexError, ValueError):
+        return None
+
+
+def _ifd0_orientation(tiff: bytes) -> int | None:
     if tiff[:2] == b"II":
         end = "<"
     elif tiff[:2] == b"MM":
@@ -114,9 +123,24 @@ def _exif_orientation(tiff: bytes) -> int | None:
 def _png(data: bytes) -> Header:
     w, h, depth, color = struct.unpack(">IIBB", data[16:26])
     channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color, 3)
-    if color == 3 and b"tRNS" in data[:4096]:  # palette with transparency
+    if color in (2, 3) and _png_has_trns(data):  # palette / RGB with transparency: decoded as RGBA
         channels = 4
-    return Header("png", w, h, channels, complete=b"IEND" in data[-32:])
+    # the IEND chunk with its fixed CRC; anything appended after it does not make the file truncated
+    return Header("png", w, h, channels, complete=data.rfind(b"IEND\xaeB`\x82") > 33)
+
+
+def _png_has_trns(data: bytes) -> bool:
+    """Whether a tRNS chunk comes before the image data, walking the chunk list (an ICC profile or text
+    chunks can put it kilobytes into the file)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"tRNS":
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        pos += 12 + size
+    return False
 
 
 def _webp(data: bytes) -> Header | None:

@@ -1,0 +1,88 @@
+"""Image review fixes: damaged EXIF, bytes after the end marker, PNG transparency past the first 4 KB,
+and darkening with a negative brightness offset."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from mmprep.sample import KEY
+from mmprep.stage import make_stage
+from mmprep.stages.image.filters import EnhanceConfig, enhance
+from mmprep.stages.image.header import read_header
+from mmprep.testing.images import encode, photo
+
+
+def decoded(data: bytes, ext: str = "jpg", **params) -> dict:
+    return make_stage("image.decode", **params).process({KEY: "k", ext: data})
+
+
+def test_a_damaged_exif_block_does_not_make_a_good_jpeg_unreadable():
+    """An APP1 EXIF block whose IFD offset points past its end raised struct.error inside the header
+    parser, which read as 'a cut-short jpg header': the whole image was dropped as image.corrupt."""
+    jpeg = encode(photo(40, 30, seed=2), "jpg")
+    payload = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 0xFFFF)  # IFD0 offset far beyond the block
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    hdr = read_header(data)
+    assert (hdr.format, hdr.width, hdr.height, hdr.orientation, hdr.complete) == ("jpg", 40, 30, 1, True)
+    out = decoded(data)
+    assert out["jpg"].pixels.shape == (30, 40, 3)
+    assert out["jpg"].source is data
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_bytes_after_the_end_marker_are_not_truncation(ext):
+    """Camera trailers and padding after JPEG EOI / PNG IEND: the end marker was only looked for in the
+    last 64 (JPEG) or 32 (PNG) bytes, so such files were dropped as truncated with strict: true."""
+    good = encode(photo(40, 30, seed=3), ext)
+    data = good + b"SEFH" + bytes(range(256)) * 4  # 1 KB of trailer
+    assert read_header(data).complete
+    out = decoded(data, ext)
+    assert out[ext].pixels.shape == (30, 40, 3)
+    cut = good[: len(good) * 2 // 3]  # a real truncation is still caught
+    assert not read_header(cut).complete
+    with pytest.raises(Exception, match="truncated") as exc:
+        decoded(cut, ext)
+    assert exc.value.reason == "image.corrupt"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def test_palette_transparency_after_a_large_icc_profile_is_kept():
+    """tRNS was looked for in the first 4 KB only; a palette PNG with a 6 KB iCCP chunk before it lost its
+    alpha (decoded as RGB) even with alpha: keep."""
+    from PIL import Image as PilImage
+
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[:, 4:] = 1  # right half: palette entry 1, left half entry 0 (transparent)
+    img = PilImage.fromarray(pixels, "P")
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=0)
+    plain = buf.getvalue()
+    icc = _chunk(b"iCCP", b"junk\x00\x00" + zlib.compress(bytes(range(256)) * 64, 0))  # > 4 KB, stored
+    data = plain[:33] + icc + plain[33:]  # right after IHDR
+    assert len(icc) > 4096 and data.index(b"tRNS") > 4096
+    assert read_header(data).channels == 4
+    px = decoded(data, "png", alpha="keep")["png"].pixels
+    assert px.shape == (8, 8, 4)
+    assert px[0, 0].tolist() == [255, 0, 0, 0] and px[0, 7].tolist() == [0, 0, 255, 255]
+    px = decoded(data, "png", alpha="composite", background=(0, 255, 0))["png"].pixels
+    assert px[0, 0].tolist() == [0, 255, 0] and px[0, 7].tolist() == [0, 0, 255]
+
+
+def test_negative_brightness_darkens_to_black_not_back_up():
+    """convertScaleAbs takes the absolute value: with beta -50 a pixel of 10 became 40, brighter."""
+    px = np.array([[[10, 100, 250], [0, 49, 51]]], np.uint8)
+    assert enhance(px, EnhanceConfig(beta=-50)).tolist() == [[[0, 50, 200], [0, 0, 1]]]
+    assert enhance(px, EnhanceConfig(alpha=0.5, beta=-20)).tolist() == [[[0, 30, 105], [0, 4, 6]]]
+    assert enhance(px, EnhanceConfig(alpha=2.0, beta=10)).tolist() == [[[30, 210, 255], [10, 108, 112]]]
+    rgba = np.dstack([px, np.full((1, 2), 77, np.uint8)])
+    assert enhance(rgba, EnhanceConfig(beta=-50))[:, :, 3].tolist() == [[77, 77]]
+    assert make_stage("image.enhance").version == "2"
