@@ -143,7 +143,7 @@ class ImageDecode(Stage):
     """Decode JPEG/PNG/WebP/BMP/TIFF to RGB pixels; EXIF orientation applied; bombs refused from the header."""
 
     name = "image.decode"
-    version = "2"
+    version = "3"  # 3: trailers after the end marker, damaged EXIF, tRNS past 4 KB decode (were dropped)
     reads = ("image",)
     writes = ("image",)
     Config = DecodeConfig
