@@ -12,7 +12,8 @@ import pytest
 from mmprep.sample import Audio
 from mmprep.stage import make_stage
 from mmprep.stages.audio.loudness import integrated_lufs
-from mmprep.testing.audio import noise, speech_like
+from mmprep.testing.audio import encoded_bytes, noise, speech_like
+from mmprep.testing.media import mp4_bytes
 
 
 def loudness(samples: np.ndarray, rate: int = 16000, **params) -> tuple[dict, np.ndarray]:
@@ -70,3 +71,20 @@ def test_lufs_on_eight_channels_is_measured_not_an_error():
     one = speech_like(2.0) * 0.1
     mono = pyloudnorm.Meter(16000).integrated_loudness(one.astype(np.float64))
     assert integrated_lufs(np.stack([one] * 8), 16000) == pytest.approx(mono + 10 * np.log10(8), abs=1e-9)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100])
+def test_m4a_decodes_to_the_length_it_was_encoded_with(rate):
+    x = speech_like(1.0, rate=rate)
+    out = make_stage("audio.decode").process({"__key__": "k", "__meta__": {}, "m4a": encoded_bytes(x, rate, ext="m4a")})
+    assert out["m4a"].samples.shape == (rate,)  # AAC pads its last frame to 1,024 samples: cut off again
+    assert out["__meta__"]["duration"] == 1.0
+    lag = int(np.argmax(np.correlate(out["m4a"].samples[:2048], x[:1024], mode="valid")))
+    assert lag == 0  # the encoder's priming is skipped too: the first sample is the first sample
+
+
+@pytest.mark.parametrize("rate", [None, 8000, 22050])
+def test_video_audio_track_has_the_tracks_length(rate):
+    out = make_stage("video.audio_track", rate=rate).process({"__key__": "k", "mp4": mp4_bytes(seconds=1.0, fps=10)})
+    assert out["wav"].samples.shape == (rate or 16000,)
+    assert out["__meta__"]["audio_track"]["wav"]["seconds"] == 1.0

@@ -18,7 +18,7 @@ class AudioDecode(Stage):
     """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    version = "2"
+    version = "3"  # m4a/mp4 audio trimmed to the length in its header (AAC end padding gone)
     reads = ("audio", "video")
     writes = ("audio",)
 

@@ -42,7 +42,18 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def header_samples(container, stream, rate: int) -> int | None:
+    """Samples the stream holds at ``rate`` by its header, where the header is exact: MP4/MOV/M4A record the
+    length the encoder was given (an AAC encoder pads its last frame to 1,024 samples and FFmpeg's decoder
+    does not cut the padding off: a 1 s m4a at 16 kHz decodes to 16,384 samples). None for other containers
+    (ADTS, MP3, Ogg... estimate their durations or trim padding themselves)."""
+    if not ({"mov", "mp4"} & set(container.format.name.split(","))) or not stream.duration or not stream.time_base:
+        return None
+    return int(round(stream.duration * stream.time_base * rate))
+
+
 def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
+    """``shape=(channels, n)`` float32 and the rate, decoded by FFmpeg; MP4 end padding trimmed."""
     import av
 
     try:
@@ -57,11 +68,13 @@ def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
                 if not frame.format.is_planar:
                     arr = arr.reshape(-1, frame.layout.nb_channels).T
                 chunks.append(_to_float(arr))
+            length = header_samples(container, stream, rate) if rate else None
     except (av.error.FFmpegError, ValueError) as exc:
         raise Drop("audio.corrupt", f"PyAV: {exc}", field=field) from None
     if not chunks:
         raise Drop("audio.empty", "no audio frames decoded", field=field)
-    return np.concatenate(chunks, axis=1), int(rate or 0)
+    samples = np.concatenate(chunks, axis=1)
+    return (samples[:, :length] if length else samples), int(rate or 0)
 
 
 def read_audio(data: bytes, *, field: str) -> tuple[np.ndarray, int]:

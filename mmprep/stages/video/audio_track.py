@@ -11,6 +11,7 @@ from mmprep.codecs import SOUNDFILE_EXTS
 from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, register
+from mmprep.stages.audio.io import header_samples
 from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video
 
 AUDIO_EXTS = SOUNDFILE_EXTS  # what mmprep.codecs.encode_audio writes with soundfile
@@ -38,8 +39,10 @@ def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, de
         chunks.append(out.to_ndarray())
     if not chunks:
         raise Drop("video.no_audio", f".{field}: the audio stream holds no samples", field=out_field)
-    samples = np.concatenate(chunks, axis=1).astype(np.float32)[:channels]
-    return (samples[0] if mono else samples), int(rate or src_rate)
+    out_rate = int(rate or src_rate)
+    length = header_samples(container, stream, out_rate)  # AAC end padding cut off (MP4 records the length)
+    samples = np.concatenate(chunks, axis=1).astype(np.float32)[:channels, :length]
+    return (samples[0] if mono else samples), out_rate
 
 
 class AudioTrackConfig(VideoConfig):
@@ -66,6 +69,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
+    version = "2"  # AAC end padding trimmed to the length the MP4 records
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig
