@@ -108,22 +108,37 @@ def test_default_is_raise_and_on_error_is_checked(dirs):
         _stream(bad_dir, on_error="ignore")
 
 
-# -- skip: exactly the bad samples go, the rest keep their order ----------------------------------------------
-def test_skip_in_process_equals_the_good_stream_without_the_bad_samples(dirs, caplog):
+# -- skip: exactly the bad samples go, the rest keep their order, repeats make up the count ---------------------
+def _made_up(d: Path, workers: int, worker: int, epoch: int, n: int) -> list[str]:
+    """The ``n`` good samples that stand in for skipped ones: the epoch's sequence in file order from
+    the worker's first sample on, bad ones passed over, wrapping around."""
+    ref = _stream(d, buffer=0)  # shards in the epoch's order, samples in file order, no buffer
+    ref.set_epoch(epoch)
+    sequence = [key for key, _ in ref.raw_samples()]
+    ref.set_epoch(epoch)
+    run = [key for key, _ in ref.raw_samples(workers, worker)]
+    start = sequence.index(run[0])
+    good = [sequence[(start + i) % len(sequence)] for i in range(len(sequence))]
+    good = [k for k in good if k not in BAD]
+    return [good[i % len(good)] for i in range(n)]
+
+
+def test_skip_in_process_is_the_good_stream_without_the_bad_samples_then_repeats(dirs, caplog):
     good_dir, bad_dir, keys = dirs
     for epoch in (0, 1):
         reference = _stream(good_dir)
         reference.set_epoch(epoch)
         expected = [s["__key__"] for s in reference if s["__key__"] not in BAD]
+        expected += _made_up(good_dir, 1, 0, epoch, len(BAD))
         ds = _stream(bad_dir, on_error="skip")
         ds.set_epoch(epoch)
         with caplog.at_level(logging.WARNING, logger="mmprep.data"):
             caplog.clear()
             got = [s["__key__"] for s in ds]
-        assert got == expected and len(got) == len(keys) - len(BAD)
+        assert got == expected and len(got) == len(keys) == len(ds)
         assert ds.skipped == len(BAD)
         lines = [r.getMessage() for r in caplog.records]
-        assert len(lines) == len(BAD)  # one warning line per dropped sample, naming it
+        assert len(lines) == len(BAD)  # one warning line per skipped sample, naming it
         for key, (field, _) in BAD.items():
             assert sum(repr(key) in line and repr(field) in line and "d-00000" in line for line in lines) == 1
 
@@ -139,17 +154,22 @@ def test_skip_through_loader_delivers_every_good_sample_in_order(dirs, workers):
     good_dir, bad_dir, keys = dirs
     loader = _loader(bad_dir, workers, on_error="skip")
     got = _keys(loader)
-    assert sorted(got) == sorted(set(keys) - set(BAD))
-    assert loader.skipped == len(BAD)  # the trailing bad sample too (it has no batch after it)
-    for run in _per_worker(bad_dir, max(workers, 1)):  # each worker's samples: its order, minus the bad ones
-        assert [k for k in got if k in set(run)] == [k for k in run if k not in BAD]
+    assert len(got) == len(keys) and sum(1 for _ in _loader(bad_dir, workers, on_error="skip")) == len(loader)
+    assert set(got) == set(keys) - set(BAD)
+    assert loader.skipped == len(BAD)  # the trailing bad sample too
+    for w, run in enumerate(_per_worker(bad_dir, max(workers, 1))):
+        # each worker's samples: its order minus the bad ones, then as many repeats as it skipped
+        bad = sum(k in BAD for k in run)
+        mine = [k for k in run if k not in BAD] + _made_up(good_dir, max(workers, 1), w, 0, bad)
+        batches = [b["__key__"] for b in _loader(bad_dir, workers, on_error="skip")]
+        assert [k for b in batches[w::max(workers, 1)] for k in b] == mine
     if workers == 0:
-        assert got == [k for k in _keys(_loader(good_dir, 0)) if k not in BAD]
+        assert got == [k for k in _keys(_loader(good_dir, 0)) if k not in BAD] + _made_up(good_dir, 1, 0, 0, len(BAD))
 
 
 # -- resume stays exact with skipping --------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", [0, 2])
-@pytest.mark.parametrize("stop", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("stop", [1, 2, 3, 4, 5, 6, 7])
 def test_resume_with_skipping_gives_the_uninterrupted_rest(dirs, workers, stop):
     _, bad_dir, _ = dirs
     ref = _loader(bad_dir, workers, on_error="skip")

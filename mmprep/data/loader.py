@@ -8,12 +8,10 @@ delivered; restoring tells every worker to skip that many. Resume needs the same
 round-robin at worker 0, so on restore DataLoader worker ``i`` reads plan worker ``(i + r) % W`` where
 ``r`` is the worker whose batch was due next: the interleaving then continues exactly.
 
-With ``on_error="skip"`` a worker may deliver fewer samples than its share, so counting batches is
-not enough: every batch also carries (through a wrapping collate function) its worker's position
-after its last sample, and the state stores those positions. A skipped sample only shifts the later
-samples of its own worker, and the round-robin order is still "worker after worker, skipping those
-that ended", so restoring the positions and starting at the worker after the last batch's continues
-the same sequence.
+With ``on_error="skip"`` a worker still delivers its whole share (skipped samples are made up for
+by repeats at the end of its run), but its position in the shard sequence runs ahead of the samples
+it delivered: every batch also carries (through a wrapping collate function) its worker's position
+after its last sample, and the state stores those positions with the delivered and skipped counts.
 """
 
 from __future__ import annotations
@@ -71,8 +69,9 @@ class _TagCollate:
 class StreamLoader:
     """Iterate batches; ``state_dict()`` any time between batches; ``load_state_dict()`` before iterating.
 
-    ``skipped``: samples the dataset's ``on_error="skip"`` dropped in the current epoch (or the one
-    just finished), as far as the batches handed out tell; it is part of ``state_dict()``.
+    ``skipped``: samples the dataset's ``on_error="skip"`` skipped (and replaced by repeats) in the
+    current epoch (or the one just finished), as far as the batches handed out tell; it is part of
+    ``state_dict()``.
     """
 
     def __init__(self, dataset: ShardStream, *, batch_size: int, num_workers: int = 0,
@@ -117,7 +116,8 @@ class StreamLoader:
         if self._workers:
             # a fresh DataLoader starts its round-robin at worker 0: let worker 0 play the one that is due
             self.dataset.set_position(self.epoch, {w: p[0] for w, p in self._workers.items()}, rotate=self._next,
-                                      skipped={w: p[2] for w, p in self._workers.items()})
+                                      skipped={w: p[2] for w, p in self._workers.items()},
+                                      delivered={w: p[1] for w, p in self._workers.items()})
         elif self._batches:  # a state saved before positions were recorded: nothing was skipped then
             counts = self.dataset.worker_counts(workers)
             done = delivered_per_worker(counts, self.batch_size, self._batches)

@@ -34,6 +34,14 @@ def shard_order(n_shards: int, *, epoch: int, seed: int, shuffle: bool) -> list[
     return order
 
 
+def worker_start(total: int, *, world: int, rank: int, workers: int, worker: int, even: Even) -> tuple[int, int]:
+    """``(start, length)``: where this worker's run begins in the epoch's global sequence (before wrapping
+    modulo ``total``) and how many positions it holds."""
+    per_rank = rank_count(total, world, even)
+    wc = worker_counts(per_rank, workers)
+    return rank * per_rank + sum(wc[:worker]), wc[worker]
+
+
 def segments(counts: list[int], *, epoch: int, seed: int, shuffle: bool, world: int, rank: int, workers: int,
              worker: int, even: Even) -> list[tuple[int, int, int]]:
     """``(shard index, first sample, stop)`` runs this worker reads, in order.
@@ -43,11 +51,16 @@ def segments(counts: list[int], *, epoch: int, seed: int, shuffle: bool, world: 
     total = sum(counts)
     if total == 0:
         return []
-    order = shard_order(len(counts), epoch=epoch, seed=seed, shuffle=shuffle)
-    per_rank = rank_count(total, world, even)
-    wc = worker_counts(per_rank, workers)
-    start = rank * per_rank + sum(wc[:worker])
-    length = wc[worker]
+    start, length = worker_start(total, world=world, rank=rank, workers=workers, worker=worker, even=even)
+    return runs(counts, shard_order(len(counts), epoch=epoch, seed=seed, shuffle=shuffle), start, length)
+
+
+def runs(counts: list[int], order: list[int], start: int, length: int) -> list[tuple[int, int, int]]:
+    """``(shard index, first sample, stop)`` runs covering ``length`` positions of the global sequence
+    (shards in ``order``) from position ``start``, wrapping around to its beginning as often as needed."""
+    total = sum(counts)
+    if total == 0:
+        return []
     starts = []  # global position where each shard (in epoch order) begins
     pos = 0
     for i in order:

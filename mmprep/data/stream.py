@@ -11,9 +11,12 @@ in the buffer at that point and continues reading sequentially: the rest of the 
 uninterrupted one. Use :class:`mmprep.data.loader.StreamLoader` to get this through a DataLoader.
 
 Bad samples: a member that fails to decode raises :class:`~mmprep.data.decode.DecodeError` (shard,
-key, field), or with ``on_error="skip"`` the sample is dropped, counted and logged. A worker's
-position is then the number of shuffle-buffer *positions* it consumed up to its last delivered
-sample (skipped ones included), so a restore re-skips the same samples and the rest stays exact.
+key, field), or with ``on_error="skip"`` the sample is skipped, counted and logged, and once the
+worker has read its share it repeats good samples (its own run's first, in file order) until it has
+delivered exactly its planned count: every rank still yields ``len(ds)`` samples, so DDP ranks step
+together. A worker's position counts the shuffle-buffer *positions* it consumed (skipped ones
+included), then the repeat candidates it tried, so a restore re-skips the same samples and the rest
+stays exact.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ class ShardStream(IterableDataset):
     ``pad`` repeats samples so every rank gets ``ceil(N / world)``, ``drop`` gives ``N // world``.
     ``world``/``rank`` default to :func:`dist_info`. ``chunk_bytes``: bytes read per ``read`` call.
     ``on_error``: a member that fails to decode raises :class:`DecodeError` (``"raise"``), or its
-    sample is dropped, counted in ``skipped`` and logged as one warning line (``"skip"``).
+    sample is skipped, counted in ``skipped``, logged as one warning line and made up for by a
+    repeated good sample at the end of the worker's run, so ``len(ds)`` still holds (``"skip"``).
     """
 
     def __init__(self, source: str | Path | list[str | Path], *, fields: list[str] | tuple[str, ...] | None = None,
@@ -122,7 +126,7 @@ class ShardStream(IterableDataset):
         self._rotate = 0
         self._progress: Progress = (0, 0, 0)  # of the worker iterated in this process (num_workers=0 use)
         self.skipped = 0
-        """Samples dropped by ``on_error="skip"`` in this epoch by this process (restored ones included).
+        """Samples skipped by ``on_error="skip"`` in this epoch by this process (restored ones included).
         With DataLoader workers this copy stays 0: read :attr:`StreamLoader.skipped`."""
         self._sidecar_spans: dict[str, dict[str, tuple[int, int]]] = {}
 
@@ -149,29 +153,35 @@ class ShardStream(IterableDataset):
         self.epoch = epoch
 
     def set_position(self, epoch: int, skip: dict[int, int], *, rotate: int = 0,
-                     skipped: dict[int, int] | None = None) -> None:
+                     skipped: dict[int, int] | None = None, delivered: dict[int, int] | None = None) -> None:
         """Next iteration starts ``epoch`` after ``skip[worker]`` positions already consumed per worker.
 
-        A position is a sample read, delivered or (``on_error="skip"``) skipped; ``skipped[worker]``
-        says how many of them were skipped (0 if absent). ``rotate``: DataLoader worker ``i`` reads the
-        samples of plan worker ``(i + rotate) % W``.
+        A position is a sample read, delivered or (``on_error="skip"``) skipped, or a candidate tried
+        to make up for a skipped one; ``skipped[worker]`` says how many samples of its share were
+        skipped (0 if absent), ``delivered[worker]`` how many it delivered (default: positions minus
+        skipped, which holds until the worker starts making up for skipped samples). ``rotate``:
+        DataLoader worker ``i`` reads the samples of plan worker ``(i + rotate) % W``.
         """
         skipped = skipped or {}
+        delivered = delivered or {}
         self.epoch = epoch
-        self._resume = {int(w): (int(n), int(n) - int(skipped.get(w, 0)), int(skipped.get(w, 0)))
-                        for w, n in skip.items()}
+        self._resume = {}
+        for w, n in skip.items():
+            lost = int(skipped.get(w, 0))
+            self._resume[int(w)] = (int(n), int(delivered.get(w, int(n) - lost)), lost)
         self._rotate = rotate
         self._progress = self._resume.get(0, (0, 0, 0))
         self.skipped = self._progress[2]
 
     def state_dict(self) -> dict[str, Any]:
         """Position when iterated in this process (``num_workers=0``). With workers, use StreamLoader."""
-        return {"epoch": self.epoch, "skip": {0: self._progress[0]}, "skipped": {0: self._progress[2]},
-                **self.fingerprint()}
+        return {"epoch": self.epoch, "skip": {0: self._progress[0]}, "delivered": {0: self._progress[1]},
+                "skipped": {0: self._progress[2]}, **self.fingerprint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check(state)
-        self.set_position(state["epoch"], state["skip"], skipped=state.get("skipped"))
+        self.set_position(state["epoch"], state["skip"], skipped=state.get("skipped"),
+                          delivered=state.get("delivered"))
 
     def fingerprint(self) -> dict[str, Any]:
         return {"seed": self.seed, "world": self.world, "rank": self.rank, "samples": sum(self.counts),
@@ -191,9 +201,11 @@ class ShardStream(IterableDataset):
 
     def tagged(self) -> Iterator[tuple[dict[str, Any] | None, Tag]]:
         """``(sample, (plan worker, positions, delivered, skipped))`` after each delivered sample, then
-        ``(None, tag)`` once at the end (so skips after the last sample are counted too).
+        ``(None, tag)`` once at the end.
 
-        What :class:`StreamLoader` iterates to know each worker's exact position.
+        What :class:`StreamLoader` iterates to know each worker's exact position. A worker always
+        delivers its whole share (``worker_counts``): with ``on_error="skip"`` every skipped sample is
+        made up for once the share has been read, by repeating good samples (see :meth:`_refill`).
         """
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
@@ -202,18 +214,22 @@ class ShardStream(IterableDataset):
         self.skipped = skipped
         for (shard_i, _), (key, raw) in self._entries(workers, worker, skip=pos):
             pos += 1
-            shard = self.shards[shard_i]
             try:
-                sample = self.decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)
+                sample = self._decode(shard_i, key, raw)
             except DecodeError as exc:
                 if self.on_error == "raise":
                     raise
                 skipped += 1
                 self.skipped = skipped
-                log.warning("on_error=skip: dropped a sample (%d in this epoch by worker %d of rank %d): %s",
+                log.warning("on_error=skip: skipped a sample (%d in this epoch by worker %d of rank %d; a good "
+                            "sample is repeated in its place at the end of the worker's run): %s",
                             skipped, worker, self.rank, exc)
                 continue
             delivered += 1
+            self._progress = (pos, delivered, skipped)
+            yield sample, (worker, pos, delivered, skipped)
+        for sample, *at in self._refill(workers, worker, pos, delivered):
+            pos, delivered = at
             self._progress = (pos, delivered, skipped)
             yield sample, (worker, pos, delivered, skipped)
         self._progress = (pos, delivered, skipped)
@@ -222,6 +238,48 @@ class ShardStream(IterableDataset):
         self._resume = {}
         self._rotate = 0
         self._progress = (0, 0, 0)
+
+    def _decode(self, shard_i: int, key: str, raw: dict[str, bytes]) -> dict[str, Any]:
+        shard = self.shards[shard_i]
+        return self.decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)
+
+    def _refill(self, workers: int, worker: int, pos: int, delivered: int
+                ) -> Iterator[tuple[dict[str, Any], int, int]]:
+        """``(sample, positions, delivered)`` making up for the samples ``on_error="skip"`` skipped.
+
+        Candidates are the epoch's global sequence from this worker's first position on (its own run
+        first, in file order, then the samples after it, wrapping around): good ones are delivered
+        again until the worker has delivered its share, so every worker and every rank yields exactly
+        its planned count and DDP ranks step together. Position ``share + k`` is the ``k``-th candidate,
+        so resume stays exact. Candidates that fail again are not counted as new skips (each bad
+        sample of the share was counted once); a whole cycle of the sequence without one good sample
+        raises the last :class:`DecodeError`.
+        """
+        total = sum(self.counts)
+        if total == 0:
+            return
+        start, share = plan.worker_start(total, world=self.world, rank=self.rank, workers=workers, worker=worker,
+                                         even=self.even)
+        order = plan.shard_order(len(self.counts), epoch=self.epoch, seed=self.seed, shuffle=self.shuffle)
+        misses = 0
+        while delivered < share:
+            items: list[Item] = [(s, i) for s, a, b in plan.runs(self.counts, order, start + pos - share,
+                                                                   share - delivered) for i in range(a, b)]
+            for shard_i, (key, raw) in zip((i for i, _ in items), self._read(items), strict=True):
+                pos += 1
+                try:
+                    sample = self._decode(shard_i, key, raw)
+                except DecodeError as exc:
+                    misses += 1
+                    if misses >= total:
+                        raise DecodeError(f"on_error=skip: none of the {total} samples of the epoch decodes, "
+                                          f"nothing can stand in for the skipped ones; the last: {exc}",
+                                          shard=exc.shard, key=exc.key, field=exc.field) from exc
+                    log.debug("on_error=skip: a repeat candidate fails too: %s", exc)
+                    continue
+                misses = 0
+                delivered += 1
+                yield sample, pos, delivered
 
     def raw_samples(self, workers: int = 1, worker: int = 0, *, skip: int = 0
                     ) -> Iterator[tuple[str, dict[str, bytes]]]:
