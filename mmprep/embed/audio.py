@@ -62,6 +62,8 @@ def decode_audio(value: Any, rate: int) -> np.ndarray:
         samples = samples.mean(axis=0)
     if samples.size == 0:
         raise Drop("embed.empty_audio", "the audio has no samples")
+    if not np.isfinite(samples).all():  # one NaN makes every statistic (or a model's output) NaN
+        raise Drop("embed.bad_audio", f"the audio holds {int((~np.isfinite(samples)).sum())} NaN or infinite samples")
     if sr != rate:
         samples = soxr.resample(samples, sr, rate).astype(np.float32)
     return samples
@@ -71,7 +73,7 @@ class AudioEncoder(Encoder):
     modality = "audio"
 
     def __init__(self, *, model: str | None, device: str, batch_size: int, normalize: bool = False,
-                 rate: int = 16000, n_fft: int = 400, hop: int = 160, n_mels: int = 64):
+                 rate: int = 16000, n_fft: int = 400, hop: int = 160, n_mels: int = 64, checkpoint: str | None = None):
         import torch
 
         model = model or BUILTIN_LOGMEL
@@ -84,7 +86,7 @@ class AudioEncoder(Encoder):
             self.fb = torch.from_numpy(mel_filterbank(rate=rate, n_fft=n_fft, n_mels=n_mels)).to(device)
             self.window = torch.hann_window(n_fft).to(device)
         else:
-            loaded = load_model_file(model, device=device)
+            loaded = load_model_file(model, device=device, checkpoint=checkpoint)
             self.kind, ident, self.forward = loaded.kind, loaded.identity, loaded.forward
         super().__init__(model=model, model_hash=ident, device=device, batch_size=batch_size, normalize=normalize,
                          preprocessing=pre)

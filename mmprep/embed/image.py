@@ -18,6 +18,7 @@ from mmprep.sample import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_PIXELS = 90_000_000  # as image.decode's max_pixels default
 
 
 def preprocess(pixels: np.ndarray, *, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -39,9 +40,17 @@ def preprocess(pixels: np.ndarray, *, size: int, mean: tuple[float, ...], std: t
     return np.ascontiguousarray(crop.transpose(2, 0, 1))
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
+def decode_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 pixels of encoded image bytes. The size is read from the header first, so a small file
+    claiming a huge picture (a decompression bomb) is refused before OpenCV allocates it."""
     import cv2
 
+    from mmprep.stages.image.header import read_header
+
+    hdr = read_header(data)
+    if hdr is not None and hdr.pixels > max_pixels:
+        raise Drop("embed.too_large", f"{hdr.width}x{hdr.height} = {hdr.pixels / 1e6:.1f} MP is over "
+                   f"{max_pixels / 1e6:.0f} MP (image.decode's max_pixels default); not decoded")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if arr is None:
         raise Drop("embed.bad_image", "the image does not decode")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from mmprep.embed.base import Encoder, resolve_device
@@ -36,8 +37,21 @@ def modality_of(field_name: str, modality: str | None = None) -> str:
     return found
 
 
+def check_checkpoint(spec: ModelSpec) -> None:
+    """A state_dict only has somewhere to go in a ``package.module:Class`` image or audio model; given with
+    anything else it would be ignored without a word, and the embeddings made with the wrong weights."""
+    if not spec.checkpoint:
+        return
+    model = spec.model or ""
+    if spec.modality == "text" or ":" not in model or model.startswith("builtin:") or os.path.exists(model):
+        what = f"the {spec.modality} model {model or '(default)'}"
+        raise ConfigError("checkpoint", f"{spec.checkpoint} cannot be loaded into {what}: a checkpoint is for a "
+                          "package.module:Class image or audio model (a model file or directory holds its weights)")
+
+
 def load_encoder(spec: ModelSpec) -> Encoder:
     """Load the model now (raises ConfigError naming the file if it does not load)."""
+    check_checkpoint(spec)
     device = resolve_device(spec.device)
     batch = spec.batch_size or DEFAULT_BATCH[spec.modality]
     if spec.modality == "text":
@@ -56,5 +70,5 @@ def load_encoder(spec: ModelSpec) -> Encoder:
         from mmprep.embed.audio import AudioEncoder
 
         return AudioEncoder(model=spec.model, device=device, batch_size=batch,
-                            normalize=bool(spec.normalize))
+                            normalize=bool(spec.normalize), checkpoint=spec.checkpoint)
     raise ConfigError("modality", f"no encoder for modality {spec.modality!r}")

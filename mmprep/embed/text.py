@@ -71,16 +71,17 @@ class TextEncoder(Encoder):
                          normalize=normalize, preprocessing={"max_tokens": self.max_tokens, "pooling": "mean"})
         _offline()
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
+        self.tokenizer = load_tokenizer(path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             self.net = AutoModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ConfigError("model", f"{path} does not load as a transformers model: {exc}") from None
+        check_max_tokens(self.tokenizer, self.max_tokens)
         if getattr(self.net, "pooler", None) is not None:
             self.net.pooler = None  # the [CLS] pooler head: unused by mean pooling, one matmul per batch saved
         self.dim = int(self.net.config.hidden_size)
@@ -172,6 +173,26 @@ class TextEncoder(Encoder):
             else:
                 pooled = hidden.mean(1)
             return pooled.float().cpu().numpy()
+
+
+def load_tokenizer(path: Path) -> Any:
+    _offline()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError("model", f"{path} does not load as a transformers tokenizer: {exc}") from None
+
+
+def check_max_tokens(tokenizer: Any, max_tokens: int) -> None:
+    """``max_tokens`` counts the special tokens ([CLS], [SEP]) too. Below their count plus one the tokenizer
+    cannot cut a text to the limit at all (it warns and returns it whole, and a long text then overflows
+    the position embeddings mid-run), so such a limit is a configuration error."""
+    least = tokenizer.num_special_tokens_to_add() + 1
+    if max_tokens < least:
+        raise ConfigError("max_tokens", f"{max_tokens} leaves no room for text: the tokenizer adds "
+                          f"{least - 1} special tokens to every input; use at least {least}")
 
 
 def _one_thread() -> None:

@@ -24,7 +24,7 @@ class Embed(Stage):
     """Embed one field (text, image or audio) with a local model; writes ``<name>.npy``."""
 
     name = "embed"
-    version = "1"
+    version = "2"  # 2: audio with NaN / infinite samples is embed.bad_audio (was a NaN vector)
     reads = ("text", "image", "audio")
     writes = ("npy",)
     cacheable = True
@@ -70,11 +70,18 @@ class Embed(Stage):
         """Resolve the model and hash its files; a torch/ONNX file is loaded once to prove it loads."""
         from mmprep.embed.base import resolve_device
         from mmprep.embed.identity import model_hash, resolve_text_model
+        from mmprep.embed.models import check_checkpoint
 
         spec = self.spec()
         resolve_device(spec.device)
+        check_checkpoint(spec)
         if spec.modality == "text":
-            self._model_hash = model_hash(resolve_text_model(spec.model))
+            path = resolve_text_model(spec.model)
+            if spec.max_tokens is not None:
+                from mmprep.embed.text import check_max_tokens, load_tokenizer
+
+                check_max_tokens(load_tokenizer(path), spec.max_tokens)
+            self._model_hash = model_hash(path)
         elif spec.model and spec.model.startswith("builtin:"):
             from mmprep.embed.audio import BUILTIN_LOGMEL
             from mmprep.embed.modelfile import BUILTIN_CNN

@@ -1,0 +1,134 @@
+"""Embedding review fixes: a max_tokens the tokenizer cannot honour, NaN audio, a checkpoint that had
+nowhere to go, and decompression bombs in ``mmprep embed``."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mmprep.embed.image import decode_rgb
+from mmprep.embed.models import ModelSpec, load_encoder
+from mmprep.embed.shards import split_member
+from mmprep.embed.sidecar import EmbedOptions, SidecarJob
+from mmprep.errors import ConfigError, Drop
+from mmprep.sample import Audio
+from mmprep.stage import make_stage
+from mmprep.testing.embed import caption_corpus, raw_build
+from mmprep.testing.images import encode, photo, png_bomb
+from mmprep.testing.media import tone, wav_bytes, write
+from tests.conftest import run_cli
+
+
+class WaveNet(nn.Module):
+    """A module:Class audio model: ``(1, n)`` waveform -> ``(1, 2)`` (scaled mean and mean square)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        return torch.stack([x.mean(dim=1), (x * x).mean(dim=1)], dim=1) * self.scale
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("embedreview")
+    caption_corpus(root / "corpus", 5, bad=True)  # bad_long: 600 words
+    write(root / "corpus" / "bomb.png", png_bomb())
+    write(root / "corpus" / "bomb.txt", "a caption next to a bomb")
+    raw_build(root / "corpus", root / "out", per_shard=4)
+    return root / "out"
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_max_tokens_below_the_special_tokens_is_a_config_error(out, limit):
+    """With max_tokens 1 the tokenizer cannot cut to the limit (it keeps the text whole): a 600-word
+    caption then overflowed the position embeddings and `mmprep embed` died mid-run with a traceback."""
+    proc = run_cli("embed", str(out), "--field", "txt", "--max-tokens", str(limit))
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stderr.strip().splitlines() == [
+        f"mmprep: config error: max_tokens: {limit} leaves no room for text: the tokenizer adds 2 special "
+        "tokens to every input; use at least 3"]
+    assert not (out / "embeddings" / "txt_emb").exists()
+    with pytest.raises(ConfigError) as err:
+        make_stage("embed", field="txt", device="cpu", max_tokens=limit)
+    assert err.value.key == "max_tokens"
+    enc = load_encoder(ModelSpec("text", device="cpu", max_tokens=3))
+    vecs, notes = enc.encode(["word " * 600])
+    assert vecs.shape == (1, 384) and notes == [{"truncated": True, "tokens": 602, "max_tokens": 3}]
+
+
+def test_nan_audio_is_dropped_not_embedded_as_nan():
+    enc = load_encoder(ModelSpec("audio", device="cpu"))
+    x = tone(1.0)
+    x[100] = np.nan
+    buf = io.BytesIO()
+    import soundfile as sf
+
+    sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
+    for value in (buf.getvalue(), Audio(samples=x, rate=16000)):
+        with pytest.raises(Drop) as drop:
+            enc.prepare(value)
+        assert drop.value.reason == "embed.bad_audio"
+        assert drop.value.message == "the audio holds 1 NaN or infinite samples"
+    good, _ = enc.encode([enc.prepare(wav_bytes(tone(1.0)))])
+    assert np.isfinite(good).all()
+
+
+def test_a_checkpoint_without_a_module_class_model_is_a_config_error(out, tmp_path):
+    """--checkpoint was ignored without a word for a model file, a built-in or a text model (and for any
+    audio model): the embeddings were made with weights other than the ones the user gave."""
+    ck = tmp_path / "ck.pt"
+    torch.save(WaveNet().state_dict(), ck)
+    for args in (("--field", "jpg"), ("--field", "txt"), ("--field", "jpg", "--model", "builtin:tiny-cnn")):
+        proc = run_cli("embed", str(out), *args, "--checkpoint", str(ck))
+        assert proc.returncode == 2, proc.stderr[-500:]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"mmprep: config error: checkpoint: {ck} cannot be loaded")
+    assert not (out / "embeddings" / "jpg_emb").exists() and not (out / "embeddings" / "txt_emb").exists()
+    with pytest.raises(ConfigError) as err:
+        make_stage("embed", field="jpg", device="cpu", checkpoint=str(ck))
+    assert err.value.key == "checkpoint"
+    # an audio module:Class model does take it now
+    net = WaveNet()
+    with torch.no_grad():
+        net.scale.copy_(torch.tensor([3.0, -2.0]))
+    torch.save(net.state_dict(), ck)
+    spec = dict(modality="audio", model="tests.test_embed_review2:WaveNet", device="cpu")
+    plain = load_encoder(ModelSpec(**spec))
+    loaded = load_encoder(ModelSpec(**spec, checkpoint=str(ck)))
+    x = plain.prepare(wav_bytes(tone(0.5)))
+    a, b = plain.encode([x])[0][0], loaded.encode([x])[0][0]
+    assert np.allclose(b, a * np.array([3.0, -2.0], np.float32), atol=1e-6) and plain.identity != loaded.identity
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(out):
+    """`mmprep embed` decoded image bytes with no size limit: a 300-byte PNG claiming 20000x20000 made
+    OpenCV allocate 1.2 GB per image."""
+    with pytest.raises(Drop) as drop:
+        decode_rgb(png_bomb())
+    assert drop.value.reason == "embed.too_large"
+    assert drop.value.message.startswith("20000x20000 = 400.0 MP is over 90 MP")
+    small = encode(photo(100, 100), "png")
+    with pytest.raises(Drop):
+        decode_rgb(small, max_pixels=9_999)
+    assert decode_rgb(small, max_pixels=10_000).shape == (100, 100, 3)
+
+    enc = load_encoder(ModelSpec("image", device="cpu", size=32))
+    res = SidecarJob(out, enc, EmbedOptions(field="png", name="png_emb", progress=False)).run()
+    assert (res.samples, res.embedded, res.errors_by_reason) == (9, 0, {"embed.no_field": 8, "embed.too_large": 1})
+    docs = {}
+    for tar_path in sorted((out / "embeddings" / "png_emb").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for m in tar:
+                key, ext = split_member(m.name)
+                if ext == "png_emb.drop.json":
+                    docs[key] = json.loads(tar.extractfile(m).read())["reason"]
+    assert docs["bomb"] == "embed.too_large"
