@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from mmprep.errors import ConfigError
 
@@ -19,7 +19,8 @@ class ModalitySpec(_Section):
     encoder: Literal["mlp", "conv1d", "gru", "cnn", "bag", "transformer"] = Field(
         ..., description="mlp: a vector (embedding); conv1d/gru: a (features, time) sequence such as MFCC or "
                          "log-mel, masked; cnn: an image; bag/transformer: int token ids.")
-    image_size: tuple[int, int] = Field((32, 32), description="Images are resized to (width, height) pixels.")
+    image_size: tuple[PositiveInt, PositiveInt] = Field(
+        (32, 32), description="Images are resized to (width, height) pixels (one size for every cnn modality).")
     vocab_size: int = Field(30522, ge=2, description="Token ids are taken modulo this.")
 
 
@@ -87,6 +88,14 @@ def parse_config(doc: dict) -> TrainConfig:
         for name in match.between:
             if name not in cfg.modalities:
                 raise ConfigError("loss.matching.between", f"{name!r} is not a modality of this config")
+        if match.between[0] == match.between[1]:
+            raise ConfigError("loss.matching.between", f"names {match.between[0]!r} twice; matching needs two "
+                              "different modalities")
+    images = [(name, m.image_size) for name, m in cfg.modalities.items() if m.encoder == "cnn"]
+    for name, size in images[1:]:
+        if size != images[0][1]:  # the decoder resizes every image of a sample to one size
+            raise ConfigError(f"modalities.{name}.image_size", f"is {list(size)} but modalities.{images[0][0]} "
+                              f"uses {list(images[0][1])}; every cnn modality must use the same image_size")
     return cfg
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmprep.errors import ConfigError
 from mmprep.fusion.config import TrainConfig
 from mmprep.fusion.encoders import make_encoder
 from mmprep.fusion.strategies import STRATEGIES
@@ -18,6 +19,42 @@ def presence(batch: dict[str, Any], field: str, n: int, device: torch.device) ->
         return torch.zeros(n, dtype=torch.bool, device=device)
     flag = batch.get(f"{field}.present")
     return flag.to(device) if flag is not None else torch.ones(n, dtype=torch.bool, device=device)
+
+
+# what each encoder takes per sample: (batch dims, needs integer ids, wording)
+_INPUTS = {"cnn": ((4,), None, "an image per sample (channels, height, width): jpg/png... or a (3, H, W) .npy"),
+           "conv1d": ((3,), None, "a (features, time) sequence per sample, e.g. mfcc.npy or logmel.npy"),
+           "gru": ((3,), None, "a (features, time) sequence per sample, e.g. mfcc.npy or logmel.npy"),
+           "bag": ((2,), True, "integer token ids (length,) per sample, e.g. tok.npy"),
+           "transformer": ((2,), True, "integer token ids (length,) per sample, e.g. tok.npy"),
+           "mlp": ((2, 3, 4, 5), None, "a numeric vector (or array) per sample, e.g. txt_emb.npy")}
+
+
+def _holds(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 1:
+            return f"one {value.dtype} number per sample"
+        return f"{str(value.dtype).removeprefix('torch.')} arrays of shape {tuple(value.shape[1:])}"
+    first = next((v for v in value if v is not None), None) if isinstance(value, list) else value
+    return f"{type(first).__name__} values" + (" (text)" if isinstance(first, str) else "")
+
+
+def check_inputs(cfg: TrainConfig, example: dict[str, Any], fields_seen: list[str] | None = None) -> None:
+    """ConfigError naming the key when a modality's field is in no sample, or holds what its encoder
+    cannot take (an image for conv1d, MFCC for cnn, float vectors for bag...). ``example``: a padded
+    batch value per field; ``fields_seen``: field names to list in the message."""
+    for name, spec in cfg.modalities.items():
+        if spec.field not in example:
+            there = f" (fields there: {', '.join(fields_seen)})" if fields_seen else ""
+            raise ConfigError(f"modalities.{name}.field", f"{spec.field!r} is in no sample of the shards{there}")
+        value = example[spec.field]
+        dims, integer, wants = _INPUTS[spec.encoder]
+        ok = isinstance(value, torch.Tensor) and value.dim() in dims and not value.dtype == torch.bool
+        if ok and integer is not None:
+            ok = value.dtype.is_floating_point != integer
+        if not ok:
+            raise ConfigError(f"modalities.{name}.encoder", f"{spec.encoder} needs {wants}; field "
+                              f"{spec.field!r} holds {_holds(value)}")
 
 
 class FusionModel(nn.Module):
@@ -32,11 +69,10 @@ class FusionModel(nn.Module):
         self.fields = [cfg.modalities[n].field for n in self.names]
         self.dropout = cfg.model.modality_dropout
         dim = self.dim = cfg.model.dim
+        check_inputs(cfg, example)
         encoders = {}
         for name in self.names:
             spec = cfg.modalities[name]
-            if spec.field not in example:
-                raise ValueError(f"modality {name!r}: field {spec.field!r} is in no sample of the first batch")
             encoders[name] = make_encoder(spec.encoder, example[spec.field], dim, spec.vocab_size)
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = STRATEGIES[cfg.model.fusion](len(self.names), dim, num_classes)

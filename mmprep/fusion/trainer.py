@@ -24,7 +24,7 @@ from mmprep.errors import ConfigError
 from mmprep.fusion.config import TrainConfig
 from mmprep.fusion.losses import matching_loss
 from mmprep.fusion.metrics import classification_metrics
-from mmprep.fusion.model import FusionModel
+from mmprep.fusion.model import FusionModel, check_inputs
 
 log = logging.getLogger("mmprep.train")
 
@@ -94,6 +94,8 @@ class Run:
                 break
         if label not in found:
             raise ConfigError("data.label", f"no sample holds the label field {label!r}")
+        first = next(stream.raw_samples(), (None, {}))[1]
+        check_inputs(self.cfg, found, sorted(first))
         return found, max_label
 
     # -- checkpoints ---------------------------------------------------------------------------
