@@ -86,6 +86,43 @@ def encode_mp4(frames: Iterable[np.ndarray], *, fps: int, audio: np.ndarray | No
     return buf.getvalue()
 
 
+def encode_video(frames: Iterable[np.ndarray], *, fps: int, audio: np.ndarray | None = None, rate: int = 16000,
+                 container: str = "mpegts", start: float = 0.0, audio_start: float | None = None) -> bytes:
+    """Like :func:`encode_mp4`, in any container PyAV writes H.264 + AAC to (``mpegts``, ``matroska``,
+    ``mp4``), with the first frame at ``start`` seconds and the audio's first sample at ``audio_start``
+    (default ``start``): the timestamps a broadcast capture or a cut that kept its timestamps has."""
+    import av
+
+    audio_start = start if audio_start is None else audio_start
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container) as out:
+        vs = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        vs.pix_fmt = "yuv420p"
+        a_stream = None
+        if audio is not None:
+            a_stream = out.add_stream("aac", rate=rate)
+            a_stream.layout = "mono"
+        for i, img in enumerate(frames):
+            if i == 0:
+                vs.height, vs.width = img.shape[:2]
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i + int(round(start * fps))
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if a_stream is not None:
+            first = int(round(audio_start * rate))
+            for i in range(0, len(audio), 1024):
+                frame = av.AudioFrame.from_ndarray(audio[None, i : i + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, first + i
+                for packet in a_stream.encode(frame):
+                    out.mux(packet)
+            for packet in a_stream.encode():
+                out.mux(packet)
+    return buf.getvalue()
+
+
 def mp4_bytes(*, seconds: float = 1.0, fps: int = 10, width: int = 64, height: int = 48, audio: bool = True,
               rate: int = 16000, flash_frames: tuple[int, ...] = ()) -> bytes:
     """A small mp4: a moving bar, white frames at ``flash_frames``, a 440 Hz tone (see :func:`encode_mp4`)."""

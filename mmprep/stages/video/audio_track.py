@@ -12,14 +12,15 @@ from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, register
 from mmprep.stages.audio.io import header_samples
-from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video
+from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video, stream_start
 
 AUDIO_EXTS = SOUNDFILE_EXTS  # what mmprep.codecs.encode_audio writes with soundfile
 
 
-def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
-                 out_field: str = "wav") -> tuple[np.ndarray, int]:
-    """float32 ``shape=(n,)`` mono or ``(channels, n)``, in [-1, 1], and its rate (resampled by FFmpeg's swr)."""
+def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
+                 out_field: str = "wav") -> tuple[np.ndarray, int, float]:
+    """float32 ``shape=(n,)`` mono or ``(channels, n)``, in [-1, 1], its rate (resampled by FFmpeg's swr), and
+    the time of its first sample in seconds on the container's clock (``frame.time``, not shifted)."""
     import av
 
     if not container.streams.audio:
@@ -30,9 +31,12 @@ def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, de
     resampler = av.AudioResampler(format="fltp", layout="mono" if mono else stream.codec_context.layout,
                                   rate=rate or src_rate)
     chunks: list[np.ndarray] = []
+    first: float | None = None
     for frame in container.decode(stream):
         if deadline is not None:
             deadline.check()
+        if first is None and frame.time is not None:
+            first = float(frame.time)
         for out in resampler.resample(frame):
             chunks.append(out.to_ndarray())
     for out in resampler.resample(None):
@@ -42,7 +46,22 @@ def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, de
     out_rate = int(rate or src_rate)
     length = header_samples(container, stream, out_rate)  # AAC end padding cut off (MP4 records the length)
     samples = np.concatenate(chunks, axis=1).astype(np.float32)[:channels, :length]
-    return (samples[0] if mono else samples), out_rate
+    return (samples[0] if mono else samples), out_rate, (first if first is not None else stream_start(stream))
+
+
+def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
+                 out_field: str = "wav") -> tuple[np.ndarray, int]:
+    """:func:`decode_track` without the start time."""
+    samples, out_rate, _ = decode_track(container, field=field, rate=rate, mono=mono, deadline=deadline,
+                                        out_field=out_field)
+    return samples, out_rate
+
+
+def shift(samples: np.ndarray, offset: int) -> np.ndarray:
+    """``samples`` moved ``offset`` samples later on the clock (zeros in front), or ``-offset`` earlier (cut)."""
+    if offset >= 0:
+        return np.pad(samples, [(0, 0)] * (samples.ndim - 1) + [(offset, 0)]) if offset else samples
+    return samples[..., -offset:]
 
 
 class AudioTrackConfig(VideoConfig):
@@ -69,7 +88,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
-    version = "2"  # AAC end padding trimmed to the length the MP4 records
+    version = "3"  # aligned to the video's first frame; 2: AAC end padding trimmed to the length the MP4 records
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig
@@ -79,14 +98,21 @@ class VideoAudioTrack(Stage):
         ext = first_video_field(sample)
         try:
             with open_video(sample[ext], field=ext) as container:
-                samples, rate = decode_audio(container, field=ext, rate=c.rate, mono=c.mono,
-                                             deadline=Deadline(c.time_limit, ext), out_field=c.field)
+                samples, rate, first = decode_track(container, field=ext, rate=c.rate, mono=c.mono,
+                                                    deadline=Deadline(c.time_limit, ext), out_field=c.field)
+                # sample 0 at the video's first frame (time 0 of video.frames and video.clips): MPEG-TS
+                # streams start anywhere, and AAC priming before the picture is not audio
+                video = container.streams.video
+                offset = first - stream_start(video[0]) if video else 0.0
         except Drop as drop:
             if drop.reason != "video.corrupt":
                 raise
             # a broken audio stream costs the audio field, not the video
             raise Drop("video.audio_corrupt", drop.message, field=c.field) from None
+        samples = shift(samples, int(round(offset * rate)))
+        if not samples.shape[-1]:
+            raise Drop("video.no_audio", f".{ext}: the audio stream ends before the video starts", field=c.field)
         sample[c.field] = Audio(samples=samples, rate=rate, info={"from": ext})
         meta(sample).setdefault("audio_track", {})[c.field] = {"rate": rate, "seconds": samples.shape[-1] / rate,
-                                                               "source": ext}
+                                                               "source": ext, "offset": round(offset, 6)}
         return sample

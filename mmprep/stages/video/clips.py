@@ -5,8 +5,10 @@ exactly the frames whose timestamps fall in it: its first frame is the first at 
 (1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus one frame duration.
 Each clip becomes its own sample ``KEY/clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
 
-Frames keep their source timestamps (shifted so the clip starts at 0, in the source stream's time
-base), so a variable-frame-rate video stays in sync with its audio. A rotated source (a display
+Times count from the video stream's first timestamp (an MPEG-TS starting at 10 s has its first frame
+at 0; windows and cues are on that clock, and each clip's audio is cut on the same clock, wherever the
+audio stream itself starts). Frames keep their source timestamps (shifted so the clip starts at 0, in
+the source stream's time base), so a variable-frame-rate video stays in sync with its audio. A rotated source (a display
 matrix, as phones write) keeps its rotation: the pixels are re-encoded as stored and the same
 display matrix is written on the clip's stream, so players and ``video.frames`` turn it upright.
 """
@@ -24,14 +26,15 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
 from mmprep.stages.text.encoding import decode_text
-from mmprep.stages.video.audio_track import decode_audio
+from mmprep.stages.video.audio_track import decode_track, shift
 from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
     first_video_field,
-    last_frame_end,
     open_video,
     stream_duration,
+    stream_start,
+    video_span,
     video_stream,
 )
 
@@ -152,21 +155,23 @@ class _ClipWriter:
 def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, field: str) -> list[dict[str, Any]]:
     """Clips in span order: ``{"mp4", "start", "end", "frames", "text"}``; spans with no frame are left out."""
     deadline = Deadline(c.time_limit, field)
-    audio, arate = None, 0
+    audio, arate, audio_start = None, 0, 0.0
     if c.audio:
         with open_video(data, field=field) as container:
             if container.streams.audio:
-                audio, arate = decode_audio(container, field=field, rate=None, mono=True, deadline=deadline)
+                audio, arate, audio_start = decode_track(container, field=field, rate=None, mono=True,
+                                                         deadline=deadline)
     writers: dict[int, _ClipWriter] = {}
     done: dict[int, _ClipWriter] = {}
     with open_video(data, field=field) as container:
         stream = video_stream(container, field=field)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         time_base = stream.time_base or 1 / Fraction(rate)
+        video_start = stream_start(stream)
         last_end = max(e for _, e, _ in spans)
         for frame in container.decode(stream):
             deadline.check()
-            t = float(frame.time or 0.0)
+            t = float(frame.time) - video_start if frame.time is not None else 0.0
             if t >= last_end - EPS:
                 break
             for i, (s, e, _) in enumerate(spans):
@@ -184,8 +189,9 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
         w = done[i]
         start, end = w.first, w.last + step
         piece = None
-        if audio is not None:
-            piece = audio[int(round(start * arate)) : int(round(end * arate))]
+        if audio is not None:  # the audio's own first sample may be before or after the video's first frame
+            offset = int(round((audio_start - video_start) * arate))
+            piece = shift(audio, offset)[int(round(start * arate)) : int(round(end * arate))]
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
                       "frames": w.n, "rotation": w.rotation, "text": spans[i][2]})
     return clips
@@ -196,7 +202,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "2"  # source timestamps and rotation kept: cached clips of version 1 differ
+    version = "3"  # times from the stream's start, audio aligned by timestamps; 2: source timestamps, rotation
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -227,9 +233,8 @@ class VideoClips(Stage):
         else:
             with open_video(sample[ext], field=ext) as container:
                 stream = video_stream(container, field=ext)
-                header = stream_duration(container, stream)
-                end = last_frame_end(container, stream)
-            duration = max(header or 0.0, end or 0.0)  # a header can stop before the last frame (VFR)
+                # a header can stop before the last frame (VFR); windows count from the stream's start
+                duration = video_span(container, stream, stream_duration(container, stream))[1]
             if not duration:
                 raise Drop("video.no_duration", f".{ext} does not say how long it is", field=ext)
             spans = windows(duration, c.length, c.stride or c.length, c.min_length)

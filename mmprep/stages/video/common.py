@@ -72,12 +72,21 @@ def stream_duration(container: Any, stream: Any) -> float | None:
     return None
 
 
+def stream_start(stream: Any) -> float:
+    """Seconds of the stream's first timestamp. MPEG-TS and recordings cut with their timestamps kept start
+    anywhere (1.4 s, 10 h); every time a video stage takes or reports counts from here, as a player's does."""
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
 def last_frame_end(container: Any, stream: Any) -> float | None:
     """Seconds at which the last frame stops showing (its timestamp plus its duration), from the packets.
 
     Read by demuxing only (no decoding). A header duration can be shorter than this (variable frame rate,
     edit lists, a muxer that wrote the last frame's start), and windows cut from it would lose the tail.
-    Seconds on the frames' own clock (``frame.time``), as the windows are. Consumes the container.
+    Seconds on the stream's own clock (``frame.time``: :func:`stream_start` not subtracted). Consumes the
+    container.
     """
     end = None
     tb = stream.time_base
@@ -88,6 +97,22 @@ def last_frame_end(container: Any, stream: Any) -> float | None:
             t = float((packet.pts + (packet.duration or 0)) * tb)
             end = t if end is None else max(end, t)
     return end
+
+
+def video_span(container: Any, stream: Any, header: float | None) -> tuple[float, float]:
+    """``(start, duration)`` in seconds: :func:`stream_start`, and the later of ``header`` (a duration) and
+    the last frame's end counted from the start. Consumes the container.
+
+    A duration only the container records is read as an end time when the packets say so: Matroska
+    muxers that keep the source's timestamps write the end time there (a 2 s video at 10-12 s says 12 s).
+    """
+    start = stream_start(stream)
+    end = last_frame_end(container, stream)
+    if end is None:
+        return start, header or 0.0
+    if header and not stream.duration and start > 0 and abs(header - end) < abs(header - (end - start)):
+        header -= start
+    return start, max(header or 0.0, end - start)
 
 
 def upright_rgb(frame: Any) -> np.ndarray:

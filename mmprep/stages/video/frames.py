@@ -1,6 +1,7 @@
 """``video.frames``: sample frames (target fps, a fixed count, or keyframes), resize, store as JPEGs or .npy.
 
-A frame is chosen for target time ``t`` when it is the frame on screen at ``t``: the last frame whose
+Times count from the video stream's first timestamp (an MPEG-TS that starts at 10 s has its first frame
+at 0). A frame is chosen for target time ``t`` when it is the frame on screen at ``t``: the last frame whose
 timestamp is <= ``t`` (with a 1 ms tolerance). So at a constant source rate ``r``, a chosen frame's
 timestamp is within ``1 / r`` of its target. A frame chosen for two targets is stored once.
 """
@@ -20,10 +21,11 @@ from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
     first_video_field,
-    last_frame_end,
     open_video,
     stream_duration,
+    stream_start,
     upright_rgb,
+    video_span,
     video_stream,
 )
 
@@ -98,11 +100,11 @@ def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.
     else:
         with open_video(data, field=field) as container:
             stream = video_stream(container, field=field)
-            header = stream_duration(container, stream)
-            end = last_frame_end(container, stream)
-        duration = max(header or 0.0, end or 0.0) or None  # a header can stop before the last frame
+            # a header can stop before the last frame; times count from the stream's first timestamp
+            duration = video_span(container, stream, stream_duration(container, stream))[1] or None
     with open_video(data, field=field) as container:
         stream = video_stream(container, field=field)
+        start = stream_start(stream)
         if c.mode == "keyframes":
             duration = stream_duration(container, stream)
         want = targets(c.mode, duration, fps=c.fps, count=c.count, limit=c.max_frames)
@@ -116,7 +118,7 @@ def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.
         k, prev, n_key = 0, None, -1
         for frame in container.decode(stream):
             deadline.check()
-            t = float(frame.time) if frame.time is not None else 0.0
+            t = float(frame.time) - start if frame.time is not None else 0.0
             if want is None:
                 n_key += 1
                 if keep_keys is None or n_key in keep_keys:
@@ -146,7 +148,7 @@ class VideoFrames(Stage):
     """Sample frames from the video at a target fps, a fixed count or keyframes; JPEG sequence or .npy."""
 
     name = "video.frames"
-    version = "2"  # upright frames, max_frames spread, source timestamps: cached outputs of 1 differ
+    version = "3"  # times from the stream's start (MPEG-TS, kept timestamps); 2: upright frames, max_frames spread
     reads = ("video",)
     writes = ("image", "npy")
     cacheable = True

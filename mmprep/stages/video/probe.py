@@ -9,7 +9,15 @@ from pydantic import Field
 from mmprep.errors import Drop
 from mmprep.sample import Sample, fields_of, meta
 from mmprep.stage import Stage, register
-from mmprep.stages.video.common import Deadline, VideoConfig, open_video, stream_duration, video_stream
+from mmprep.stages.video.common import (
+    Deadline,
+    VideoConfig,
+    open_video,
+    stream_duration,
+    stream_start,
+    video_span,
+    video_stream,
+)
 
 
 def _stream_info(s: Any) -> dict[str, Any]:
@@ -28,7 +36,9 @@ def _stream_info(s: Any) -> dict[str, Any]:
 def probe(data: bytes, *, field: str, decode: bool = True, time_limit: float = 120.0) -> dict[str, Any]:
     """Duration, fps, frame count, size, codecs, rotation and every stream; Drop if it does not decode.
 
-    ``rotation`` is the display rotation in degrees from the first frame's display matrix (0 when none).
+    ``rotation`` is the display rotation in degrees from the first frame's display matrix (0 when none);
+    ``start`` the video stream's first timestamp in seconds (MPEG-TS: anywhere), from which ``duration`` and
+    every other video stage's times count.
     """
     deadline = Deadline(time_limit, field)
     with open_video(data, field=field) as container:
@@ -42,6 +52,7 @@ def probe(data: bytes, *, field: str, decode: bool = True, time_limit: float = 1
             "fps": float(v.average_rate) if v.average_rate else None,
             "frames": v.frames or None,
             "duration": stream_duration(container, v),
+            "start": round(stream_start(v), 6),
             "rotation": 0,
             "audio": [a.codec_context.name for a in container.streams.audio],
             "streams": [_stream_info(s) for s in container.streams],
@@ -53,6 +64,10 @@ def probe(data: bytes, *, field: str, decode: bool = True, time_limit: float = 1
                 raise Drop("video.no_frames", f".{field}: no frame could be decoded", field=field) from None
             info["rotation"] = int(getattr(frame, "rotation", 0) or 0)
             deadline.check()
+    if info["start"] and not v.duration:  # only the container's duration: an end time in some Matroska files
+        with open_video(data, field=field) as container:
+            stream = container.streams.video[0]
+            info["duration"] = video_span(container, stream, stream_duration(container, stream))[1] or None
     return info
 
 
@@ -66,7 +81,7 @@ class VideoProbe(Stage):
     """Probe each video (PyAV): duration, fps, frame count, streams, codecs, rotation -> metadata."""
 
     name = "video.probe"
-    version = "2"
+    version = "3"  # start reported; a Matroska end time no longer read as the duration
     reads = ("video",)
     writes = ("video",)
     Config = ProbeConfig

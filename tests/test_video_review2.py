@@ -1,0 +1,96 @@
+"""Regression tests for a second review of the video stages: streams whose timestamps do not start at 0
+(MPEG-TS, recordings cut with their timestamps kept) are timed from their first frame: frame targets,
+windows, clip audio and the audio track all count from there, in step with each other."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+
+from mmprep.sample import KEY, META
+from mmprep.stage import make_stage
+from mmprep.stages.audio.io import read_audio
+from mmprep.testing.media import encode_video, tone
+
+FPS, RATE = 10, 16000
+
+
+def flash_video(container: str, *, start: float, audio_start: float | None = None) -> bytes:
+    """2 s: dark frames with white ones at 1.0-1.2 s, and a 1 kHz tone exactly while they show (silence
+    around it), stamped from ``start`` seconds (audio from ``audio_start``)."""
+    frames = [np.full((48, 64, 3), 255 if 10 <= i < 12 else 0, np.uint8) for i in range(2 * FPS)]
+    audio = np.zeros(2 * RATE, np.float32)
+    audio[RATE : RATE + RATE // 5] = tone(0.2, freq=1000.0, rate=RATE, amplitude=0.5)
+    return encode_video(frames, fps=FPS, audio=audio, rate=RATE, container=container, start=start,
+                        audio_start=audio_start)
+
+
+def onset(samples: np.ndarray, rate: int) -> float:
+    """Seconds of the first sample louder than half the tone's amplitude."""
+    return float(np.argmax(np.abs(samples) > 0.25)) / rate
+
+
+def bright(rgb: np.ndarray) -> bool:
+    return float(rgb.mean()) > 128
+
+
+CASES = [("mpegts", 10.0), ("mpegts", 3600.0), ("matroska", 10.0), ("mp4", 10.0), ("mpegts", 0.0)]
+
+
+@pytest.mark.parametrize(("container", "start"), CASES)
+def test_frames_count_from_the_first_frame(container, start):
+    data = flash_video(container, start=start)
+    out = make_stage("video.frames", fps=2.0, output="npy").process({KEY: "v", "mp4": data})
+    info = out[META]["frames"]
+    # Matroska records the container's duration only: 2.064 s, the AAC track's end (+ a target at 2.0 s)
+    assert info["times"][:4] == [0.0, 0.5, 1.0, 1.5] and info["requested"] == len(info["times"]) <= 5
+    assert info["duration"] == pytest.approx(2.0, abs=0.07)
+    assert [bright(f) for f in out["frames.npy"][:4]] == [False, False, True, False]
+    count = make_stage("video.frames", mode="count", count=4, output="npy").process({KEY: "v", "mp4": data})
+    assert len(count[META]["frames"]["times"]) == 4  # was 1: every target before the first frame at 10 s
+
+
+@pytest.mark.parametrize(("container", "start"), CASES)
+def test_window_clips_and_their_audio_count_from_the_first_frame(container, start):
+    clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mp4": flash_video(container, start=start)})
+    assert [c[KEY] for c in clips] == ["v/clip0000", "v/clip0001"]  # were clip0010, clip0011 for a 10 s start
+    second = clips[1]
+    assert (second[META]["clip"]["start"], second[META]["clip"]["end"]) == (0.0 + 1.0, 2.0)
+    with av.open(io.BytesIO(second["mp4"])) as c:
+        first = next(c.decode(c.streams.video[0])).to_ndarray(format="rgb24")
+    assert bright(first)  # the flash opens the second clip...
+    samples, rate = read_audio(second["mp4"], field="mp4")
+    assert samples.shape[-1] == pytest.approx(rate, abs=1100)  # ...its audio is there (was empty)
+    assert onset(samples[0], rate) == pytest.approx(0.0, abs=0.01)  # ...and the tone starts with it
+    quiet, _ = read_audio(clips[0]["mp4"], field="mp4")
+    assert float(np.abs(quiet[0, : int(0.9 * rate)]).max()) < 0.05
+
+
+@pytest.mark.parametrize(("container", "start"), CASES)
+def test_audio_track_starts_at_the_first_frame(container, start):
+    out = make_stage("video.audio_track").process({KEY: "v", "mp4": flash_video(container, start=start)})
+    assert onset(out["wav"].samples, RATE) == pytest.approx(1.0, abs=0.01)  # was 1.064: AAC priming kept
+
+
+@pytest.mark.parametrize("delay", [0.3, -0.3])
+def test_audio_that_starts_later_or_earlier_than_the_picture_stays_in_step(delay):
+    """The audio stream's first sample at start + delay: the track and the clips are shifted by it."""
+    data = flash_video("mpegts", start=10.0, audio_start=10.0 + delay)
+    out = make_stage("video.audio_track").process({KEY: "v", "mp4": data})
+    # the stream's first sample is the encoder's priming, 1,024 samples (64 ms) before the audio
+    assert out[META]["audio_track"]["wav"]["offset"] == pytest.approx(delay - 0.064, abs=0.002)
+    assert onset(out["wav"].samples, RATE) == pytest.approx(1.0 + delay, abs=0.01)
+    clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mp4": data})
+    samples, rate = read_audio(clips[1]["mp4"], field="mp4")
+    assert onset(samples[0], rate) == pytest.approx(delay if delay > 0 else 0.0, abs=0.01)
+
+
+@pytest.mark.parametrize(("container", "start"), CASES)
+def test_probe_reports_the_start_and_the_duration_from_it(container, start):
+    info = make_stage("video.probe").process({KEY: "v", "mp4": flash_video(container, start=start)})[META]
+    video = info["video"]["mp4"]
+    assert video["start"] == pytest.approx(start, abs=0.5)  # MPEG-TS muxers add their own delay
+    assert info["duration"] == pytest.approx(2.0, abs=0.07)  # Matroska said 12.064: its end time
