@@ -24,6 +24,9 @@ def align_subtitles(samples: np.ndarray, rate: int, subtitles: bytes | str, *, h
         doc = parse(subtitles, hint)
     except SubtitleError as exc:
         return failed(exc.reason, str(exc)).record, None, None, []
+    bad = samples.size - int(np.isfinite(samples).sum())
+    if bad:  # one NaN spreads through the band-pass block by block: the file read as "no speech"
+        return failed("audio.nonfinite", f"the audio holds {bad} NaN or infinite samples").record, None, doc, []
     act = activity(samples, rate, method=params.vad)
     result = align(act, doc.cues, params)
     rec = result.record

@@ -184,12 +184,14 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
         end = np.where(ok_e & (new_end > start + 100), new_end, np.maximum(end, start + 100))
 
     times = [(c.start, c.end) for c in cues]
-    mapped_all = [(int(round(ratio * c.start + seg_offsets[0])), int(round(ratio * c.end + seg_offsets[0])))
-                  for c in cues]
     for j, i in enumerate(usable):
         times[i] = (int(round(start[j])), int(round(end[j])))
-    for i in set(range(len(cues))) - set(usable):
-        times[i] = mapped_all[i]
+    for i in sorted(set(range(len(cues))) - set(usable)):
+        # moved with the speech cue nearest in subtitle time: its segment's offset after polishing (the
+        # search's first offset put a sign or an empty cue after an ad break off by the break's length)
+        c = cues[i]
+        o = off[int(np.argmin(np.abs(sub_start - c.start)))]
+        times[i] = (int(round(ratio * c.start + o)), int(round(ratio * c.end + o)))
 
     B = max_ms // HOP_MS
     scores = search.fit_ratio(corr, spans, ratio).scores

@@ -1,4 +1,4 @@
-"""Subtitle IO and validation: SRT, WebVTT, ASS (pysubs2) and JSON / JSONL segments.
+"""Subtitle IO and validation: SRT, ASS (pysubs2), WebVTT (own block parser) and JSON / JSONL segments.
 
 Times are integer milliseconds inside (pysubs2's unit), seconds as floats at the edges.
 A :class:`SubDoc` keeps the parsed document so that re-timed cues are written back in the
@@ -7,6 +7,7 @@ input's own format (:func:`render`), with text and styling untouched.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -43,15 +44,16 @@ class SubDoc:
 
 
 def _to_text(data: bytes | str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8-sig")  # the common case, without loading a charset detector
-    except UnicodeDecodeError:
-        pass
-    from mmprep.stages.text.encoding import decode_text
+    """Text with ``\n`` line ends: pysubs2 parses from a string without newline translation, so a CRLF file's
+    cue texts kept a ``\r`` (written back as stray line breaks)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")  # the common case, without loading a charset detector
+        except UnicodeDecodeError:
+            from mmprep.stages.text.encoding import decode_text
 
-    return decode_text(data, field="srt")[0]
+            data = decode_text(data, field="srt")[0]
+    return data.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def sniff_format(text: str, hint: str | None = None) -> str:
@@ -113,6 +115,8 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
                 continue
             cues.append(Cue(a, b, str(seg.get("text", ""))))
         return SubDoc(fmt, cues, raw, unit, skipped)
+    if fmt == "vtt":
+        return _parse_vtt(text)
     import pysubs2
 
     try:
@@ -123,6 +127,57 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
         raise SubtitleError("subtitle.unparseable", "no cue timing lines found")
     cues = [Cue(int(e.start), int(e.end), e.plaintext, _is_sign(e)) for e in subs.events if not e.is_comment]
     return SubDoc(fmt, cues, subs)
+
+
+_VTT_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
+_VTT_TIMING = re.compile(rf"^\s*{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(.*)$")
+_VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _vtt_ms(h: str | None, m: str, sec: str, frac: str) -> int:
+    return ((int(h or 0) * 60 + int(m)) * 60 + int(sec)) * 1000 + int(frac.ljust(3, "0"))
+
+
+def _parse_vtt(text: str) -> SubDoc:
+    """WebVTT by its own block rules (pysubs2 reads it as SRT: cue identifiers and NOTE blocks became cue
+    text, cue settings were lost). ``raw`` keeps the lines, so :func:`render` changes only the times."""
+    lines = text.split("\n")
+    cues: list[Cue] = []
+    timing: list[tuple[int, str]] = []  # (line index, settings after the end time) per cue
+    payload: list[str] | None = None
+    block_start = True
+    skipping = False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            block_start, skipping, payload = True, False, None
+            continue
+        if block_start:
+            block_start = False
+            word = line.split(None, 1)[0] if line.split() else ""
+            if (not cues and line.startswith("WEBVTT")) or word in _VTT_BLOCKS:
+                skipping = True  # the header, comments, style sheets and regions are not cues
+        if skipping:
+            continue
+        m = _VTT_TIMING.match(line)
+        if m:
+            g = m.groups()
+            cues.append(Cue(_vtt_ms(*g[0:4]), _vtt_ms(*g[4:8]), ""))
+            timing.append((i, g[8]))
+            payload = []
+        elif payload is not None:  # else a cue identifier line, before its timing line
+            payload.append(line)
+            cues[-1].text = html.unescape(_TAG.sub("", "\n".join(payload)))
+    if not cues:
+        if "-->" in text:
+            raise SubtitleError("subtitle.unparseable", "no WebVTT cue timing line could be read")
+        raise SubtitleError("subtitle.empty", "the WebVTT file holds no cues")
+    return SubDoc("vtt", cues, {"lines": lines, "timing": timing})
+
+
+def _vtt_time(ms: int) -> str:
+    ms = max(0, int(ms))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 _SIGN_TAGS = re.compile(r"{[^}]*\\(pos|move|org|clip|iclip)\(")  # placed on screen: signs, not dialogue
@@ -176,7 +231,12 @@ def render(doc: SubDoc, times: list[tuple[int, int]]) -> str:
         if doc.format == "jsonl":
             return "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in segs)
         return json.dumps(doc.raw, ensure_ascii=False, indent=1) + "\n"
+    if doc.format == "vtt":  # only the two times of each timing line change; settings, ids, notes stay
+        lines = list(doc.raw["lines"])
+        for (i, settings), (a, b) in zip(doc.raw["timing"], times, strict=True):
+            lines[i] = f"{_vtt_time(a)} --> {_vtt_time(b)}{settings}"
+        return "\n".join(lines)
     events = [e for e in doc.raw.events if not e.is_comment]
     for e, (a, b) in zip(events, times, strict=True):
         e.start, e.end = max(0, int(a)), max(0, int(b))
-    return doc.raw.to_string(doc.format if doc.format != "vtt" else "vtt")
+    return doc.raw.to_string(doc.format)

@@ -39,7 +39,7 @@ class AlignSubtitles(Stage):
     """Re-time subtitles to speech: offset, framerate ratio, splits, cue edges; a confidence and a status."""
 
     name = "align.subtitles"
-    version = "1"
+    version = "2"  # 2: WebVTT written back with ids/notes/settings, CRLF read, non-speech cues move with their segment
     reads = ("subtitle",)
     summarizes = True
     writes = ("subtitle", "align.json")

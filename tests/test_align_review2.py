@@ -1,0 +1,157 @@
+"""Alignment review fixes: CRLF subtitles, WebVTT written back with only the times changed, cues that are
+not speech moved with their own segment, NaN audio, and subtitle.decode's span and cue count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmprep.align.api import align_subtitles
+from mmprep.align.retime import AlignParams, align
+from mmprep.align.speech import activity
+from mmprep.align.subs import Cue, SubtitleError, parse, render
+from mmprep.stage import make_stage
+from mmprep.testing.media import srt_text, wav_bytes, write
+from mmprep.testing.speech import add_noise, shifted_cues, speech_track, with_ad_break
+from tests.conftest import run_cli
+
+RATE = 16000
+
+
+def test_crlf_srt_cues_have_no_carriage_returns():
+    """pysubs2 parses a string without newline translation: a CRLF file's cue texts kept '\\r' and the
+    re-timed file came out with stray '\\r' line breaks inside the cues."""
+    srt = "1\n00:00:01,000 --> 00:00:02,000\nHello <i>there</i>\nline two\n\n2\n00:00:03,000 --> 00:00:04,000\nThird\n"
+    data = ("\ufeff" + srt).replace("\n", "\r\n").encode()
+    doc = parse(data, "srt")
+    assert [(c.start, c.end, c.text) for c in doc.cues] == [(1000, 2000, "Hello there\nline two"),
+                                                             (3000, 4000, "Third")]
+    out = render(doc, [(1500, 2500), (3500, 4500)])
+    assert out == ("1\n00:00:01,500 --> 00:00:02,500\nHello <i>there</i>\nline two\n\n"
+                   "2\n00:00:03,500 --> 00:00:04,500\nThird\n\n")
+    assert parse(data.decode("utf-8-sig").replace("\r\n", "\r"), "srt").cues == doc.cues  # old Mac CR
+
+
+VTT = """WEBVTT - a title
+
+NOTE made by hand
+
+STYLE
+::cue { color: yellow }
+
+intro
+00:01.000 --> 00:02.500 align:start position:10%
+<v Ann>Hello &amp; <b>welcome</b></v>
+
+NOTE a comment between cues
+
+00:00:03.000 --> 00:00:04.000 line:0
+Second
+two lines
+
+3
+01:02:03.004 --> 01:02:05.000
+Third
+"""
+
+
+def test_vtt_keeps_ids_notes_styles_and_settings_and_changes_only_times():
+    """pysubs2 reads WebVTT as SRT: the identifier 'intro' and the NOTE block became cue text (shown on
+    screen in the re-timed file), and the cue settings and the STYLE block were lost."""
+    doc = parse(VTT.encode(), "vtt")
+    assert [(c.start, c.end, c.text) for c in doc.cues] == [
+        (1000, 2500, "Hello & welcome"), (3000, 4000, "Second\ntwo lines"), (3_723_004, 3_725_000, "Third")]
+    out = render(doc, [(1250, 2750), (3250, 4250), (-20, 3_725_250)])
+    assert out == VTT.replace("00:01.000 --> 00:02.500", "00:00:01.250 --> 00:00:02.750").replace(
+        "00:00:03.000 --> 00:00:04.000", "00:00:03.250 --> 00:00:04.250").replace(
+        "01:02:03.004 --> 01:02:05.000", "00:00:00.000 --> 01:02:05.250")
+    assert [c.text for c in parse(out, "vtt").cues] == [c.text for c in doc.cues]
+    with pytest.raises(SubtitleError) as err:
+        parse("WEBVTT\n\nNOTE nothing here\n", "vtt")
+    assert err.value.reason == "subtitle.empty"
+    with pytest.raises(SubtitleError) as err:
+        parse("WEBVTT\n\n1:2 --> x\nbroken\n", "vtt")
+    assert err.value.reason == "subtitle.unparseable"
+
+
+@pytest.fixture(scope="module")
+def track():
+    x, truth = speech_track(60, seed=3, lead=10.0)
+    return add_noise(x, 10, seed=3, kind="pink"), truth
+
+
+def test_cues_that_are_not_speech_move_with_their_own_segment(track):
+    """Empty and zero-length cues were placed with the search's first offset, before polishing and
+    whatever the segment: after an ad break they landed the break's length (12 s) early."""
+    y, truth = track
+    half = len(truth) // 2
+    y2, moved = with_ad_break(y, truth, after_cue=half, ad_seconds=12.0, seed=3)
+    subs = [Cue(a - 1000, b - 1000, f"l{i}") for i, (a, b) in enumerate(truth)]
+    k = half + 3  # in the second segment
+    gap = (subs[k].end + subs[k + 1].start) // 2
+    cues = [*subs[: k + 1], Cue(gap, gap, "zero length"), Cue(gap, gap + 300, " "), *subs[k + 1 :]]
+    first = [Cue(subs[1].end + 50, subs[1].end + 50, "")]  # and one in the first segment
+    cues = [*cues[:2], *first, *cues[2:]]
+    res = align(activity(y2, RATE), cues, AlignParams(max_splits=1))
+    rec = res.record
+    assert rec["status"] == "ok" and rec["cues_not_used"] == 3 and len(rec["splits"]) == 1, rec
+    shift = [t[0] - c.start for t, c in zip(res.times, cues, strict=True)]
+    speech = [i for i, c in enumerate(cues) if c.text.strip() and c.end > c.start]
+    for i in (2, k + 2, k + 3):  # each extra cue moves as its neighbours do
+        near = [shift[j] for j in speech if abs(j - i) <= 2]
+        assert max(abs(shift[i] - s) for s in near) <= 40, (i, shift[i], near)
+    assert abs(shift[k + 2] - 13_000) <= 50 and abs(shift[2] - 1000) <= 50
+    assert res.times[k + 2][1] - res.times[k + 2][0] == 0
+
+
+def test_nan_audio_is_reported_not_read_as_silence(track, tmp_path):
+    """One NaN sample spread through the band-pass: the record said audio.no_speech."""
+    y, truth = track
+    y = y.copy()
+    y[12345] = np.nan
+    subs = srt_text(shifted_cues(truth, offset_ms=-500))
+    rec, text, _, times = align_subtitles(y, RATE, subs, hint="srt")
+    assert (rec["status"], rec["reasons"], rec["message"], text, times) == (
+        "failed", ["audio.nonfinite"], "the audio holds 1 NaN or infinite samples", None, [])
+    write(tmp_path / "a.wav", wav_bytes(np.nan_to_num(y), fmt="WAV"))  # 16-bit: the NaN is gone
+    import soundfile as sf
+
+    sf.write(tmp_path / "nan.wav", y, RATE, subtype="FLOAT")
+    write(tmp_path / "a.srt", subs)
+    proc = run_cli("align", str(tmp_path / "nan.wav"), str(tmp_path / "a.srt"), "-o", str(tmp_path / "o.srt"))
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == "failed: audio.nonfinite the audio holds 1 NaN or infinite samples"
+    ok = run_cli("align", str(tmp_path / "a.wav"), str(tmp_path / "a.srt"), "-o", str(tmp_path / "o.srt"))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok,")
+
+
+ASS = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,2,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Comment: 0,0:00:00.00,0:00:09.00,Default,,0,0,0,,translator note
+Dialogue: 0,0:00:05.00,0:00:06.00,Default,,0,0,0,,later line
+Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,{\\i1}earlier{\\i0} line
+"""
+
+
+def test_subtitle_decode_span_and_count_ignore_file_order_and_comments():
+    """start/end were the first and last events in file order (here end 2.0 < start 5.0) and the cue
+    count included ASS comments; a WebVTT NOTE block was glued to a cue."""
+    stage = make_stage("subtitle.decode")
+    out = stage.process({"__key__": "k", "ass": ASS.encode()})
+    assert out["__meta__"]["subtitle"]["ass"] == {"cues": 2, "start": 1.0, "end": 6.0, "problems": {"overlap": 1}}
+    assert out["ass"] == ASS
+    out = stage.process({"__key__": "k", "vtt": VTT.replace("\n", "\r\n").encode()})
+    assert out["__meta__"]["subtitle"]["vtt"] == {"cues": 3, "start": 1.0, "end": 3725.0, "problems": {}}
+    assert stage.version == "2"
+    with pytest.raises(Exception) as drop:
+        stage.process({"__key__": "k", "srt": b"  \r\n"})
+    assert drop.value.reason == "subtitle.empty"
