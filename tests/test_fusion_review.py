@@ -1,18 +1,26 @@
-"""Fusion review: config mistakes are one config-error line naming the key (exit 2) before any training."""
+"""Fusion review: config mistakes are one config-error line naming the key (exit 2) before any training;
+training survives what real shards hold (unlabelled samples, NaN arrays, missing modalities, padding)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from mmprep.codecs import npy_bytes
+from mmprep.data import PadCollate
 from mmprep.errors import ConfigError
-from mmprep.fusion import parse_config
+from mmprep.fusion import FusionModel, parse_config
+from mmprep.fusion.encoders import ConvSeqEncoder
 from mmprep.fusion.trainer import Run
+from mmprep.shardwriter import ShardWriter
 from mmprep.testing.fusion import write_fusion_shards
 
 
@@ -107,3 +115,123 @@ def test_image_sizes_must_agree_and_matching_needs_two_modalities(shards, tmp_pa
     with pytest.raises(ConfigError) as err:
         parse_config(_doc(shards, tmp_path, same, loss={"matching": {"between": ["a", "a"]}}))
     assert str(err.value) == "loss.matching.between: names 'a' twice; matching needs two different modalities"
+
+
+# -- training on what real shards hold: unlabelled samples, NaN arrays, missing modalities, padding ----------
+def _vectors(directory: Path, labels: list[int | None], *, nan: set[int] = frozenset()) -> Path:
+    """One shard of ``emb.npy`` (8 floats, class-dependent) + ``tok.npy`` samples, ``cls`` where the label is
+    not None; ``emb.npy`` of the samples in ``nan`` holds a NaN."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    writer = ShardWriter(directory, "v-000000")
+    for i, label in enumerate(labels):
+        emb = rng.standard_normal(8).astype(np.float32) + (2.0 * (label or 0))
+        if i in nan:
+            emb[3] = np.nan
+        members = [("emb.npy", npy_bytes(emb)), ("tok.npy", npy_bytes(np.array([i % 5, 7], dtype=np.int64)))]
+        if label is not None:
+            members.insert(0, ("cls", str(label).encode()))
+        writer.write(f"k{i:02d}", members)
+    writer.close()
+    return directory
+
+
+def _weights_finite(run: Run) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in run.model.state_dict().values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_batches_without_a_label_train_through_matching(tmp_path, batch_size):
+    """A batch where no sample holds the label was a KeyError (the field is absent from the batch) or,
+    with some -1 labels only, a NaN loss that AdamW spread into every weight."""
+    labels = [None, None, 0, None, None, 1, None, None, None, 1, None, 0]
+    d = _vectors(tmp_path / "shards", labels)
+    cfg = parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"},
+                                                  "t": {"field": "tok.npy", "encoder": "bag", "vocab_size": 16}},
+                            data={"batch_size": batch_size},
+                            loss={"matching": {"between": ["e", "t"], "kind": "infonce", "weight": 0.5}},
+                            train={"epochs": 2}))
+    run = Run(cfg, tmp_path / "run")
+    result = run.fit()
+    assert _weights_finite(run)
+    assert all(h["loss"] is not None and np.isfinite(h["loss"]) and h["skipped_nonfinite"] == 0
+               for h in result["history"])
+    assert result["metrics"]["samples"] == 4  # evaluation counts the labelled samples only
+
+
+def test_nan_in_an_array_is_a_missing_modality_not_nan_weights(tmp_path, caplog):
+    labels = [0, 1] * 6
+    d = _vectors(tmp_path / "shards", labels, nan={4})
+    cfg = parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"},
+                                                  "t": {"field": "tok.npy", "encoder": "bag", "vocab_size": 16}},
+                            data={"batch_size": 4}, train={"epochs": 2}))
+    run = Run(cfg, tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="mmprep.train"):
+        result = run.fit()
+    assert _weights_finite(run)
+    assert all(np.isfinite(h["loss"]) for h in result["history"])
+    lines = [r.getMessage() for r in caplog.records if "NaN or inf" in r.getMessage()]
+    assert lines and all(line == "field 'emb.npy' holds NaN or inf in 1 sample(s), taken as missing: k04"
+                         for line in lines)
+
+
+def _image_model(fusion: str) -> FusionModel:
+    cfg = parse_config({"data": {"source": "x"}, "model": {"fusion": fusion, "dim": 8},
+                        "modalities": {"image": {"field": "jpg", "encoder": "cnn"},
+                                       "audio": {"field": "mfcc.npy", "encoder": "conv1d"}}})
+    torch.manual_seed(0)
+    example = {"jpg": torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "mfcc.npy": torch.zeros(2, 4, 5)}
+    return FusionModel(cfg, example, 3)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late", "attention"])
+def test_missing_modality_does_not_change_the_others_in_training(fusion):
+    """The zero-filled slot of a missing image went through the image encoder's BatchNorm with the real
+    ones, so in training a sample's embedding depended on which other samples lacked an image."""
+    g = torch.Generator().manual_seed(1)
+    samples = [{"__key__": f"k{i}", "jpg": torch.randint(0, 256, (3, 8, 8), generator=g, dtype=torch.uint8),
+                "mfcc.npy": torch.randn(4, 5, generator=g)} for i in range(4)]
+    for s in samples[2:]:
+        del s["jpg"]
+    model = _image_model(fusion).train()
+    full = PadCollate()(samples)
+    assert full["jpg.present"].tolist() == [True, True, False, False]
+    z, present = model.encode(full, torch.device("cpu"))
+    alone, _ = model.encode(PadCollate()(samples[:2]), torch.device("cpu"))
+    assert torch.allclose(z[:2, 0], alone[:, 0], atol=1e-5)  # the present images: as if the others were not there
+    assert torch.equal(z[2:, 0], torch.zeros(2, 8)) and present[:, 0].tolist() == [True, True, False, False]
+
+
+def test_conv1d_ignores_padding_in_training_too():
+    """BatchNorm1d counted padded steps in its batch statistics: in training (and in the running statistics
+    that evaluation then uses) a sample's output depended on the batch's longest sample."""
+    torch.manual_seed(0)
+    enc = ConvSeqEncoder(4, 8).train()
+    x = torch.randn(2, 4, 6) * 3 + 5
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    x[1, :, 3:] = 0.0
+    base = enc(x, mask)
+    longer = torch.cat([x, torch.zeros(2, 4, 9)], dim=2)  # the same samples in a batch padded to 15 steps
+    assert torch.allclose(enc(longer, torch.cat([mask, torch.zeros(2, 9, dtype=torch.bool)], 1)), base, atol=1e-5)
+    real = torch.cat([x[0], x[1, :, :3]], dim=1)  # (4, 9): the 9 real steps
+    fresh = ConvSeqEncoder(4, 8).train()
+    fresh(x, mask)
+    assert torch.allclose(fresh.norm.running_mean, 0.1 * real.mean(1), atol=1e-5)
+
+
+def test_resumed_epoch_reports_the_loss_of_the_whole_epoch(tmp_path):
+    """The history's loss of an epoch resumed mid-way was the mean over the batches after the restart."""
+    d = tmp_path / "shards"
+    write_fusion_shards(d, n=24, per_shard=10)
+    doc = _doc(d, tmp_path / "a", {"image": {"field": "jpg", "encoder": "cnn", "image_size": [16, 16]},
+                                   "text": {"field": "tok.npy", "encoder": "bag", "vocab_size": 128}},
+               train={"epochs": 2, "lr": 0.01})
+    full = Run(parse_config(doc), tmp_path / "a")
+    full.fit()
+    doc["train"]["out"] = str(tmp_path / "b")
+    assert Run(parse_config(doc), tmp_path / "b").fit(stop_after=4) == {"stopped_at_step": 4}  # 3 steps an epoch
+    again = Run(parse_config(doc), tmp_path / "b")
+    again.fit()
+    assert [h["epoch"] for h in again.history] == [1, 2]
+    for a, b in zip(full.history, again.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["val_accuracy"] == b["val_accuracy"]

@@ -32,23 +32,46 @@ class MLPEncoder(nn.Module):
         return self.net(x.float().flatten(1))
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` over ``(B, F, T)`` whose training statistics count only the steps where
+    ``mask (B, T)`` is True: padding (zeros) would otherwise pull every feature's batch mean and variance
+    toward 0, by an amount that depends on how long the batch's longest sample is, and the running
+    statistics used at evaluation with them. Same parameters and buffers as ``BatchNorm1d``."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or not self.training:
+            return super().forward(x)
+        m = mask[:, None, :].to(x.dtype)
+        n = m.sum().clamp_min(1.0)
+        mean = (x * m).sum((0, 2)) / n
+        var = ((x - mean[None, :, None]).pow(2) * m).sum((0, 2)) / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            unbiased = var * n / (n - 1).clamp_min(1.0)
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(unbiased.detach(), self.momentum)
+        h = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
+        return h * self.weight[None, :, None] + self.bias[None, :, None]
+
+
 class ConvSeqEncoder(nn.Module):
     """Two 1-D convolutions over time, then a masked mean.
 
-    Padded steps are zeroed before each convolution, so a sample's output does not depend on how
-    much padding the batch gave it (convolutions see zeros past its end, as at an unpadded edge).
+    Padded steps are left out of the batch-norm statistics and zeroed before each convolution, so a
+    sample's output does not depend on how much padding the batch gave it (convolutions see zeros past
+    its end, as at an unpadded edge), in training as in evaluation.
     """
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_dim)
+        self.norm = MaskedBatchNorm1d(in_dim)
         self.conv1 = nn.Conv1d(in_dim, dim, 5, padding=2)
         self.conv2 = nn.Conv1d(dim, dim, 3, padding=1)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         m = mask[:, None, :].to(torch.float32) if mask is not None else None
-        h = self.norm(x.float())
+        h = self.norm(x.float(), mask)
         for conv in (self.conv1, self.conv2):
             h = self.act(conv(h * m if m is not None else h))
         return _masked_mean(h, mask)

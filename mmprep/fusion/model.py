@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -11,6 +12,8 @@ from mmprep.errors import ConfigError
 from mmprep.fusion.config import TrainConfig
 from mmprep.fusion.encoders import make_encoder
 from mmprep.fusion.strategies import STRATEGIES
+
+log = logging.getLogger("mmprep.train")
 
 
 def presence(batch: dict[str, Any], field: str, n: int, device: torch.device) -> torch.Tensor:
@@ -81,17 +84,36 @@ class FusionModel(nn.Module):
         self.proj = nn.ModuleDict({n: nn.Linear(dim, dim) for n in self.match_names})
 
     def encode(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z (B, M, D)`` and ``present (B, M)``."""
+        """``z (B, M, D)`` and ``present (B, M)``.
+
+        Each encoder sees only the samples that hold its field with finite values: a missing field's
+        zero-filled slot (or a NaN/inf array, logged with its keys) would otherwise enter the batch-norm
+        statistics of the samples that do hold it, and a NaN would reach the loss and every weight.
+        Such a sample's modality counts as missing; its ``z`` row is zero.
+        """
         n = len(batch["__key__"])
         zs, ps = [], []
         for name, field in zip(self.names, self.fields, strict=True):
             present = presence(batch, field, n, device)
+            z = torch.zeros(n, self.dim, device=device)
             if field in batch:
                 x = batch[field].to(device)
+                if x.is_floating_point():
+                    finite = torch.isfinite(x.reshape(n, -1)).all(1)
+                    bad = present & ~finite
+                    if bool(bad.any()):
+                        keys = [k for k, b in zip(batch["__key__"], bad.tolist(), strict=True) if b]
+                        log.warning("field %r holds NaN or inf in %d sample(s), taken as missing: %s", field,
+                                    len(keys), ", ".join(keys[:8]))
+                        present = present & finite
                 mask = batch.get(f"{field}.mask")
-                z = self.encoders[name](x, mask.to(device) if mask is not None else None)
-            else:
-                z = torch.zeros(n, self.dim, device=device)
+                mask = mask.to(device) if mask is not None else None
+                if bool(present.all()):
+                    z = self.encoders[name](x, mask)
+                elif bool(present.any()):
+                    idx = present.nonzero(as_tuple=True)[0]
+                    rows = self.encoders[name](x[idx], mask[idx] if mask is not None else None)
+                    z = torch.zeros(n, rows.shape[1], dtype=rows.dtype, device=device).index_copy(0, idx, rows)
             zs.append(z)
             ps.append(present)
         present = torch.stack(ps, 1)

@@ -76,6 +76,7 @@ class Run:
         self.model = FusionModel(cfg, example, self.num_classes).to(self.device)
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.step = 0
+        self.running = [0.0, 0, 0]  # this epoch so far: loss sum, batches in it, batches skipped (non-finite loss)
         self.history: list[dict[str, Any]] = []
 
     def _survey(self) -> tuple[dict[str, Any], int]:
@@ -108,7 +109,7 @@ class Run:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optim": self.optim.state_dict(),
                     "loader": self.loader.state_dict(), "step": self.step,
-                    "history": json.dumps(self.history)}, tmp)
+                    "history": json.dumps(self.history), "running": json.dumps(self.running)}, tmp)
         tmp.replace(self.ckpt)
 
     def restore(self) -> bool:
@@ -120,17 +121,34 @@ class Run:
         self.loader.load_state_dict(state["loader"])
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
+        self.running = json.loads(state.get("running", "[0.0, 0, 0]"))  # older checkpoints: the epoch restarts its mean
         log.info("resumed %s at epoch %d, batch %d", self.ckpt, self.loader.epoch, self.loader.position)
         return True
 
     # -- loop ----------------------------------------------------------------------------------
+    def labels(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``(B,)`` int64 class ids, -1 where a sample has no label (PadCollate leaves the field out of a
+        batch in which no sample holds it)."""
+        name = self.cfg.data.label
+        if name not in batch:
+            return torch.full((len(batch["__key__"]),), -1, dtype=torch.long)
+        labels = batch[name]
+        if int(labels.max()) >= self.num_classes:  # cross_entropy's IndexError names no field
+            raise ConfigError("model.num_classes", f"is {self.num_classes}, but field {name!r} holds "
+                              f"label {int(labels.max())}: set num_classes above the largest label, or leave it out")
+        if int(labels.min()) < -1:
+            raise ConfigError("data.label", f"field {name!r} holds label {int(labels.min())}; class ids are 0 and "
+                              "up (-1: no label)")
+        return labels
+
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         out = self.model(batch, self.device)
-        labels = batch[self.cfg.data.label].to(self.device)
-        if int(labels.max()) >= self.num_classes:  # cross_entropy's IndexError names no field
-            raise ConfigError("model.num_classes", f"is {self.num_classes}, but field {self.cfg.data.label!r} holds "
-                              f"label {int(labels.max())}: set num_classes above the largest label, or leave it out")
-        loss = F.cross_entropy(out["logits"], labels, ignore_index=-1)
+        labels = self.labels(batch).to(self.device)
+        labeled = labels >= 0
+        # a batch without one labelled sample: cross_entropy's mean over nothing is NaN, which AdamW spreads
+        # into every weight; such a batch only trains through the matching term
+        loss = (F.cross_entropy(out["logits"][labeled], labels[labeled]) if bool(labeled.any())
+                else out["logits"].sum() * 0.0)
         match = self.cfg.matching()
         if match is not None and match.weight > 0:
             a, b = match.between
@@ -154,14 +172,21 @@ class Run:
                 task = bar.add_task(f"epoch {epoch + 1}/{self.cfg.train.epochs}", total=len(self.loader),
                                     completed=self.loader.position)
                 self.model.train()
-                losses = []
+                if self.loader.position == 0:
+                    self.running = [0.0, 0, 0]
                 for batch in self.loader:
                     self.optim.zero_grad()
                     loss = self.loss(batch)
-                    loss.backward()
-                    self.optim.step()
                     self.step += 1
-                    losses.append(float(loss.detach()))
+                    if not bool(torch.isfinite(loss)):  # one step would make every weight NaN
+                        self.running[2] += 1
+                        log.warning("step %d: loss is %s; batch skipped (no update); its keys: %s", self.step,
+                                    float(loss), ", ".join(batch["__key__"][:8]))
+                    else:
+                        loss.backward()
+                        self.optim.step()
+                        self.running[0] += float(loss.detach())
+                        self.running[1] += 1
                     bar.advance(task)
                     if every and self.step % every == 0:
                         self.save()
@@ -169,7 +194,9 @@ class Run:
                         self.save()
                         return {"stopped_at_step": self.step}
                 metrics = self.evaluate()
-                self.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None,
+                loss_sum, batches, nonfinite = self.running
+                self.history.append({"epoch": epoch + 1, "loss": loss_sum / batches if batches else None,
+                                     "skipped_nonfinite": nonfinite,
                                      "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
                 log.info("epoch %d: loss %.4f, %s accuracy %.3f, macro-F1 %.3f", epoch + 1,
                          self.history[-1]["loss"] or 0.0, self.val_split, metrics["accuracy"], metrics["macro_f1"])
@@ -192,7 +219,7 @@ class Run:
         for batch in self.val_loader:
             batch = {k: v for k, v in batch.items() if not any(k == h or k.startswith(h + ".") for h in hidden)}
             logits = self.model(batch, self.device)["logits"]
-            y = batch[self.cfg.data.label]
+            y = self.labels(batch)
             keep = y >= 0
             preds.append(logits.argmax(1).cpu()[keep])
             labels.append(y[keep])
