@@ -132,3 +132,19 @@ def test_a_decompression_bomb_is_refused_from_its_header(out):
                 if ext == "png_emb.drop.json":
                     docs[key] = json.loads(tar.extractfile(m).read())["reason"]
     assert docs["bomb"] == "embed.too_large"
+
+
+def test_m4a_audio_is_embedded_like_the_build_reads_it():
+    """Audio bytes went to libsndfile only: every m4a/aac field (kept by the audio pipeline since it
+    decodes them with PyAV) was embed.bad_audio."""
+    from mmprep.testing.audio import encoded_bytes
+
+    enc = load_encoder(ModelSpec("audio", device="cpu"))
+    x = tone(1.0)
+    m4a = enc.prepare(encoded_bytes(x, ext="m4a"))
+    assert m4a.shape == (16000,)
+    a, b = enc.encode([enc.prepare(wav_bytes(x)), m4a])[0]
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99
+    with pytest.raises(Drop) as drop:
+        enc.prepare(b"RIFF....WAVE but nothing else")
+    assert drop.value.reason == "embed.bad_audio" and "(audio.corrupt)" in drop.value.message

@@ -11,7 +11,6 @@ A model file gets one clip at a time as ``float32 shape=(1, n_samples)`` at ``ra
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -44,17 +43,19 @@ def mel_filterbank(*, rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 def decode_audio(value: Any, rate: int) -> np.ndarray:
     """Mono float32 waveform at ``rate`` from bytes or an :class:`Audio`."""
-    import soundfile as sf
     import soxr
+
+    from mmprep.stages.audio.io import read_audio
 
     if isinstance(value, Audio):
         samples, sr = value.samples, value.rate
     elif isinstance(value, bytes):
-        try:
-            samples, sr = sf.read(io.BytesIO(value), dtype="float32", always_2d=True)
-        except Exception as exc:  # noqa: BLE001 - libsndfile raises its own error type
-            raise Drop("embed.bad_audio", f"the audio does not decode: {exc}") from None
-        samples = samples.T
+        try:  # libsndfile (WAV, FLAC, OGG, MP3), else FFmpeg (M4A/AAC, Opus...), as audio.decode reads them
+            samples, sr = read_audio(value, field="audio")
+        except Drop as drop:
+            if drop.reason == "audio.empty":
+                raise Drop("embed.empty_audio", "the audio has no samples") from None
+            raise Drop("embed.bad_audio", f"the audio does not decode ({drop.reason}): {drop.message}") from None
     else:
         raise Drop("embed.not_audio", f"expected audio bytes or an Audio, got {type(value).__name__}")
     samples = np.asarray(samples, np.float32)
