@@ -155,3 +155,24 @@ def test_subtitle_decode_span_and_count_ignore_file_order_and_comments():
     with pytest.raises(Exception) as drop:
         stage.process({"__key__": "k", "srt": b"  \r\n"})
     assert drop.value.reason == "subtitle.empty"
+
+
+def test_video_frame_ranges_stop_at_the_last_frame():
+    """The stage read the video's frame count but passed only its rate: a cue past the end of the video
+    mapped to frames that do not exist (e.g. [250, 260) of a 120-frame video)."""
+    from mmprep.testing.media import encode_mp4
+
+    x, truth = speech_track(12, seed=5, lead=1.0)
+    frames = (np.full((48, 64, 3), 40 + i, np.uint8) for i in range(120))  # 12 s at 10 fps
+    mp4 = encode_mp4(frames, fps=10, audio=x)
+    cues = [*shifted_cues(truth, offset_ms=-300), (25.0, 26.0, "past the end")]
+    stage = make_stage("align.subtitles", on_low_confidence="retimed")
+    stage.begin_shard()
+    out = stage.process({"__key__": "k", "mp4": mp4, "srt": srt_text(cues)})
+    rec = out["align.json"]["subtitles"]["srt"]
+    assert rec["status"] == "ok", rec
+    cue_map = rec["cue_map"]
+    assert all(0 <= c["video_frames"][0] <= c["video_frames"][1] <= 120 for c in cue_map)
+    assert cue_map[-1]["video_frames"] == [120, 120]
+    start_ms, end_ms = round(cue_map[0]["start"] * 1000), round(cue_map[0]["end"] * 1000)
+    assert cue_map[0]["video_frames"] == [start_ms * 10 // 1000, -(-end_ms * 10 // 1000)]

@@ -119,11 +119,11 @@ class AlignSubtitles(Stage):
             media_error = None
         except Drop as drop:
             media, samples, rate, media_error = self.config.media_field, None, 0, drop
-        fps = None
+        fps = frames = None
         for v in fields_of(sample, "video"):
             if isinstance(sample[v], bytes):
-                info = video_info(sample[v])
-                fps = info and info["fps"]
+                info = video_info(sample[v]) or {}
+                fps, frames = info.get("fps"), info.get("frames")  # frames: cues past the end map to none
                 break
         drop_field = None
         for field in self._targets(sample):
@@ -141,7 +141,7 @@ class AlignSubtitles(Stage):
                 rec["cue_map"] = map_cues(written, [c.text for c in doc.cues], rate=rate,
                                           n_samples=None if samples is None else int(samples.size),
                                           hop=self.config.feature_hop, win=self.config.feature_win,
-                                          center=self.config.feature_center, fps=fps,
+                                          center=self.config.feature_center, fps=fps, n_video_frames=frames,
                                           features=meta(sample).get("features"))
             if text is not None and keep:
                 sample[field] = text
