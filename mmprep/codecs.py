@@ -22,6 +22,25 @@ SOUNDFILE_EXTS = tuple(_SF_FORMAT)  # audio fields written losslessly (soundfile
 _SF_KEEP = {"WAV": {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}, "FLAC": {"PCM_S8", "PCM_16", "PCM_24"},
             "OGG": {"VORBIS", "OPUS"}}
 _AV_FORMAT = {"mp3": ("mp3", "libmp3lame"), "m4a": ("mp4", "aac"), "aac": ("adts", "aac"), "opus": ("ogg", "libopus")}
+# what each lossy format holds: its encoder's sample rates (Hz) and most channels
+_AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+_AV_RATES = {"mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), "m4a": _AAC_RATES,
+             "aac": _AAC_RATES, "opus": (8000, 12000, 16000, 24000, 48000)}
+_AV_CHANNELS = {"mp3": 2, "m4a": 8, "aac": 8, "opus": 8}
+_AV_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}  # FFmpeg order
+
+
+def lossy_misfit(ext: str, rate: int, channels: int) -> str | None:
+    """Why the lossy format ``ext`` (mp3, m4a, aac, opus) cannot hold audio at ``rate`` Hz with ``channels``
+    channels (Opus at 44.1 kHz, MP3 in 6 channels...), or None when it can, or when ``ext`` is not lossy."""
+    last = _last(ext)
+    if last not in _AV_FORMAT:
+        return None
+    if rate not in _AV_RATES[last]:
+        return f".{last} holds {', '.join(str(r) for r in _AV_RATES[last])} Hz, not {rate} Hz"
+    if channels > _AV_CHANNELS[last]:
+        return f".{last} holds at most {_AV_CHANNELS[last]} channels, not {channels}"
+    return None
 
 
 def _canon(fmt: str) -> str:
@@ -91,14 +110,16 @@ def encode_audio(audio: Audio, ext: str) -> bytes:
 
 
 def _encode_av(audio: Audio, ext: str) -> bytes:
-    """MP3 (LAME), AAC (ADTS or in MP4 for .m4a) or Opus (in Ogg) through PyAV, from float32 samples."""
+    """MP3 (LAME), AAC (ADTS or in MP4 for .m4a) or Opus (in Ogg) through PyAV, from float32 samples; up to
+    8 channels (AAC, Opus) in FFmpeg's channel order for that count (6 = 5.1)."""
     import av
 
     container, codec = _AV_FORMAT[_last(ext)]
     x = np.clip(audio.samples if audio.samples.ndim == 2 else audio.samples[None], -1.0, 1.0).astype(np.float32)
-    layout = {1: "mono", 2: "stereo"}.get(x.shape[0])
-    if layout is None:
-        raise Drop("encode.unsupported", f"{x.shape[0]} channels in .{ext}: write wav or flac", field=ext)
+    misfit = lossy_misfit(ext, audio.rate, x.shape[0])
+    if misfit:
+        raise Drop("encode.unsupported", f"{misfit}: write wav or flac", field=ext)
+    layout = _AV_LAYOUTS[x.shape[0]]
     buf = io.BytesIO()
     try:
         with av.open(buf, mode="w", format=container) as out:
@@ -109,8 +130,10 @@ def _encode_av(audio: Audio, ext: str) -> bytes:
                 chunk = x[:, start : start + step]
                 if codec == "libopus" and chunk.shape[1] < step:
                     chunk = np.pad(chunk, ((0, 0), (0, step - chunk.shape[1])))
-                # planar float; PyAV converts to the encoder's own sample format
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+                # interleaved float (PyAV mishandles planar frames of 8 channels); PyAV converts to the
+                # encoder's own sample format
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt",
+                                                   layout=layout)
                 frame.sample_rate, frame.pts = audio.rate, start
                 for packet in stream.encode(frame):
                     out.mux(packet)

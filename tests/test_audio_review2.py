@@ -5,15 +5,24 @@ the sample; AAC end padding is trimmed on decode."""
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
 import numpy as np
 import pyloudnorm
 import pytest
+import soundfile as sf
 
+from mmprep.build import BuildOptions, run_build
+from mmprep.config import parse_pipeline
 from mmprep.sample import Audio
 from mmprep.stage import make_stage
+from mmprep.stages.audio.io import read_pyav
 from mmprep.stages.audio.loudness import integrated_lufs
-from mmprep.testing.audio import encoded_bytes, noise, speech_like
-from mmprep.testing.media import mp4_bytes
+from mmprep.testing.audio import encoded_bytes, encoded_multichannel, noise, speech_like
+from mmprep.testing.media import mp4_bytes, tone, wav_bytes, write
+from tests.conftest import shard_members as members
 
 
 def loudness(samples: np.ndarray, rate: int = 16000, **params) -> tuple[dict, np.ndarray]:
@@ -88,3 +97,59 @@ def test_video_audio_track_has_the_tracks_length(rate):
     out = make_stage("video.audio_track", rate=rate).process({"__key__": "k", "mp4": mp4_bytes(seconds=1.0, fps=10)})
     assert out["wav"].samples.shape == (rate or 16000,)
     assert out["__meta__"]["audio_track"]["wav"]["seconds"] == 1.0
+
+
+# -- processed audio a lossy format cannot hold -----------------------------------------------------
+
+def one_file_build(tmp_path: Path, name: str, data: bytes, stages: list[dict], **output) -> tuple[dict, dict, list]:
+    """Build a one-file corpus: (stats, shard members, errors.jsonl lines)."""
+    write(tmp_path / "in" / name, data)
+    doc = {"name": "t", "stages": stages, "output": {"name": "t", **output}}
+    stats = run_build(parse_pipeline(doc), BuildOptions(input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                                                        progress=False, workers=1))
+    errors = (tmp_path / "out" / "errors.jsonl").read_text().splitlines()
+    return stats, members(tmp_path / "out"), [json.loads(line) for line in errors]
+
+
+@pytest.mark.parametrize(("ext", "rate", "target"), [("opus", 48000, 22050), ("opus", 48000, 44100),
+                                                     ("mp3", 44100, 96000), ("m4a", 44100, 192000)])
+def test_resampled_lossy_field_its_format_cannot_hold_is_kept_as_flac(tmp_path, ext, rate, target):
+    x = speech_like(1.0, rate=rate)
+    stages = [{"stage": "audio.decode"}, {"stage": "audio.resample", "rate": target}]
+    stats, got, errors = one_file_build(tmp_path, f"a.{ext}", encoded_bytes(x, rate, ext=ext), stages)
+    assert stats["samples_out"] == 1 and errors == []  # was dropped: encode.unsupported
+    assert sorted(got) == ["a.flac", "a.meta.json"]
+    y, got_rate = sf.read(io.BytesIO(got["a.flac"]), dtype="float32")
+    assert got_rate == target and abs(len(y) - target) <= target // 20  # mp3 decodes ~1 frame longer
+    info = json.loads(got["a.meta.json"])["audio"]["flac"]
+    assert info["from"] == ext and info["rate"] == target and info["original_rate"] == rate
+    assert info["fallback"]["reason"] == "encode.unsupported" and f"not {target} Hz" in info["fallback"]["message"]
+
+
+def test_fallback_takes_wav_when_flac_is_taken_and_leaves_holdable_rates_alone():
+    sample = {"__key__": "k", "__meta__": {}, "flac": wav_bytes(speech_like(1.0), 16000, fmt="FLAC"),
+              "opus": encoded_bytes(speech_like(1.0, rate=48000), 48000, ext="opus")}
+    out = make_stage("audio.resample", rate=22050).process(make_stage("audio.decode").process(sample))
+    assert sorted(k for k in out if not k.startswith("__")) == ["flac", "wav"]
+    assert out["__meta__"]["audio"]["wav"]["from"] == "opus" and out["flac"].rate == 22050
+    out = make_stage("audio.resample", rate=24000).process(make_stage("audio.decode").process(
+        {"__key__": "k", "__meta__": {}, "opus": encoded_bytes(speech_like(1.0, rate=48000), 48000, ext="opus")}))
+    assert "opus" in out and out["opus"].rate == 24000  # Opus holds 24 kHz: stays Opus
+
+
+@pytest.mark.parametrize("ext", ["m4a", "opus"])
+@pytest.mark.parametrize("channels", [6, 8])
+def test_multichannel_aac_and_opus_decode_and_encode(tmp_path, ext, channels):
+    """7.1 AAC/Opus crashed the worker process (PyAV's to_ndarray on a planar frame of 8 channels: SIGSEGV),
+    and more than 2 channels could not be written back (encode.unsupported)."""
+    x = np.stack([tone(1.0, freq=300.0 + 200.0 * c, rate=48000, amplitude=0.3) for c in range(channels)])
+    stages = [{"stage": "audio.decode", "mono": False}, {"stage": "audio.loudness", "mode": "peak", "target": -6.0}]
+    stats, got, errors = one_file_build(tmp_path, f"a.{ext}", encoded_multichannel(x, 48000, ext=ext), stages)
+    assert stats["samples_out"] == 1 and errors == []
+    y, rate = read_pyav(got[f"a.{ext}"], field=ext)  # FFmpeg's channel order, as written
+    assert (rate, y.shape) == (48000, (channels, 48000))
+    peaks = [round(float(np.argmax(np.abs(np.fft.rfft(y[c, 4800:43200])))) * 48000 / 38400) for c in range(channels)]
+    want = [300 + 200 * c for c in range(channels)]
+    if ext == "m4a":  # AAC low-passes the LFE channel (index 3 in 5.1 and 7.1): its 900 Hz tone is gone
+        peaks, want = peaks[:3] + peaks[4:], want[:3] + want[4:]
+    assert peaks == want  # every channel in its place

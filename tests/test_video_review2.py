@@ -13,6 +13,7 @@ import pytest
 from mmprep.sample import KEY, META
 from mmprep.stage import make_stage
 from mmprep.stages.audio.io import read_audio
+from mmprep.testing.audio import encoded_multichannel
 from mmprep.testing.media import encode_video, tone
 
 FPS, RATE = 10, 16000
@@ -94,3 +95,13 @@ def test_probe_reports_the_start_and_the_duration_from_it(container, start):
     video = info["video"]["mp4"]
     assert video["start"] == pytest.approx(start, abs=0.5)  # MPEG-TS muxers add their own delay
     assert info["duration"] == pytest.approx(2.0, abs=0.07)  # Matroska said 12.064: its end time
+
+
+@pytest.mark.parametrize("channels", [2, 8])
+def test_audio_track_of_an_audio_only_mp4_keeps_every_channel(channels):
+    """7.1 audio with ``mono: false`` crashed the process (PyAV's to_ndarray on planar frames of 8 channels)."""
+    x = np.stack([tone(1.0, freq=300.0 + 200.0 * c, rate=48000, amplitude=0.3) for c in range(channels)])
+    data = encoded_multichannel(x, 48000, ext="m4a")  # an MP4 with one AAC stream and no picture
+    out = make_stage("video.audio_track", mono=False).process({KEY: "v", "mp4": data})
+    assert out["wav"].samples.shape == (channels, 48000)
+    assert out[META]["audio_track"]["wav"]["offset"] == 0.0

@@ -11,7 +11,8 @@ import numpy as np
 
 from mmprep.testing.media import tone, wav_bytes, write
 
-__all__ = ["burst_signal", "chirp", "noise", "snr_db", "speech_corpus", "speech_like", "tone", "tone_bursts"]
+__all__ = ["burst_signal", "chirp", "encoded_multichannel", "noise", "snr_db", "speech_corpus", "speech_like", "tone",
+           "tone_bursts"]
 
 
 def chirp(seconds: float = 1.0, *, f0: float = 100.0, f1: float = 4000.0, rate: int = 16000,
@@ -126,3 +127,33 @@ def encoded_bytes(samples: np.ndarray, rate: int = 16000, *, ext: str = "mp3") -
     return buf.getvalue()
 
 
+
+
+def encoded_multichannel(samples: np.ndarray, rate: int = 48000, *, ext: str = "m4a") -> bytes:
+    """``shape=(channels, n)`` samples (1-8 channels, FFmpeg's order for that count: 6 = 5.1, 8 = 7.1) encoded
+    with PyAV as ``m4a`` (AAC) or ``opus`` (Ogg Opus; 8, 12, 16, 24 or 48 kHz)."""
+    import io
+
+    import av
+
+    layout = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}[samples.shape[0]]
+    fmt, codec, _ = _PYAV_FORMATS[ext]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = layout
+        step = rate // 50
+        x = samples.astype(np.float32)
+        for start in range(0, x.shape[1], step):
+            chunk = x[:, start : start + step]
+            if ext == "opus" and chunk.shape[1] < step:
+                chunk = np.pad(chunk, ((0, 0), (0, step - chunk.shape[1])))
+            # interleaved: PyAV mishandles planar frames of 8 channels
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt",
+                                               layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()

@@ -10,6 +10,7 @@ from pydantic import Field
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
+from mmprep.stages.audio.common import keep_writable
 from mmprep.stages.audio.io import read_audio, read_pyav, soundfile_subtype
 
 
@@ -18,7 +19,7 @@ class AudioDecode(Stage):
     """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    version = "3"  # m4a/mp4 audio trimmed to the length in its header (AAC end padding gone)
+    version = "4"  # 8-channel AAC/Opus decoded; a kept layout .m4a cannot hold moves to flac; 3: AAC padding cut
     reads = ("audio", "video")
     writes = ("audio",)
 
@@ -52,6 +53,9 @@ class AudioDecode(Stage):
         out = self.config.output
         if names and out and out not in names:
             self._rename(sample, names[0], out)
+        for ext in fields_of(sample, "audio"):  # e.g. 12 channels kept (mono: false) that .m4a cannot hold
+            if isinstance(sample[ext], Audio) and sample[ext].source is None:
+                keep_writable(sample, ext)
         if not names and self.config.from_video:
             for vext in fields_of(sample, "video"):
                 data = sample[vext]

@@ -1,11 +1,14 @@
-"""Helpers shared by the audio stages: find decoded audio fields, and energy per frame."""
+"""Helpers shared by the audio stages: find decoded audio fields, keep them writable, and energy per frame."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mmprep.codecs import lossy_misfit
 from mmprep.errors import Drop
-from mmprep.sample import Audio, Sample, fields_of
+from mmprep.sample import Audio, Sample, fields_of, meta
+
+FLAC_MAX_CHANNELS = 8
 
 
 def decoded(sample: Sample, stage: str, field: str | None = None) -> list[tuple[str, Audio]]:
@@ -20,6 +23,29 @@ def decoded(sample: Sample, stage: str, field: str | None = None) -> list[tuple[
             raise Drop("audio.not_decoded", f"{stage} needs decoded audio: run audio.decode first", field=name)
         out.append((name, value))
     return out
+
+
+def keep_writable(sample: Sample, ext: str) -> str:
+    """The field that now holds ``ext``'s audio: ``ext`` itself, or a lossless field it was moved to because its
+    lossy format cannot hold the audio any more (Opus resampled to 44.1 kHz, MP3 to 96 kHz, MP3 in 6 channels).
+
+    The writer would refuse the field (``encode.unsupported``) and drop the whole sample unless the field is
+    optional; moved to ``flac`` (``wav`` above 8 channels, or when ``flac`` is taken) it is kept, losslessly,
+    and ``__meta__["audio"][new]`` says ``from`` and ``fallback: {reason: encode.unsupported, message}``.
+    Left where it is when both names are taken (the writer then reports it)."""
+    audio = sample[ext]
+    misfit = lossy_misfit(ext, audio.rate, audio.samples.shape[0] if audio.samples.ndim == 2 else 1)
+    if misfit is None:
+        return ext
+    channels = audio.samples.shape[0] if audio.samples.ndim == 2 else 1
+    names = ("flac", "wav") if channels <= FLAC_MAX_CHANNELS else ("wav",)
+    new = next((name for name in names if name not in sample), None)
+    if new is None:
+        return ext
+    sample[new] = Audio(samples=sample.pop(ext).samples, rate=audio.rate, format=new, info=dict(audio.info))
+    info = meta(sample).setdefault("audio", {})
+    info[new] = {**info.pop(ext, {}), "from": ext, "fallback": {"reason": "encode.unsupported", "message": misfit}}
+    return new
 
 
 def mono(audio: Audio) -> np.ndarray:

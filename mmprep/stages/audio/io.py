@@ -42,6 +42,11 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _interleaved(frame) -> np.ndarray:
+    """``shape=(channels, n)`` float32 from a packed (interleaved) PyAV audio frame."""
+    return _to_float(frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T)
+
+
 def header_samples(container, stream, rate: int) -> int | None:
     """Samples the stream holds at ``rate`` by its header, where the header is exact: MP4/MOV/M4A record the
     length the encoder was given (an AAC encoder pads its last frame to 1,024 samples and FFmpeg's decoder
@@ -63,11 +68,18 @@ def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
             stream = container.streams.audio[0]
             chunks = []
             rate = stream.rate or stream.codec_context.sample_rate
+            packer = None
             for frame in container.decode(stream):
-                arr = frame.to_ndarray()
-                if not frame.format.is_planar:
-                    arr = arr.reshape(-1, frame.layout.nb_channels).T
-                chunks.append(_to_float(arr))
+                if frame.format.is_planar and frame.layout.nb_channels > 2:
+                    # PyAV's to_ndarray crashes the process (SIGSEGV) on planar frames of 8+ channels
+                    # (7.1 AAC or Opus): read multichannel frames interleaved instead
+                    packer = packer or av.AudioResampler(format=frame.format.packed.name, layout=frame.layout,
+                                                         rate=frame.sample_rate)
+                    chunks += [_interleaved(f) for f in packer.resample(frame)]
+                else:
+                    chunks.append(_interleaved(frame) if not frame.format.is_planar else _to_float(frame.to_ndarray()))
+            if packer is not None:
+                chunks += [_interleaved(f) for f in packer.resample(None)]
             length = header_samples(container, stream, rate) if rate else None
     except (av.error.FFmpegError, ValueError) as exc:
         raise Drop("audio.corrupt", f"PyAV: {exc}", field=field) from None
@@ -78,5 +90,12 @@ def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
 
 
 def read_audio(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
+    """``shape=(channels, n)`` float32 and the rate: libsndfile first, PyAV for what it does not read.
+
+    A multichannel ``.opus`` field is read by PyAV too: libsndfile gives Ogg's (Vorbis) channel order
+    (5.1 = FL, FC, FR, BL, BR, LFE), FFmpeg its own (FL, FR, FC, LFE, BL, BR), and a processed ``.opus`` is
+    written back by FFmpeg: read by libsndfile, its channels came back shuffled."""
     got = read_soundfile(data)
+    if got is not None and got[0].shape[0] > 2 and field.rsplit(".", 1)[-1] == "opus":
+        got = None
     return got if got is not None else read_pyav(data, field=field)

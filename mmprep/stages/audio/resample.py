@@ -10,7 +10,7 @@ from pydantic import Field
 from mmprep.errors import MissingDependency
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.audio.common import decoded
+from mmprep.stages.audio.common import decoded, keep_writable
 
 QUALITY = {"quick": "QQ", "low": "LQ", "medium": "MQ", "high": "HQ", "very_high": "VHQ"}
 
@@ -30,6 +30,7 @@ class AudioResample(Stage):
     """Resample every audio field to ``rate`` Hz with soxr; fields already at that rate are untouched."""
 
     name = "audio.resample"
+    version = "2"  # a lossy field its format cannot hold at the new rate moves to flac (was encode.unsupported)
     reads = ("audio",)
     writes = ("audio",)
 
@@ -52,4 +53,5 @@ class AudioResample(Stage):
             sample[ext] = Audio(samples=y, rate=self.config.rate, source=None, format=audio.format, info=audio.info)
             info = meta(sample).setdefault("audio", {}).setdefault(ext, {})
             info.update(original_rate=audio.rate, rate=self.config.rate)
+            keep_writable(sample, ext)  # Opus at 44.1 kHz goes to flac rather than losing the sample
         return sample

@@ -17,6 +17,11 @@ from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field,
 AUDIO_EXTS = SOUNDFILE_EXTS  # what mmprep.codecs.encode_audio writes with soundfile
 
 
+def _planar(frame: Any) -> np.ndarray:
+    """``shape=(channels, n)`` from an interleaved PyAV audio frame."""
+    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T
+
+
 def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
                  out_field: str = "wav") -> tuple[np.ndarray, int, float]:
     """float32 ``shape=(n,)`` mono or ``(channels, n)``, in [-1, 1], its rate (resampled by FFmpeg's swr), and
@@ -28,7 +33,8 @@ def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, de
     stream = container.streams.audio[0]
     src_rate = stream.codec_context.sample_rate or stream.rate
     channels = 1 if mono else (stream.codec_context.channels or 1)
-    resampler = av.AudioResampler(format="fltp", layout="mono" if mono else stream.codec_context.layout,
+    # interleaved output: PyAV's to_ndarray crashes the process on planar frames of 8+ channels (7.1)
+    resampler = av.AudioResampler(format="flt", layout="mono" if mono else stream.codec_context.layout,
                                   rate=rate or src_rate)
     chunks: list[np.ndarray] = []
     first: float | None = None
@@ -37,10 +43,8 @@ def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, de
             deadline.check()
         if first is None and frame.time is not None:
             first = float(frame.time)
-        for out in resampler.resample(frame):
-            chunks.append(out.to_ndarray())
-    for out in resampler.resample(None):
-        chunks.append(out.to_ndarray())
+        chunks += [_planar(out) for out in resampler.resample(frame)]
+    chunks += [_planar(out) for out in resampler.resample(None)]
     if not chunks:
         raise Drop("video.no_audio", f".{field}: the audio stream holds no samples", field=out_field)
     out_rate = int(rate or src_rate)
