@@ -1,7 +1,8 @@
 """The pipeline spec: YAML in, typed and validated models out, before any work starts.
 
 Every stage's parameters are that stage's ``Config`` model, so the stage list is a union
-discriminated by ``stage:``. Any error (unknown stage, unknown key, bad value) becomes one
+discriminated by ``stage:`` (of the stages a document names, when it is parsed; of all of them for
+the JSON Schema). Any error (unknown stage, unknown key, bad value) becomes one
 :class:`ConfigError` naming the key, e.g. ``stages[1].size: Input should be greater than 0``.
 """
 
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
 from mmprep.errors import ConfigError
-from mmprep.stage import Stage, get_stage, loaded, registry
+from mmprep.stage import Stage, get_stage, registered, registry
 
 FIELD_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 
@@ -121,7 +122,7 @@ def _pipeline_model(names: tuple[str, ...]) -> type[BaseModel]:
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    names = set(registry())
+    names = registered()  # the stage names a union can put into a location are all registered
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
@@ -137,8 +138,9 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> BaseModel:
     """Validate a loaded YAML document; raise ConfigError with the first bad key."""
     if not isinstance(data, dict):
         raise ConfigError("", f"{source}: expected a mapping at the top level")
+    names = _known_stages(data)
     try:
-        return pipeline_model().model_validate(data)
+        return (_pipeline_model(names) if names else pipeline_model()).model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err["msg"]
@@ -152,13 +154,31 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> BaseModel:
         raise ConfigError(_loc(err["loc"]) or "pipeline", f"{msg}{more}") from None
 
 
+def _known_stages(data: dict[str, Any]) -> tuple[str, ...]:
+    """The registered stage names a document uses, sorted; their modules are imported, no others.
+
+    Validating against a union of just these gives the same model and the same errors as the union of
+    every stage (an unknown name is still ``union_tag_invalid``) while building only their validators
+    (all forty took ~0.15 s of every command). Empty when the document names none: then the full union.
+    """
+    entries = data.get("stages")
+    if not isinstance(entries, list):
+        return ()
+    names = set()
+    for entry in entries:
+        name = entry.get("stage") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            try:
+                get_stage(name)
+            except ConfigError:  # unknown: the union reports it
+                continue
+            names.add(name)
+    return tuple(sorted(names))
+
+
 def parse_validated(data: dict[str, Any]) -> BaseModel:
-    """A document the driver validated already, parsed again in a worker. The stage union is made from
-    the stages it names when their modules are loaded (the forkserver imports just those), so a worker
-    does not import every stage module; the result is the same model either way."""
-    names = sorted({stage["stage"] for stage in data.get("stages", [])})
-    if names and loaded(names):
-        return _pipeline_model(tuple(names)).model_validate(data)
+    """A document the driver validated already, parsed again in a worker: only the stage modules it
+    names are imported (the forkserver has them loaded already)."""
     return parse_pipeline(data)
 
 

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmprep.config import pipeline_model
 from mmprep.stage import registry
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "pipeline.schema.json"
 
 
 def pipeline_schema_text() -> str:
+    from mmprep.config import pipeline_model  # (and YAML, the sections): not needed to describe stages
+
     schema = pipeline_model().model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mmprep pipeline"

@@ -36,9 +36,12 @@ _DISCOVERED = False
 
 
 class StageConfig(BaseModel):
-    """Parameters of a stage. Unknown keys are an error, so a typo never goes unnoticed."""
+    """Parameters of a stage. Unknown keys are an error, so a typo never goes unnoticed.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validators are built on first use (``defer_build``): a command that reads one pipeline builds
+    only its stages' models, not the forty of every imported stage module."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Stage:
@@ -147,7 +150,13 @@ def registry() -> dict[str, type[Stage]]:
 
 
 def get_stage(name: str) -> type[Stage]:
-    """The stage class; every stage module is imported only when its module is not loaded yet."""
+    """The stage class. Its module is imported when it is not loaded yet (``mmprep.stages.MODULES``
+    names it); every stage module only for a name that table lacks."""
+    if name not in _REGISTRY and isinstance(name, str):
+        from mmprep.stages import MODULES
+
+        if name in MODULES:
+            importlib.import_module(MODULES[name])
     if name not in _REGISTRY:
         discover()
     if name not in _REGISTRY:
@@ -158,6 +167,11 @@ def get_stage(name: str) -> type[Stage]:
 def loaded(names: list[str]) -> bool:
     """Whether these stages are registered already (their modules imported), without discovering."""
     return all(name in _REGISTRY for name in names)
+
+
+def registered() -> frozenset[str]:
+    """The names of the stages whose modules are imported so far (no discovery)."""
+    return frozenset(_REGISTRY)
 
 
 def make_stage(name: str, **params: Any) -> Stage:
