@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from mmprep.errors import ConfigError
 from mmprep.stage import make_stage
 from mmprep.stages.text.encoding import decode_text
 from mmprep.testing.text import ENCODED
+from mmprep.text.stopwords import spacy_list
 
 KOREAN = ["안녕하세요", "대한민국 서울특별시", "감사합니다", "한국어", "이것은 테스트입니다",
           "오늘 날씨가 좋네요", "회의는 세 시에 시작합니다", "아이들이 공원에서 놀고 있다"]
@@ -33,3 +38,26 @@ def test_chinese_and_the_other_legacy_encodings_keep_their_reading():
         assert decode_text(zh.encode("gbk"), field="txt") == (zh, "gb18030")
     sample = make_stage("text.decode").process({"__key__": "k", "txt": "대한민국".encode("euc_kr")})
     assert sample["txt"] == "대한민국" and sample["__meta__"]["encoding"] == {"txt": "euc_kr"}
+
+
+def test_stopword_lists_are_read_without_importing_spacy():
+    """The driver's pre-flight check of text.stopwords imported spaCy (with thinc and torch: ~1.4 s before
+    any worker started, and in `mmprep validate`); the shipped lists are read from spaCy's folder now."""
+    code = ("import sys; from mmprep.config import instantiate, parse_pipeline; "
+            "from mmprep.text.stopwords import spacy_list; "
+            "instantiate(parse_pipeline({'stages': [{'stage': 'text.stopwords', 'lists': ['en', 'zh']}]})); "
+            "words = spacy_list('zh'); print('spacy' in sys.modules, 'torch' in sys.modules, len(words) > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "True"]
+    import spacy.lang.en.stop_words
+    import spacy.lang.zh.stop_words
+
+    assert spacy_list("en") == frozenset(spacy.lang.en.stop_words.STOP_WORDS)
+    assert spacy_list("zh") == frozenset(spacy.lang.zh.stop_words.STOP_WORDS)
+    for lang in ("xx_nope", "../en", "EN"):
+        with pytest.raises(ConfigError) as err:
+            spacy_list(lang)
+        assert str(err.value) == f"lists: spaCy ships no stop-word list for {lang!r}"
+    stage = make_stage("text.stopwords", punctuation=True)
+    sample = stage.process({"__key__": "k", "tokens.json": {"tokens": ["猫", "的", "the", "cat", "，"]}})
+    assert sample["tokens.json"] == {"tokens": ["猫", "cat"]}
