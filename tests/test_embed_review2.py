@@ -148,3 +148,32 @@ def test_m4a_audio_is_embedded_like_the_build_reads_it():
     with pytest.raises(Drop) as drop:
         enc.prepare(b"RIFF....WAVE but nothing else")
     assert drop.value.reason == "embed.bad_audio" and "(audio.corrupt)" in drop.value.message
+
+
+def test_identical_inputs_in_one_shard_are_embedded_once(tmp_path):
+    """The docs promise identical inputs are embedded once, but inside one chunk every copy went through
+    the model (the cache is only filled after the chunk's model call)."""
+    corpus = tmp_path / "corpus"
+    texts = {"a0": "a red car", "a1": "a red car", "b0": "word " * 300, "b1": "word " * 300, "c0": "  ",
+             "c1": "  ", "d0": "a blue house"}
+    for key, text in texts.items():
+        write(corpus / f"{key}.txt", text)
+    raw_build(corpus, tmp_path / "out", per_shard=10)
+    enc = load_encoder(ModelSpec("text", device="cpu"))
+    res = SidecarJob(tmp_path / "out", enc, EmbedOptions(field="txt", progress=False, cache_dir="")).run()
+    assert (res.samples, res.embedded, res.computed, res.cached, res.dropped, res.truncated) == (7, 5, 3, 2, 2, 2)
+    assert res.errors_by_reason == {"embed.truncated": 2, "embed.empty_text": 2}
+    vecs = {}
+    with tarfile.open(tmp_path / "out" / "embeddings" / "txt_emb" / "emb-000000.tar") as tar:
+        for m in tar:
+            key, ext = split_member(m.name)
+            if ext == "txt_emb.npy":
+                vecs[key] = np.load(io.BytesIO(tar.extractfile(m).read()))
+    assert sorted(vecs) == ["a0", "a1", "b0", "b1", "d0"]
+    want = enc.encode(["a red car", "word " * 300, "a blue house"])[0]
+    for key, row in (("a0", 0), ("a1", 0), ("b0", 1), ("b1", 1), ("d0", 2)):
+        assert np.abs(vecs[key] - want[row]).max() < 1e-5
+    lines = [json.loads(x) for x in (tmp_path / "out" / "embeddings" / "txt_emb" / "errors.jsonl").read_text()
+             .splitlines()]
+    assert sorted((x["key"], x["reason"]) for x in lines) == [
+        ("b0", "embed.truncated"), ("b1", "embed.truncated"), ("c0", "embed.empty_text"), ("c1", "embed.empty_text")]

@@ -196,6 +196,8 @@ class SidecarJob:
         todo: list[int] = []
         prepared: list[Any] = []
         keys: dict[int, str] = {}
+        first: dict[str, int] = {}  # cache key -> the row that computes it
+        repeats: list[tuple[int, int]] = []  # (row, row computing the same input)
         for i in range(lo, hi):
             key, data = rows[i]
             if data is None:
@@ -203,6 +205,9 @@ class SidecarJob:
                 notes.append({"key": key, "reason": "embed.no_field", "message": vectors[i].message})
                 continue
             keys[i] = "e" + digest(self.identity, data)
+            if keys[i] in first:  # the same input again in this chunk: computed once
+                repeats.append((i, first[keys[i]]))
+                continue
             hit = self.cache.get(keys[i])
             if hit is not None:
                 size = 4 * enc.dim  # float32 vector, then the note of a truncated input (JSON), if any
@@ -211,14 +216,25 @@ class SidecarJob:
                     notes.append({"key": key, **json.loads(hit[size:])})
                 self.result.cached += 1
                 continue
+            first[keys[i]] = i
             try:
                 prepared.append(enc.prepare(data))
                 todo.append(i)
             except Drop as drop:
                 vectors[i] = drop
                 notes.append({"key": key, "reason": drop.reason, "message": drop.message})
-        if not todo:
-            return
+        if todo:
+            self._encode(rows, todo, prepared, keys, vectors, notes)
+        for i, j in repeats:
+            vectors[i] = vectors[j]
+            for note in [n for n in notes if n["key"] == rows[j][0]]:
+                notes.append({**note, "key": rows[i][0]})
+            if isinstance(vectors[j], np.ndarray):
+                self.result.cached += 1
+
+    def _encode(self, rows: list[tuple[str, bytes | None]], todo: list[int], prepared: list[Any],
+                keys: dict[int, str], vectors: list[Any], notes: list[dict[str, Any]]) -> None:
+        enc = self.encoder
         before = enc.computed
         out, item_notes = enc.encode(prepared)
         self.result.computed += enc.computed - before
