@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mmprep.data import DecodeError, PadCollate, ShardStream, StreamLoader
+from mmprep.errors import ConfigError
 from tests.conftest import build
 
 N = 19
@@ -210,3 +211,40 @@ def test_nothing_decodes_is_an_error_not_a_loop(tmp_path):
     _build(out, 3, {"k00", "k01", "k02"}, 10)
     with pytest.raises(DecodeError, match=r"none of the 3 samples of the epoch decodes.*class label"):
         list(ShardStream(str(out), fields=["cls"], on_error="skip"))
+
+
+# -- resume with other workers or ranks ----------------------------------------------------------------------
+def _roundtrip(state: dict) -> dict:
+    return json.loads(json.dumps(state), object_hook=lambda d: {int(k) if k.isdigit() else k: v for k, v in d.items()})
+
+
+def test_state_between_epochs_resumes_with_other_workers_batch_size_and_ranks(built):
+    """A checkpoint at an epoch's end (what the trainer writes by default) was refused after a restart with
+    more DataLoader workers or ranks ('saved with num_workers=0'), although no position depends on them."""
+    out, keys = built
+    first = _loader(out, 0, on_error="skip")
+    first.set_epoch(2)
+    _batches(first)
+    state = _roundtrip(first.state_dict())
+    assert (state["epoch"], state["batches"]) == (3, 0)
+    for rank in range(2):
+        resumed = StreamLoader(_stream(out, world=2, rank=rank, on_error="skip"), batch_size=3, num_workers=2,
+                               collate_fn=PadCollate())
+        resumed.load_state_dict(state)
+        fresh = StreamLoader(_stream(out, world=2, rank=rank, on_error="skip"), batch_size=3, num_workers=2,
+                             collate_fn=PadCollate())
+        fresh.set_epoch(3)
+        assert resumed.epoch == 3 and _batches(resumed) == _batches(fresh)
+
+
+def test_mid_epoch_state_still_needs_the_same_layout(built):
+    out, _ = built
+    first = _loader(out, 0, on_error="skip")
+    next(iter(first))
+    state = _roundtrip(first.state_dict())
+    with pytest.raises(ConfigError) as err:
+        _loader(out, 2).load_state_dict(state)
+    assert str(err.value) == ("state: saved mid-epoch with num_workers=0, this loader has 2; resume mid-epoch with "
+                              "the saved value")
+    with pytest.raises(ConfigError, match=r"^state: saved with world=1 but this stream has world=2$"):
+        _loader(out, 0, world=2, rank=0).load_state_dict(state)

@@ -107,7 +107,9 @@ def test_delivered_per_worker_round_robin():
 
 def test_resume_refuses_other_settings(shards):
     d, _ = shards
-    state = _loader(d, 1).state_dict()
+    first = _loader(d, 1)
+    next(iter(first))
+    state = first.state_dict()  # mid-epoch: between epochs only the epoch counts
     with pytest.raises(ConfigError, match="num_workers"):
         _loader(d, 2).load_state_dict(state)
     other = StreamLoader(ShardStream(str(d), seed=99, buffer=6), batch_size=2, num_workers=1)

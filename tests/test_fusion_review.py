@@ -235,3 +235,39 @@ def test_resumed_epoch_reports_the_loss_of_the_whole_epoch(tmp_path):
     assert [h["epoch"] for h in again.history] == [1, 2]
     for a, b in zip(full.history, again.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["val_accuracy"] == b["val_accuracy"]
+
+
+# -- resume after changing the job -----------------------------------------------------------------------------
+def test_resume_after_an_epoch_with_more_workers(tmp_path):
+    """The epoch-end checkpoint was refused when the job came back with another data.num_workers
+    ('state: saved with num_workers=0', exit 2), although an epoch boundary depends on no worker count."""
+    d = _vectors(tmp_path / "shards", [0, 1] * 8)
+    doc = _doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}}, data={"batch_size": 4},
+               train={"epochs": 1})
+    first = Run(parse_config(doc), tmp_path / "run")
+    first.fit()
+    doc["data"]["num_workers"] = 2
+    doc["train"]["epochs"] = 2
+    again = Run(parse_config(doc), tmp_path / "run")
+    again.fit()
+    assert again.step == 8 and [h["epoch"] for h in again.history] == [1, 2]
+
+
+def test_resume_into_another_model_is_a_config_error(tmp_path):
+    d = _vectors(tmp_path / "shards", [0, 1] * 8)
+    doc = _doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}}, data={"batch_size": 4})
+    Run(parse_config(doc), tmp_path / "run").fit(stop_after=1)
+    doc["data"]["num_workers"] = 1
+    with pytest.raises(ConfigError) as err:
+        Run(parse_config(doc), tmp_path / "run").fit()
+    assert str(err.value) == (f"train.resume: {tmp_path / 'run' / 'checkpoint.pt'} does not fit this config: saved "
+                              "mid-epoch with num_workers=0, this loader has 1; resume mid-epoch with the saved "
+                              "value (or set train.resume: false)")
+    doc["data"]["num_workers"] = 0
+    doc["modalities"]["t"] = {"field": "tok.npy", "encoder": "bag", "vocab_size": 16}
+    with pytest.raises(ConfigError) as err:
+        Run(parse_config(doc), tmp_path / "run").fit()
+    assert err.value.key == "train.resume"
+    assert str(err.value).startswith(f"train.resume: {tmp_path / 'run' / 'checkpoint.pt'} holds another model than "
+                                     "this config makes (Error(s) in loading state_dict for FusionModel")
+    assert str(err.value).endswith("; set another train.out, or train.resume: false to start over there")

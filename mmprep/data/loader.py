@@ -152,11 +152,18 @@ class StreamLoader:
                 **self.dataset.fingerprint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("batch_size", "num_workers"):
-            if state.get(key) != getattr(self, key):
-                raise ConfigError("state", f"saved with {key}={state.get(key)!r}, this loader has "
-                                  f"{getattr(self, key)!r}")
-        self.dataset._check(state)
+        """Continue where ``state`` was saved. Mid-epoch, the batch size, ``num_workers``, world size and
+        rank must be the saved ones (they decide who reads what); a state saved between epochs (no batch
+        of its epoch handed out yet, as a checkpoint at an epoch's end) only sets the epoch, so a job
+        restarted with more workers or ranks resumes there."""
+        layout = ("batch_size", "num_workers", "world", "rank")
+        boundary = not int(state.get("batches", 0)) and not any((state.get("positions") or {}).values())
+        if not boundary:
+            for key in ("batch_size", "num_workers"):
+                if state.get(key) != getattr(self, key):
+                    raise ConfigError("state", f"saved mid-epoch with {key}={state.get(key)!r}, this loader has "
+                                      f"{getattr(self, key)!r}; resume mid-epoch with the saved value")
+        self.dataset._check(state, ignore=layout if boundary else ())
         self._restart()
         self.epoch = int(state["epoch"])
         self._batches = int(state["batches"])

@@ -187,10 +187,10 @@ class ShardStream(IterableDataset):
         return {"seed": self.seed, "world": self.world, "rank": self.rank, "samples": sum(self.counts),
                 "shuffle": self.shuffle, "buffer": self.buffer, "even": self.even}
 
-    def _check(self, state: dict[str, Any]) -> None:
+    def _check(self, state: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> None:
         mine = self.fingerprint()
         for k, v in mine.items():
-            if k in state and state[k] != v:
+            if k in state and k not in ignore and state[k] != v:
                 raise ConfigError("state", f"saved with {k}={state[k]!r} but this stream has {k}={v!r}")
 
     # -- iteration -----------------------------------------------------------------------------

@@ -116,9 +116,18 @@ class Run:
         if not (self.cfg.train.resume and self.ckpt.exists()):
             return False
         state = torch.load(self.ckpt, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optim.load_state_dict(state["optim"])
-        self.loader.load_state_dict(state["loader"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optim.load_state_dict(state["optim"])
+        except (RuntimeError, ValueError) as exc:  # torch's text spans lines: keep its first one
+            raise ConfigError("train.resume", f"{self.ckpt} holds another model than this config makes "
+                              f"({str(exc).strip().splitlines()[0].rstrip(':.')}); set another train.out, "
+                              "or train.resume: false to start over there") from None
+        try:
+            self.loader.load_state_dict(state["loader"])
+        except ConfigError as exc:
+            raise ConfigError("train.resume", f"{self.ckpt} does not fit this config: {exc.message} (or set "
+                              "train.resume: false)") from None
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
         self.running = json.loads(state.get("running", "[0.0, 0, 0]"))  # older checkpoints: the epoch restarts its mean
