@@ -53,3 +53,14 @@ def test_validate_runs_each_stages_check_and_says_what_build_says(tmp_path, stag
     assert validate.returncode == build.returncode == 2
     assert validate.stderr == build.stderr == f"mmprep: config error: {line}\n"
     assert validate.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_quiet_dask_build_prints_no_cluster_log(tmp_path, corpus):
+    """`-q` promises warnings and errors only, but a Dask build printed ~30 INFO lines of the cluster's
+    start and stop (distributed sets its loggers back to INFO when imported)."""
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}], "output": {"max_samples": 4}})
+    res = run_cli("build", str(pipe), "-i", str(corpus), "-o", str(tmp_path / "out"), "--executor", "dask", "-w", "1",
+                  "-q")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert res.stdout.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped, ")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from mmprep.errors import ConfigError
 
 if TYPE_CHECKING:
+    import logging
+
     import typer
 
 HELP = "Turn raw multimodal corpora into WebDataset shards, and stream them into training."
@@ -25,13 +27,30 @@ def fail_config(exc: ConfigError) -> None:
     raise typer.Exit(2)
 
 
+NOISY = ("distributed", "jieba", "numba", "fsspec")
+"""Libraries whose INFO lines (a Dask cluster's start and stop: ~30 of them) are left out of the log."""
+
+
 def setup_logging(quiet: bool = False) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("distributed", "jieba", "numba", "fsspec"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # distributed sets its loggers back to INFO when it is imported (its logging config), after this
+    # ran: a filter on the handlers keeps them out whatever their level
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Quiet) for f in handler.filters):
+            handler.addFilter(_Quiet())
+
+
+class _Quiet:
+    """Lets a record of a ``NOISY`` library (or its child loggers) through only from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return record.levelno >= 30 or not (name in NOISY or name.startswith(tuple(f"{n}." for n in NOISY)))
 
 
 # command -> the module that defines it, so one invocation imports only what it runs (a test keeps
