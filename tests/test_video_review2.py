@@ -105,3 +105,17 @@ def test_audio_track_of_an_audio_only_mp4_keeps_every_channel(channels):
     out = make_stage("video.audio_track", mono=False).process({KEY: "v", "mp4": data})
     assert out["wav"].samples.shape == (channels, 48000)
     assert out[META]["audio_track"]["wav"]["offset"] == 0.0
+
+
+def test_a_corrupt_tail_keeps_what_decoded_before_it():
+    """A TS recording cut off mid-packet: the AAC decoder fails on the last, partial frame. Every clip and the
+    audio track were dropped with it (video.corrupt, video.audio_corrupt); now they are kept and say so."""
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(50)]
+    data = encode_video(frames, fps=FPS, audio=tone(5.0, rate=RATE), rate=RATE, container="mpegts", start=10.0)
+    cut = data[: int(len(data) * 0.9)]
+    clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mp4": cut})
+    assert [c[META]["clip"]["start"] for c in clips] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    track = make_stage("video.audio_track").process({KEY: "v", "mp4": cut})
+    info = track[META]["audio_track"]["wav"]
+    assert "decoding stopped after" in info["truncated"] and 4.0 < info["seconds"] < 4.7
+    assert float(np.abs(track["wav"].samples[: 4 * RATE]).max()) == pytest.approx(0.5, abs=0.05)  # the tone

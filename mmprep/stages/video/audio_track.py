@@ -12,7 +12,14 @@ from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, register
 from mmprep.stages.audio.io import header_samples
-from mmprep.stages.video.common import Deadline, VideoConfig, first_video_field, open_video, stream_start
+from mmprep.stages.video.common import (
+    Deadline,
+    VideoConfig,
+    decoded_frames,
+    first_video_field,
+    open_video,
+    stream_start,
+)
 
 AUDIO_EXTS = SOUNDFILE_EXTS  # what mmprep.codecs.encode_audio writes with soundfile
 
@@ -23,9 +30,10 @@ def _planar(frame: Any) -> np.ndarray:
 
 
 def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, deadline: Deadline | None = None,
-                 out_field: str = "wav") -> tuple[np.ndarray, int, float]:
+                 out_field: str = "wav", notes: dict[str, Any] | None = None) -> tuple[np.ndarray, int, float]:
     """float32 ``shape=(n,)`` mono or ``(channels, n)``, in [-1, 1], its rate (resampled by FFmpeg's swr), and
-    the time of its first sample in seconds on the container's clock (``frame.time``, not shifted)."""
+    the time of its first sample in seconds on the container's clock (``frame.time``, not shifted). A corrupt
+    tail ends the track where it starts (``notes["truncated"]``)."""
     import av
 
     if not container.streams.audio:
@@ -38,7 +46,7 @@ def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, de
                                   rate=rate or src_rate)
     chunks: list[np.ndarray] = []
     first: float | None = None
-    for frame in container.decode(stream):
+    for frame in decoded_frames(container, stream, notes if notes is not None else {}):
         if deadline is not None:
             deadline.check()
         if first is None and frame.time is not None:
@@ -92,7 +100,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
-    version = "3"  # aligned to the video's first frame; 2: AAC end padding trimmed to the length the MP4 records
+    version = "4"  # a corrupt tail ends the track (was video.audio_corrupt); 3: aligned to the first frame
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig
@@ -102,8 +110,10 @@ class VideoAudioTrack(Stage):
         ext = first_video_field(sample)
         try:
             with open_video(sample[ext], field=ext) as container:
+                notes: dict[str, Any] = {}
                 samples, rate, first = decode_track(container, field=ext, rate=c.rate, mono=c.mono,
-                                                    deadline=Deadline(c.time_limit, ext), out_field=c.field)
+                                                    deadline=Deadline(c.time_limit, ext), out_field=c.field,
+                                                    notes=notes)
                 # sample 0 at the video's first frame (time 0 of video.frames and video.clips): MPEG-TS
                 # streams start anywhere, and AAC priming before the picture is not audio
                 video = container.streams.video
@@ -118,5 +128,5 @@ class VideoAudioTrack(Stage):
             raise Drop("video.no_audio", f".{ext}: the audio stream ends before the video starts", field=c.field)
         sample[c.field] = Audio(samples=samples, rate=rate, info={"from": ext})
         meta(sample).setdefault("audio_track", {})[c.field] = {"rate": rate, "seconds": samples.shape[-1] / rate,
-                                                               "source": ext, "offset": round(offset, 6)}
+                                                               "source": ext, "offset": round(offset, 6), **notes}
         return sample

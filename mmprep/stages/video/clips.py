@@ -30,6 +30,7 @@ from mmprep.stages.video.audio_track import decode_track, shift
 from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
+    decoded_frames,
     first_video_field,
     open_video,
     stream_duration,
@@ -169,7 +170,8 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
         time_base = stream.time_base or 1 / Fraction(rate)
         video_start = stream_start(stream)
         last_end = max(e for _, e, _ in spans)
-        for frame in container.decode(stream):
+        notes: dict[str, Any] = {}
+        for frame in decoded_frames(container, stream, notes):
             deadline.check()
             t = float(frame.time) - video_start if frame.time is not None else 0.0
             if t >= last_end - EPS:
@@ -182,6 +184,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                 writers[i].add(frame, t)
             for i in [i for i in writers if spans[i][1] - EPS <= t]:
                 done[i] = writers.pop(i)
+    cut_short = set(writers) if notes else set()  # open when a corrupt tail stopped the decoding
     done.update(writers)
     clips = []
     step = float(1 / Fraction(rate))
@@ -193,7 +196,8 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
             offset = int(round((audio_start - video_start) * arate))
             piece = shift(audio, offset)[int(round(start * arate)) : int(round(end * arate))]
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
-                      "frames": w.n, "rotation": w.rotation, "text": spans[i][2]})
+                      "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
+                     | ({"truncated": notes["truncated"]} if i in cut_short else {}))
     return clips
 
 
@@ -202,7 +206,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "3"  # times from the stream's start, audio aligned by timestamps; 2: source timestamps, rotation
+    version = "4"  # corrupt tails keep the clips before them; 3: times from the stream's start, audio aligned
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -247,7 +251,8 @@ class VideoClips(Stage):
             child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
-                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation")}
+                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated")
+                                    if k in clip}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
                 child["txt"] = clip["text"]

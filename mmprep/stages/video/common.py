@@ -115,6 +115,29 @@ def video_span(container: Any, stream: Any, header: float | None) -> tuple[float
     return start, max(header or 0.0, end - start)
 
 
+def decoded_frames(container: Any, stream: Any, notes: dict[str, Any]) -> Iterator[Any]:
+    """``container.decode(stream)``, ending at the first FFmpeg error once a frame has come out: a truncated or
+    corrupt tail (a recording cut off, a partial download) keeps what decoded before it, and
+    ``notes["truncated"]`` says where it stopped. An error before the first frame is raised (``video.corrupt``).
+    """
+    import av
+
+    frames = container.decode(stream)
+    n = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            if not n:
+                raise
+            notes["truncated"] = f"decoding stopped after {n} {stream.type} frames: {exc}"
+            return
+        n += 1
+        yield frame
+
+
 def upright_rgb(frame: Any) -> np.ndarray:
     """RGB uint8 ``shape=(h, w, 3)`` as a player shows it: the frame's display-matrix rotation applied.
 

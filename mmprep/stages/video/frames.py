@@ -20,6 +20,7 @@ from mmprep.stages.image.geometry import ResizeMode, resize
 from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
+    decoded_frames,
     first_video_field,
     open_video,
     stream_duration,
@@ -116,7 +117,7 @@ def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.
         if want is None:
             stream.codec_context.skip_frame = "NONKEY"
         k, prev, n_key = 0, None, -1
-        for frame in container.decode(stream):
+        for frame in decoded_frames(container, stream, facts):  # a corrupt tail: facts["truncated"]
             deadline.check()
             t = float(frame.time) - start if frame.time is not None else 0.0
             if want is None:
@@ -148,7 +149,7 @@ class VideoFrames(Stage):
     """Sample frames from the video at a target fps, a fixed count or keyframes; JPEG sequence or .npy."""
 
     name = "video.frames"
-    version = "3"  # times from the stream's start (MPEG-TS, kept timestamps); 2: upright frames, max_frames spread
+    version = "4"  # corrupt tails noted; 3: times from the stream's start (MPEG-TS); 2: upright, max_frames spread
     reads = ("video",)
     writes = ("image", "npy")
     cacheable = True
