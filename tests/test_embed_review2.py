@@ -177,3 +177,29 @@ def test_identical_inputs_in_one_shard_are_embedded_once(tmp_path):
              .splitlines()]
     assert sorted((x["key"], x["reason"]) for x in lines) == [
         ("b0", "embed.truncated"), ("b1", "embed.truncated"), ("c0", "embed.empty_text"), ("c1", "embed.empty_text")]
+
+
+def test_a_name_that_holds_another_fields_embeddings_is_not_reused(tmp_path):
+    """The same model under one --name for a second field found its shards 'complete' (the identity did
+    not include the field): it wrote nothing and relabelled the first field's vectors as the second's."""
+    corpus = tmp_path / "corpus"
+    for i in range(3):
+        write(corpus / f"s{i}.txt", f"caption {i} about a dog")
+        write(corpus / f"s{i}.title.txt", f"a completely different title number {i}")
+    out = tmp_path / "out"
+    raw_build(corpus, out, per_shard=3)
+    enc = load_encoder(ModelSpec("text", device="cpu"))
+    SidecarJob(out, enc, EmbedOptions(field="txt", name="foo", progress=False)).run()
+    with pytest.raises(ConfigError) as err:
+        SidecarJob(out, enc, EmbedOptions(field="title.txt", name="foo", progress=False))
+    assert err.value.key == "--name" and "the embeddings of field 'txt'" in err.value.message
+    res = SidecarJob(out, enc, EmbedOptions(field="title.txt", name="foo", force=True, progress=False)).run()
+    assert (res.shards_done, res.embedded) == (1, 3)
+    with tarfile.open(out / "embeddings" / "foo" / "emb-000000.tar") as tar:
+        got = [np.load(io.BytesIO(tar.extractfile(m).read())) for m in tar if m.name.endswith(".npy")]
+    want = enc.encode([f"a completely different title number {i}" for i in range(3)])[0]
+    assert np.abs(np.stack(got) - want).max() < 1e-5
+    assert json.loads((out / "embeddings" / "foo" / "meta.json").read_text())["field"] == "title.txt"
+    # without --name each field has its own folder
+    res = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    assert res.name == "txt_emb"

@@ -82,20 +82,25 @@ def sidecar_identity(encoder: Encoder, dtype: str) -> str:
 
 
 def choose_name(out: Path, field: str, name: str | None, identity: str, force: bool) -> str:
-    """``<field>_emb`` unless another model owns it; then ``<field>_emb_<id8>`` (an explicit name must match)."""
-    def owner(n: str) -> str | None:
+    """``<field>_emb`` unless another model (or field) owns it; then ``<field>_emb_<id8>`` (an explicit name
+    must match both: the same model's embeddings of another field are no reuse either)."""
+    def owner(n: str) -> tuple[str, str] | None:
         try:
-            return json.loads((out / "embeddings" / n / "meta.json").read_text()).get("identity")
+            doc = json.loads((out / "embeddings" / n / "meta.json").read_text())
         except (OSError, ValueError):
             return None
+        return doc.get("identity"), doc.get("field")
 
+    mine = (identity, field)
     if name:
-        if owner(name) not in (None, identity) and not force:
-            raise ConfigError("--name", f"embeddings/{name} holds another model's embeddings; choose another "
-                              "--name or pass --force to replace them")
+        found = owner(name)
+        if found not in (None, mine) and not force:
+            what = "another model's embeddings" if found[0] != identity else f"the embeddings of field {found[1]!r}"
+            raise ConfigError("--name", f"embeddings/{name} holds {what}; choose another --name or pass --force "
+                              "to replace them")
         return name
     base = f"{field.replace('.', '_')}_emb"
-    return base if owner(base) in (None, identity) else f"{base}_{short_id(identity)}"
+    return base if owner(base) in (None, mine) else f"{base}_{short_id(identity)}"
 
 
 def _stamp(path: Path) -> dict[str, int]:
@@ -122,7 +127,7 @@ class SidecarJob:
             meta = json.loads((self.dir / "meta.json").read_text())
         except (OSError, ValueError):
             meta = {}
-        if meta.get("identity") != self.identity or self.opts.force:
+        if meta.get("identity") != self.identity or meta.get("field") != self.opts.field or self.opts.force:
             meta = {"shards": {}}
         meta.update({
             "name": self.name, "field": self.opts.field, "member": f"{self.name}.npy", "identity": self.identity,
