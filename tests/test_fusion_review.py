@@ -17,7 +17,7 @@ import yaml
 from mmprep.codecs import npy_bytes
 from mmprep.data import PadCollate
 from mmprep.errors import ConfigError
-from mmprep.fusion import FusionModel, parse_config
+from mmprep.fusion import STRATEGIES, FusionModel, parse_config
 from mmprep.fusion.encoders import ConvSeqEncoder
 from mmprep.fusion.trainer import Run
 from mmprep.shardwriter import ShardWriter
@@ -271,3 +271,23 @@ def test_resume_into_another_model_is_a_config_error(tmp_path):
     assert str(err.value).startswith(f"train.resume: {tmp_path / 'run' / 'checkpoint.pt'} holds another model than "
                                      "this config makes (Error(s) in loading state_dict for FusionModel")
     assert str(err.value).endswith("; set another train.out, or train.resume: false to start over there")
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_sample_with_no_modality_left_gives_finite_logits_and_gradients(name):
+    """weighted fusion renormalized a softmax over all -inf for such a sample (one that lacks the only
+    modality of an --ablate run, or whose arrays all hold NaN): NaN logits, NaN loss, NaN weights."""
+    torch.manual_seed(0)
+    fusion = STRATEGIES[name](2, 8, 3).train()
+    z = torch.randn(3, 2, 8)
+    present = torch.tensor([[1, 1], [0, 0], [1, 0]], dtype=torch.bool)
+    logits = fusion(z, present)
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in fusion.parameters() if p.grad is not None)
+    noisy = z.clone()
+    noisy[1] = 1e3  # the empty sample's logits do not depend on what sits in its slots
+    assert torch.allclose(fusion(noisy, present)[1], logits[1], atol=1e-5)
+    if name == "weighted":
+        w = fusion.modality_weights(present)
+        assert torch.allclose(w.sum(1), torch.tensor([1.0, 0.0, 1.0])) and w[2, 1] == 0

@@ -42,9 +42,10 @@ class WeightedSumFusion(nn.Module):
         self.head = _head(dim, dim, classes)
 
     def modality_weights(self, present: torch.Tensor) -> torch.Tensor:
-        """``(B, M)`` weights summing to one over each sample's present modalities."""
-        w = self.weights[None, :].expand(present.shape[0], -1).masked_fill(~present, float("-inf"))
-        return torch.softmax(w, dim=1)
+        """``(B, M)`` weights summing to one over each sample's present modalities (all 0 for a sample
+        with none: a softmax over nothing but ``-inf`` is NaN, in the output and in the gradient)."""
+        w = torch.softmax(self.weights, dim=0)[None, :] * present.to(self.weights.dtype)
+        return w / w.sum(1, keepdim=True).clamp_min(1e-12)
 
     def forward(self, z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         w = self.modality_weights(present)
