@@ -64,3 +64,16 @@ def test_quiet_dask_build_prints_no_cluster_log(tmp_path, corpus):
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
     assert res.stdout.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped, ")
+
+
+def test_shipped_pipelines_read_an_input_the_repository_makes():
+    """pipelines/audio.yaml read examples/audio, which nothing makes: `mmprep build pipelines/audio.yaml -o OUT`
+    exited 2 (input.path does not exist)."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    made = {"examples/corpus"}  # examples/make_corpus.py's default output
+    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+        inp = (yaml.safe_load(path.read_text()).get("input") or {}).get("path")
+        assert inp is None or inp in made or (ROOT / inp).exists(), (path.name, inp)
