@@ -99,7 +99,10 @@ class _ClipWriter:
         self.out = av.open(self.buf, mode="w", format="mp4")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.vs = self.out.add_stream(codec, rate=rate)
-        self.vs.width, self.vs.height, self.vs.pix_fmt = first.width, first.height, "yuv420p"
+        # x264's 4:2:0 needs even sizes: an odd one loses its last row / column (a 1-pixel one gains a copy)
+        self.source_size = (first.width, first.height)
+        self.size = (max(2, first.width // 2 * 2), max(2, first.height // 2 * 2))
+        self.vs.width, self.vs.height, self.vs.pix_fmt = *self.size, "yuv420p"
         self.src_time_base = time_base
         # MPEG-4 Part 2 (the fallback without libx264) refuses time base denominators above 65535 (MPEG-TS's 1/90000)
         self.time_base = time_base if time_base.denominator <= 65535 else Fraction(1, 60000)
@@ -122,7 +125,7 @@ class _ClipWriter:
 
     def add(self, frame: Any, t: float) -> None:
         src_pts = frame.pts if frame.pts is not None else int(round(t / self.src_time_base))
-        frame = frame.reformat(format="yuv420p")
+        frame = self._fit(frame).reformat(format="yuv420p")
         self.pts0 = src_pts if self.pts0 is None else self.pts0
         shifted = round((src_pts - self.pts0) * self.src_time_base / self.time_base)
         pts = max(shifted, self.last_pts + 1)  # strictly increasing, as the encoder requires
@@ -133,6 +136,20 @@ class _ClipWriter:
         self.n += 1
         self.first = t if self.first is None else self.first
         self.last = t
+
+    def _fit(self, frame: Any) -> Any:
+        """The frame at the clip's size: cut (or edge-padded) to even from the source's size, scaled when the
+        stream changed size mid-way (broadcast TS does, at ad breaks)."""
+        import av
+
+        if (frame.width, frame.height) == self.size:
+            return frame
+        if (frame.width, frame.height) != self.source_size:
+            return frame.reformat(width=self.size[0], height=self.size[1])
+        w, h = self.size
+        rgb = frame.to_ndarray(format="rgb24")[:h, :w]
+        rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
 
     def close(self, audio: np.ndarray | None, rate: int) -> bytes:
         import av
@@ -197,7 +214,9 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
             piece = shift(audio, offset)[int(round(start * arate)) : int(round(end * arate))]
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
                       "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
-                     | ({"truncated": notes["truncated"]} if i in cut_short else {}))
+                     | ({"truncated": notes["truncated"]} if i in cut_short else {})
+                     | ({"resized": {"from": list(w.source_size), "to": list(w.size)}}
+                        if w.size != w.source_size else {}))
     return clips
 
 
@@ -206,7 +225,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "4"  # corrupt tails keep the clips before them; 3: times from the stream's start, audio aligned
+    version = "5"  # odd sizes cut to even; 4: corrupt tails keep clips; 3: times from the stream's start
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -251,7 +270,8 @@ class VideoClips(Stage):
             child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
-                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated")
+                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated",
+                                                           "resized")
                                     if k in clip}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
