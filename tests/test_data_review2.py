@@ -248,3 +248,17 @@ def test_mid_epoch_state_still_needs_the_same_layout(built):
                               "the saved value")
     with pytest.raises(ConfigError, match=r"^state: saved with world=1 but this stream has world=2$"):
         _loader(out, 0, world=2, rank=0).load_state_dict(state)
+
+
+def test_one_shard_more_ranks_than_samples(tmp_path):
+    """even='drop' with fewer samples than ranks gave every rank an empty epoch, silently (a training loop
+    then ran zero steps per epoch); 'pad' gives each rank one sample."""
+    out = tmp_path / "one"
+    _build(out, 5, set(), 10)
+    with pytest.raises(ConfigError) as err:
+        ShardStream(str(out), world=8, rank=3, even="drop")
+    assert str(err.value) == ("even: 'drop' leaves each of the 8 ranks no sample of the 5; use even='pad' (ranks "
+                              "then repeat samples)")
+    assert len(ShardStream(str(out), world=5, rank=4, even="drop")) == 1
+    got = [[s["__key__"] for s in ShardStream(str(out), fields=["txt"], world=8, rank=r)] for r in range(8)]
+    assert got == [["k00"], ["k01"], ["k02"], ["k03"], ["k04"], ["k00"], ["k01"], ["k02"]]

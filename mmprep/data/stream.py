@@ -120,6 +120,9 @@ class ShardStream(IterableDataset):
         self.rank = rank if rank is not None else auto_rank
         if not 0 <= self.rank < self.world:
             raise ConfigError("rank", f"rank {self.rank} is outside world size {self.world}")
+        if even == "drop" and sum(self.counts) < self.world:  # every epoch would be empty on every rank
+            raise ConfigError("even", f"'drop' leaves each of the {self.world} ranks no sample of the "
+                              f"{sum(self.counts)}; use even='pad' (ranks then repeat samples)")
         self.chunk_bytes = chunk_bytes
         self.epoch = 0
         self._resume: dict[int, Progress] = {}  # where each plan worker starts
