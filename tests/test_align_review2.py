@@ -176,3 +176,27 @@ def test_video_frame_ranges_stop_at_the_last_frame():
     assert cue_map[-1]["video_frames"] == [120, 120]
     start_ms, end_ms = round(cue_map[0]["start"] * 1000), round(cue_map[0]["end"] * 1000)
     assert cue_map[0]["video_frames"] == [start_ms * 10 // 1000, -(-end_ms * 10 // 1000)]
+
+
+def test_a_cue_far_past_the_media_is_not_matched(track):
+    """A typo such as 20:00:00 in a file for a one-minute clip made the cue mask (and its FFTs) 20 hours
+    long: seconds and hundreds of MB for one file, gigabytes for 99:00:00."""
+    import time
+
+    y, truth = track
+    subs = [Cue(a + 700, b + 700, f"l{i}") for i, (a, b) in enumerate(truth)]
+    cues = [*subs, Cue(72_000_000, 72_001_000, "typo")]
+    t0 = time.perf_counter()
+    res = align(activity(y, RATE), cues)
+    assert time.perf_counter() - t0 < 3.0
+    rec = res.record
+    assert rec["status"] == "ok" and rec["cues_not_used"] == 1 and rec["validation"]["counts"] == {"past_end": 1}
+    assert abs(rec["offset"] + 0.7) < 0.03
+    # moved by the model of its nearest speech cue (the ratio is rounded to 1e-6 in the record: 72 ms here)
+    predicted = res.times[-2][0] + rec["ratio"] * (cues[-1].start - cues[-2].start)
+    assert abs(res.times[-1][0] - predicted) <= 100
+    plain = align(activity(y, RATE), subs).record  # the rest of the record as without the typo
+    assert (plain["offset"], plain["ratio"], plain["confidence"]) == (rec["offset"], rec["ratio"], rec["confidence"])
+    only = align(activity(y, RATE), [Cue(72_000_000, 72_001_000, "typo")]).record
+    assert (only["status"], only["reasons"]) == ("failed", ["subtitle.empty"])
+    assert only["message"] == "no cue with text and a positive duration within max_offset of the media"

@@ -90,11 +90,14 @@ def failed(reason: str, message: str, **extra: Any) -> Result:
     return Result(rec)
 
 
-def _speech_cues(cues: list[Cue]) -> list[int]:
+def _speech_cues(cues: list[Cue], reach_ms: float) -> list[int]:
     """The cues that stand for speech: with text and a positive duration, not signs (positioned or drawn
     ASS events), and not longer than ``LONGEST_CUE_MS`` unless every cue is (a 59 s sign over an episode
-    would read as 59 s of speech and pull the match off)."""
-    spoken = [i for i, c in enumerate(cues) if c.end > c.start >= 0 and c.text.strip() and not c.sign]
+    would read as 59 s of speech and pull the match off). A cue starting after ``reach_ms`` (subtitle time)
+    cannot meet the media at any offset or ratio searched: matching it would only make the cue mask, and
+    the FFTs, as long as its time (a typo such as 99:00:00 meant gigabytes)."""
+    spoken = [i for i, c in enumerate(cues)
+              if c.end > c.start >= 0 and c.start <= reach_ms and c.text.strip() and not c.sign]
     short = [i for i in spoken if cues[i].end - cues[i].start <= LONGEST_CUE_MS]
     return short or spoken
 
@@ -104,16 +107,17 @@ def align(act: Activity, cues: list[Cue], params: AlignParams = AlignParams()) -
     check = validate(cues, act.seconds)
     base = {"cues": len(cues), "validation": check, "media_seconds": round(act.seconds, 3),
             "speech_seconds": round(act.speech_seconds, 3)}
-    usable = _speech_cues(cues)
+    max_ms = int(params.max_offset * 1000)
+    ratios = search.STANDARD_RATIOS if params.ratios else (1.0,)
+    usable = _speech_cues(cues, (act.seconds * 1000 + max_ms) / min(ratios))
     if len(usable) < len(cues):
         base["cues_not_used"] = len(cues) - len(usable)  # moved with their neighbours, not matched to speech
     if not usable:
-        return failed("subtitle.empty", "no cue with text and a positive duration", **base)
+        return failed("subtitle.empty", "no cue with text and a positive duration within max_offset of the media",
+                      **base)
     if not act.has_speech:
         return failed("audio.no_speech", "no speech found in the audio", **base)
     spans = [(cues[i].start, cues[i].end) for i in usable]
-    max_ms = int(params.max_offset * 1000)
-    ratios = search.STANDARD_RATIOS if params.ratios else (1.0,)
     longest = int(max(b for _, b in spans) * max(ratios) * 1.006) // HOP_MS + 2  # room for the ratio refinement
     corr = search.Correlator(act.mask, max_ms, longest)
     fit = search.best_fit(corr, spans, ratios=ratios, refine=params.refine_ratio)
