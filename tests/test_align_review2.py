@@ -200,3 +200,13 @@ def test_a_cue_far_past_the_media_is_not_matched(track):
     only = align(activity(y, RATE), [Cue(72_000_000, 72_001_000, "typo")]).record
     assert (only["status"], only["reasons"]) == ("failed", ["subtitle.empty"])
     assert only["message"] == "no cue with text and a positive duration within max_offset of the media"
+
+
+def test_srt_content_in_a_vtt_field_comes_out_as_valid_webvtt():
+    srt = srt_text([(1.0, 2.0, "one"), (3.0, 4.5, "two")])
+    doc = parse(srt, "vtt")
+    assert [(c.start, c.end, c.text) for c in doc.cues] == [(1000, 2000, "one"), (3000, 4500, "two")]
+    out = render(doc, [(1100, 2100), (3100, 4600)])
+    assert out == ("WEBVTT\n\n" + srt.replace("00:00:01,000 --> 00:00:02,000", "00:00:01.100 --> 00:00:02.100")
+                   .replace("00:00:03,000 --> 00:00:04,500", "00:00:03.100 --> 00:00:04.600"))
+    assert [(c.start, c.end, c.text) for c in parse(out, "vtt").cues] == [(1100, 2100, "one"), (3100, 4600, "two")]

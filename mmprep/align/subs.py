@@ -235,7 +235,8 @@ def render(doc: SubDoc, times: list[tuple[int, int]]) -> str:
         lines = list(doc.raw["lines"])
         for (i, settings), (a, b) in zip(doc.raw["timing"], times, strict=True):
             lines[i] = f"{_vtt_time(a)} --> {_vtt_time(b)}{settings}"
-        return "\n".join(lines)
+        text = "\n".join(lines)
+        return text if text.startswith("WEBVTT") else "WEBVTT\n\n" + text  # SRT-style .vtt: made valid WebVTT
     events = [e for e in doc.raw.events if not e.is_comment]
     for e, (a, b) in zip(events, times, strict=True):
         e.start, e.end = max(0, int(a)), max(0, int(b))
