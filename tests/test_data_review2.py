@@ -262,3 +262,25 @@ def test_one_shard_more_ranks_than_samples(tmp_path):
     assert len(ShardStream(str(out), world=5, rank=4, even="drop")) == 1
     got = [[s["__key__"] for s in ShardStream(str(out), fields=["txt"], world=8, rank=r)] for r in range(8)]
     assert got == [["k00"], ["k01"], ["k02"], ["k03"], ["k04"], ["k00"], ["k01"], ["k02"]]
+
+
+def test_big_endian_npy_decodes(tmp_path):
+    """numpy.save keeps a big-endian array's byte order; torch.from_numpy refused it, so a valid member
+    was a DecodeError (or, with on_error='skip', a silently repeated sample)."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from mmprep.shardwriter import ShardWriter
+
+    arrays = {"a": np.arange(6, dtype=">f4").reshape(2, 3), "b": np.array([1, -2], dtype=">i8")}
+    writer = ShardWriter(tmp_path, "be-000000")
+    for key, array in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, array)
+        writer.write(key, [("x.npy", buf.getvalue())])
+    writer.close()
+    got = {s["__key__"]: s["x.npy"] for s in ShardStream(str(tmp_path), shuffle=False)}
+    assert torch.equal(got["a"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert torch.equal(got["b"], torch.tensor([1, -2]))

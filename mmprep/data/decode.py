@@ -190,6 +190,8 @@ def _origin(ext: str, shard: str | None, sidecars: Mapping[str, str] | None) -> 
 def _tensor(array: np.ndarray) -> Any:
     import torch
 
+    if not array.dtype.isnative:  # a big-endian .npy (numpy.save keeps the byte order): torch refuses it
+        array = array.astype(array.dtype.newbyteorder("="))
     if not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)
