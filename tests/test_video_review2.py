@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from mmprep.errors import Drop
 from mmprep.sample import KEY, META
 from mmprep.stage import make_stage
 from mmprep.stages.audio.io import read_audio
@@ -162,3 +163,42 @@ def test_a_size_change_mid_stream_is_scaled_to_the_clips_size():
     levels = [level for _, _, level in frames]  # the TS join loses a frame: 9 dark ones, then 10 bright
     assert len(levels) == 19 and all(abs(v - 20) <= 2 for v in levels[:9])
     assert all(abs(v - 200) <= 2 for v in levels[9:])
+
+
+def nan_audio_video() -> bytes:
+    """1 s Matroska: MJPEG picture and a float PCM tone whose samples 100-199 are NaN."""
+    x = tone(1.0, rate=RATE)
+    x[100:200] = np.nan
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        vs = out.add_stream("mjpeg", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuvj420p"
+        a = out.add_stream("pcm_f32le", rate=RATE)
+        a.layout = "mono"
+        for i in range(FPS):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for s in range(0, RATE, RATE // 10):
+            frame = av.AudioFrame.from_ndarray(x[None, s : s + RATE // 10], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = RATE, s
+            for packet in a.encode(frame):
+                out.mux(packet)
+    return buf.getvalue()
+
+
+def test_nan_in_a_video_audio_track_is_checked():
+    """video.audio_track passed NaN on to the features (240 NaN log-mel values); video.clips failed the whole
+    video (video.clips.error: AAC refuses NaN)."""
+    data = nan_audio_video()
+    with pytest.raises(Drop) as e:
+        make_stage("video.audio_track").process({KEY: "v", "mkv": data})
+    assert (e.value.reason, e.value.field) == ("audio.nonfinite", "wav")
+    out = make_stage("video.audio_track", nonfinite="zero").process({KEY: "v", "mkv": data})
+    assert np.isfinite(out["wav"].samples).all() and not out["wav"].samples[100:200].any()
+    assert out[META]["audio_track"]["wav"]["nonfinite_zeroed"] == 100
+    clips = make_stage("video.clips", length=0.5).process({KEY: "v", "mkv": data})
+    assert [c[META]["clip"].get("audio_nonfinite_zeroed") for c in clips] == [100, None]
+    samples, _ = read_audio(clips[0]["mp4"], field="mp4")
+    assert np.isfinite(samples).all() and float(np.abs(samples).max()) > 0.4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -85,6 +85,9 @@ class AudioTrackConfig(VideoConfig):
                              description="Resample to this many Hz (at most 384000, as audio.resample); none keeps "
                                          "the stream's rate.")
     mono: bool = Field(True, description="Mix down to one channel.")
+    nonfinite: Literal["drop", "zero"] = Field(
+        "drop", description="NaN/inf samples (float PCM tracks): lose the field (audio.nonfinite) or replace them "
+                            "with 0, as audio.decode does.")
 
     @field_validator("field")
     @classmethod
@@ -100,7 +103,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
-    version = "4"  # a corrupt tail ends the track (was video.audio_corrupt); 3: aligned to the first frame
+    version = "5"  # NaN/inf checked (nonfinite); 4: a corrupt tail ends the track; 3: aligned to the first frame
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig
@@ -124,6 +127,13 @@ class VideoAudioTrack(Stage):
             # a broken audio stream costs the audio field, not the video
             raise Drop("video.audio_corrupt", drop.message, field=c.field) from None
         samples = shift(samples, int(round(offset * rate)))
+        bad = ~np.isfinite(samples)
+        n_bad = int(bad.sum())
+        if n_bad and c.nonfinite == "drop":
+            raise Drop("audio.nonfinite", f".{ext}: {n_bad} NaN or infinite samples in the audio track", field=c.field)
+        if n_bad:
+            samples = np.where(bad, np.float32(0.0), samples)
+            notes["nonfinite_zeroed"] = n_bad
         if not samples.shape[-1]:
             raise Drop("video.no_audio", f".{ext}: the audio stream ends before the video starts", field=c.field)
         sample[c.field] = Audio(samples=samples, rate=rate, info={"from": ext})

@@ -179,6 +179,10 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
             if container.streams.audio:
                 audio, arate, audio_start = decode_track(container, field=field, rate=None, mono=True,
                                                          deadline=deadline)
+    bad = None
+    if audio is not None and not np.isfinite(audio).all():  # float PCM can hold NaN; AAC refuses it
+        bad = ~np.isfinite(audio)
+        audio = np.where(bad, np.float32(0.0), audio)
     writers: dict[int, _ClipWriter] = {}
     done: dict[int, _ClipWriter] = {}
     with open_video(data, field=field) as container:
@@ -208,13 +212,16 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
     for i in sorted(done):
         w = done[i]
         start, end = w.first, w.last + step
-        piece = None
+        piece, zeroed = None, 0
         if audio is not None:  # the audio's own first sample may be before or after the video's first frame
             offset = int(round((audio_start - video_start) * arate))
-            piece = shift(audio, offset)[int(round(start * arate)) : int(round(end * arate))]
+            span = slice(int(round(start * arate)), int(round(end * arate)))
+            piece = shift(audio, offset)[span]
+            zeroed = int(shift(bad, offset)[span].sum()) if bad is not None else 0
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
                       "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
                      | ({"truncated": notes["truncated"]} if i in cut_short else {})
+                     | ({"audio_nonfinite_zeroed": zeroed} if zeroed else {})
                      | ({"resized": {"from": list(w.source_size), "to": list(w.size)}}
                         if w.size != w.source_size else {}))
     return clips
@@ -225,7 +232,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "5"  # odd sizes cut to even; 4: corrupt tails keep clips; 3: times from the stream's start
+    version = "6"  # NaN audio zeroed; 5: odd sizes cut to even; 4: corrupt tails; 3: times from the stream's start
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -271,7 +278,7 @@ class VideoClips(Stage):
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
                            "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated",
-                                                           "resized")
+                                                           "resized", "audio_nonfinite_zeroed")
                                     if k in clip}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
