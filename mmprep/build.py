@@ -353,9 +353,6 @@ def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: s
                "reports_current": not triage.todo and not tars and not parts and _reports_current(out, reports),
                "inputs_skipped": _inputs_skipped(skipped)["inputs_skipped"],
                "seconds": round(time.perf_counter() - t0, 3)}
-    log.info("dry run: %d samples in %d shards: %d complete, %d to build%s", len(records), len(shards),
-             summary["shards_complete"], len(triage.todo),
-             "".join(f"; {n} {reason}" for reason, n in summary["rebuilt_because"].items()))
     return summary
 
 

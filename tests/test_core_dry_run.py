@@ -65,3 +65,24 @@ def test_dry_run_with_force_plans_every_shard(tmp_path, corpus):
     build(traced(tmp_path), corpus, out, workers=1)
     plan = build(traced(tmp_path), corpus, out, dry_run=True, force=True)
     assert plan["rebuilt_because"] == {"forced": 3} and plan["shards_complete"] == 0
+
+
+def test_cli_dry_run_prints_the_plan_and_the_build_names_its_error_reasons(tmp_path, corpus):
+    from tests.conftest import ROOT, run_cli
+
+    out = tmp_path / "out"
+    (corpus / "part0" / "item0002.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    pipe = str(ROOT / "pipelines/demo.yaml")
+    plan = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout == "dry run: 8 samples in 2 shards: 0 complete, 2 to build (8 samples; 2 not built yet)\n"
+    assert not out.exists() and "starting" not in plan.stderr  # no worker was started
+
+    res = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.splitlines()
+    assert first.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped, ")
+    assert second == f"errors by reason: image.corrupt 1 (details in {out / 'errors.jsonl'})"
+
+    same = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "--dry-run")
+    assert same.stdout == "dry run: 8 samples in 2 shards: 2 complete, 0 to build (0 samples); nothing to build\n"

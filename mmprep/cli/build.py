@@ -23,6 +23,7 @@ def build(
                                   help="Dask scheduler address tcp://HOST:PORT."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder (default OUT/.cache); share it between builds."),
     force: bool = typer.Option(False, "--force", help="Rebuild every shard and ignore cached results."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be built and why; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
@@ -38,18 +39,44 @@ def build(
         spec = load_pipeline(pipeline)
         opts = BuildOptions(input=input, output=str(output), workers=workers, executor=executor,
                             scheduler=scheduler or None, cache_dir=str(cache) if cache else None, force=force,
-                            progress=not quiet)
+                            progress=not quiet and not dry_run, dry_run=dry_run)
         summary = run_build(spec, opts)
     except ConfigError as exc:
         fail_config(exc)
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
+    elif dry_run:
+        typer.echo(_planned(summary))
     else:
-        typer.echo(f"{summary['samples_out']}/{summary['samples_in']} samples in {summary['shards']} shards "
-                   f"({summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
-                   f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
-    if not summary["ok"]:
+        typer.echo(_built(summary, output))
+    if not summary.get("ok", True):
         raise typer.Exit(1)
+
+
+def _built(summary: dict, output: Path) -> str:
+    """The closing line, and the reason codes of the samples dropped and the fields omitted."""
+    line = (f"{summary['samples_out']}/{summary['samples_in']} samples in {summary['shards']} shards "
+            f"({summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
+            f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
+    reasons = summary.get("errors_by_reason") or {}
+    if reasons:
+        top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{reason} {n}" for reason, n in top[:6]) + (", ..." if len(top) > 6 else "")
+        line += f"\nerrors by reason: {shown} (details in {os.path.join(str(output), 'errors.jsonl')})"
+    return line
+
+
+def _planned(plan: dict) -> str:
+    why = "".join(f"; {n} {reason}" for reason, n in plan["rebuilt_because"].items())
+    line = (f"dry run: {plan['samples_in']} samples in {plan['shards']} shards: {plan['shards_complete']} complete, "
+            f"{plan['shards_to_build']} to build ({plan['samples_to_build']} samples{why})")
+    if plan["records_changed"]:
+        line += f", {plan['records_changed']} records new or changed"
+    if plan["stale_tars"]:
+        line += f", {plan['stale_tars']} stale tar(s) to remove"
+    if not plan["shards_to_build"] and not plan["stale_tars"]:
+        line += "; nothing to build" if plan["reports_current"] else "; the reports would be merged again"
+    return line
 
 
 def _stop_on_sigterm() -> None:
