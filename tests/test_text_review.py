@@ -61,3 +61,15 @@ def test_stopword_lists_are_read_without_importing_spacy():
     stage = make_stage("text.stopwords", punctuation=True)
     sample = stage.process({"__key__": "k", "tokens.json": {"tokens": ["猫", "的", "the", "cat", "，"]}})
     assert sample["tokens.json"] == {"tokens": ["猫", "cat"]}
+
+
+def test_line_breaking_controls_become_whitespace_instead_of_gluing_words():
+    """Form feeds (PDF page breaks), vertical tabs, NEL and the separator controls were deleted, so the
+    words on either side ran together ("page\\x0cNext" -> "pageNext"); other controls are still removed."""
+    raw = "end of page\x0cStart\x0bof\u0085the\x1enext\x1fpart\x00!\x1b[0m".encode()
+    sample = make_stage("text.decode").process({"__key__": "k", "txt": raw})
+    assert sample["txt"] == "end of page\nStart\nof\nthe\nnext part![0m"
+    assert sample["__meta__"] == {"encoding": {"txt": "utf-8"}, "controls": {"txt": 7}}
+    assert make_stage("text.normalize").process(sample)["txt"] == "end of page Start of the next part![0m"
+    kept = make_stage("text.decode", on_control="keep").process({"__key__": "k", "txt": raw})
+    assert kept["txt"] == raw.decode()

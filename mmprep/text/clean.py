@@ -36,8 +36,15 @@ def count_controls(text: str) -> int:
     return len(CONTROL.findall(text)) if CONTROL.search(text) else 0
 
 
+# Controls that separate lines or words (VT, FF, NEL, the file/group/record/unit separators: Python's
+# str.splitlines and str.isspace agree): removing them glued the words on either side ("page\x0cNext"
+# from a PDF became "pageNext"), so they become a line break or a space instead.
+_BREAKS = {ord(c): "\n" for c in "\x0b\x0c\x1c\x1d\x1e\x85"} | {0x1F: " "}
+
+
 def strip_controls(text: str) -> str:
-    return CONTROL.sub("", text)
+    """Control characters removed; the ones that break lines or words (:data:`_BREAKS`) become whitespace."""
+    return CONTROL.sub("", text.translate(_BREAKS))
 
 
 def strip_html(text: str) -> str:
