@@ -210,3 +210,20 @@ def test_srt_content_in_a_vtt_field_comes_out_as_valid_webvtt():
     assert out == ("WEBVTT\n\n" + srt.replace("00:00:01,000 --> 00:00:02,000", "00:00:01.100 --> 00:00:02.100")
                    .replace("00:00:03,000 --> 00:00:04,500", "00:00:03.100 --> 00:00:04.600"))
     assert [(c.start, c.end, c.text) for c in parse(out, "vtt").cues] == [(1100, 2100, "one"), (3100, 4600, "two")]
+
+
+def test_undecodable_subtitles_are_a_failed_record_not_a_missing_one():
+    """Bytes no encoding explains raised Drop(text.undecodable) out of align.subtitles: the subtitle field
+    (or the sample) was dropped and the alignment report had no record of it."""
+    bad = bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))
+    stage = make_stage("align.subtitles")
+    stage.begin_shard()
+    x, _ = speech_track(8, seed=2)
+    out = stage.process({"__key__": "k", "wav": wav_bytes(x), "srt": bad})
+    rec = out["align.json"]["subtitles"]["srt"]
+    assert (rec["status"], rec["reasons"]) == ("failed", ["text.undecodable"])
+    assert out["srt"] is bad and out["__meta__"]["align"]["srt"]["status"] == "failed"
+    assert [(r["key"], r["status"]) for r in stage.end_shard()["records"]] == [("k", "failed")]
+    with pytest.raises(SubtitleError) as err:
+        parse(bad, "srt")
+    assert err.value.reason == "text.undecodable"

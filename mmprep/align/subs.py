@@ -50,9 +50,13 @@ def _to_text(data: bytes | str) -> str:
         try:
             data = data.decode("utf-8-sig")  # the common case, without loading a charset detector
         except UnicodeDecodeError:
+            from mmprep.errors import Drop
             from mmprep.stages.text.encoding import decode_text
 
-            data = decode_text(data, field="srt")[0]
+            try:
+                data = decode_text(data, field="srt")[0]
+            except Drop as drop:  # a failed record like any bad file, not a dropped sample missing from the report
+                raise SubtitleError(drop.reason, drop.message) from None
     return data.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
