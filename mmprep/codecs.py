@@ -125,11 +125,11 @@ def _encode_av(audio: Audio, ext: str) -> bytes:
         with av.open(buf, mode="w", format=container) as out:
             stream = out.add_stream(codec, rate=audio.rate)
             stream.layout = layout
-            step = audio.rate // 50 if codec == "libopus" else 1152  # Opus takes whole 20 ms frames only
+            # Opus takes 20 ms frames; a shorter last one is trimmed at the end by the Ogg granule position
+            # (zero-padding it here made every re-encoded .opus up to 20 ms longer)
+            step = audio.rate // 50 if codec == "libopus" else 1152
             for start in range(0, x.shape[1], step):
                 chunk = x[:, start : start + step]
-                if codec == "libopus" and chunk.shape[1] < step:
-                    chunk = np.pad(chunk, ((0, 0), (0, step - chunk.shape[1])))
                 # interleaved float (PyAV mishandles planar frames of 8 channels); PyAV converts to the
                 # encoder's own sample format
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt",

@@ -15,10 +15,11 @@ import pytest
 import soundfile as sf
 
 from mmprep.build import BuildOptions, run_build
+from mmprep.codecs import encode_field
 from mmprep.config import parse_pipeline
 from mmprep.sample import Audio
 from mmprep.stage import make_stage
-from mmprep.stages.audio.io import read_pyav
+from mmprep.stages.audio.io import read_audio, read_pyav
 from mmprep.stages.audio.loudness import integrated_lufs
 from mmprep.testing.audio import encoded_bytes, encoded_multichannel, noise, speech_like
 from mmprep.testing.media import mp4_bytes, tone, wav_bytes, write
@@ -153,3 +154,23 @@ def test_multichannel_aac_and_opus_decode_and_encode(tmp_path, ext, channels):
     if ext == "m4a":  # AAC low-passes the LFE channel (index 3 in 5.1 and 7.1): its 900 Hz tone is gone
         peaks, want = peaks[:3] + peaks[4:], want[:3] + want[4:]
     assert peaks == want  # every channel in its place
+
+
+# -- short clips written as .opus / .aac ------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+@pytest.mark.parametrize("n", [1, 1000, 16001])
+def test_reencoded_opus_keeps_its_length(rate, n):
+    """The last 20 ms Opus frame was zero-padded before encoding: every processed .opus grew by up to 20 ms."""
+    x = speech_like(n / rate + 0.01, rate=rate)[:n]
+    y, got_rate = read_audio(encode_field("opus", Audio(samples=x, rate=rate)), field="opus")
+    assert (got_rate, y.shape) == (rate, (1, n))
+
+
+@pytest.mark.parametrize(("n", "channels"), [(5, 1), (1024, 2), (300, 1)])
+def test_short_aac_written_by_the_writer_reads_back(n, channels):
+    """A few ADTS frames score too low in FFmpeg's format probe: a processed 5-sample .aac was written, then
+    refused on reading as audio.corrupt. A field named .aac is opened as ADTS when the probe gives up."""
+    x = np.full((channels, n), 0.25, np.float32)
+    y, rate = read_audio(encode_field("aac", Audio(samples=x if channels > 1 else x[0], rate=8000)), field="aac")
+    assert rate == 8000 and y.shape[0] == channels and y.shape[1] >= n  # ADTS keeps priming and padding

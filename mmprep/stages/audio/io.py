@@ -57,12 +57,30 @@ def header_samples(container, stream, rate: int) -> int | None:
     return int(round(stream.duration * stream.time_base * rate))
 
 
+_FORMAT_HINTS = {"aac": "aac", "mp3": "mp3"}  # raw streams FFmpeg's probe may not recognise when short
+
+
+def _open(data: bytes, field: str):
+    """A PyAV input container. A short raw ADTS stream (a few AAC frames, e.g. a re-encoded 60 ms clip) scores
+    too low in FFmpeg's format probe to be recognised; a field named ``.aac`` (``.mp3``) is then opened as
+    that format."""
+    import av
+
+    try:
+        return av.open(io.BytesIO(data))
+    except av.error.InvalidDataError:
+        hint = _FORMAT_HINTS.get(field.rsplit(".", 1)[-1])
+        if hint is None:
+            raise
+        return av.open(io.BytesIO(data), format=hint)
+
+
 def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
     """``shape=(channels, n)`` float32 and the rate, decoded by FFmpeg; MP4 end padding trimmed."""
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with _open(data, field) as container:
             if not container.streams.audio:
                 raise Drop("audio.no_stream", "the file has no audio stream", field=field)
             stream = container.streams.audio[0]
