@@ -58,7 +58,7 @@ class _Quiet:
 COMMANDS = {
     "build": "build", "validate": "pipeline", "stages": "pipeline", "schema": "pipeline",
     "align": "align", "avsync": "align", "report": "align", "audio-features": "audio", "probe": "media",
-    "embed": "embed", "vocab": "text", "train": "train",
+    "embed": "embed", "vocab": "text", "train": "train", "show": "show",
 }
 
 # commands run once per file in shell loops, with an entry that parses its own arguments without
