@@ -109,6 +109,13 @@ def encode_audio(audio: Audio, ext: str) -> bytes:
     return buf.getvalue()
 
 
+def held_rate(ext: str, rate: int) -> int:
+    """The rate at which the lossy format ``ext`` stores audio of ``rate`` Hz: ``rate`` itself when it holds it,
+    else the lowest one above (the highest one when none is above): 12,345 Hz -> 16 kHz AAC, 192 kHz -> 96 kHz."""
+    rates = _AV_RATES[_last(ext)]
+    return rate if rate in rates else min((r for r in rates if r > rate), default=max(rates))
+
+
 def _encode_av(audio: Audio, ext: str) -> bytes:
     """MP3 (LAME), AAC (ADTS or in MP4 for .m4a) or Opus (in Ogg) through PyAV, from float32 samples; up to
     8 channels (AAC, Opus) in FFmpeg's channel order for that count (6 = 5.1)."""

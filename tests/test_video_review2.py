@@ -202,3 +202,39 @@ def test_nan_in_a_video_audio_track_is_checked():
     assert [c[META]["clip"].get("audio_nonfinite_zeroed") for c in clips] == [100, None]
     samples, _ = read_audio(clips[0]["mp4"], field="mp4")
     assert np.isfinite(samples).all() and float(np.abs(samples).max()) > 0.4
+
+
+def pcm_video(rate: int) -> bytes:
+    """1 s Matroska: MJPEG picture and a 16-bit PCM 440 Hz tone at ``rate`` Hz."""
+    x = tone(1.0, rate=rate, amplitude=0.3)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        vs = out.add_stream("mjpeg", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuvj420p"
+        a = out.add_stream("pcm_s16le", rate=rate)
+        a.layout = "mono"
+        for i in range(FPS):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for s in range(0, rate, rate // 10):
+            frame = av.AudioFrame.from_ndarray(x[None, s : s + rate // 10], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, s
+            for packet in a.encode(frame):
+                out.mux(packet)
+        for packet in a.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("rate", "held"), [(192000, 96000), (12345, 16000), (1000, 7350), (44100, 44100)])
+def test_clip_audio_at_a_rate_aac_lacks_is_resampled(rate, held):
+    """AAC holds 7.35-96 kHz at set rates: the clips of a video with 192 kHz or 12,345 Hz PCM audio all failed
+    (video.clips.error: the AAC encoder refused to open)."""
+    clips = make_stage("video.clips", length=0.5).process({KEY: "v", "mkv": pcm_video(rate)})
+    assert len(clips) == 2
+    assert clips[0][META]["clip"].get("audio_resampled") == ([rate, held] if rate != held else None)
+    samples, got = read_audio(clips[0]["mp4"], field="mp4")
+    assert got == held and samples.shape[-1] == pytest.approx(held / 2, abs=held // 50 + 1024)
+    assert float(np.abs(samples).max()) == pytest.approx(0.3, abs=0.05)

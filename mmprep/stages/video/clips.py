@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from mmprep.codecs import held_rate
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
@@ -174,11 +175,15 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
     """Clips in span order: ``{"mp4", "start", "end", "frames", "text"}``; spans with no frame are left out."""
     deadline = Deadline(c.time_limit, field)
     audio, arate, audio_start = None, 0, 0.0
+    source_rate = 0
     if c.audio:
         with open_video(data, field=field) as container:
             if container.streams.audio:
-                audio, arate, audio_start = decode_track(container, field=field, rate=None, mono=True,
-                                                         deadline=deadline)
+                a = container.streams.audio[0]
+                source_rate = a.codec_context.sample_rate or a.rate or 0
+                # AAC holds 7.35-96 kHz at set rates: a 192 kHz or 12,345 Hz track is resampled to one it holds
+                audio, arate, audio_start = decode_track(container, field=field, mono=True, deadline=deadline,
+                                                         rate=held_rate("m4a", source_rate) if source_rate else None)
     bad = None
     if audio is not None and not np.isfinite(audio).all():  # float PCM can hold NaN; AAC refuses it
         bad = ~np.isfinite(audio)
@@ -222,6 +227,8 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                       "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
                      | ({"truncated": notes["truncated"]} if i in cut_short else {})
                      | ({"audio_nonfinite_zeroed": zeroed} if zeroed else {})
+                     | ({"audio_resampled": [source_rate, arate]} if audio is not None and arate != source_rate
+                        else {})
                      | ({"resized": {"from": list(w.source_size), "to": list(w.size)}}
                         if w.size != w.source_size else {}))
     return clips
@@ -232,7 +239,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "6"  # NaN audio zeroed; 5: odd sizes cut to even; 4: corrupt tails; 3: times from the stream's start
+    version = "7"  # audio at rates AAC lacks resampled; 6: NaN zeroed; 5: odd sizes; 4: corrupt tails; 3: start
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -278,7 +285,8 @@ class VideoClips(Stage):
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
                            "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated",
-                                                           "resized", "audio_nonfinite_zeroed")
+                                                           "resized", "audio_nonfinite_zeroed",
+                                                           "audio_resampled")
                                     if k in clip}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
