@@ -291,3 +291,21 @@ def test_a_sample_with_no_modality_left_gives_finite_logits_and_gradients(name):
     if name == "weighted":
         w = fusion.modality_weights(present)
         assert torch.allclose(w.sum(1), torch.tensor([1.0, 0.0, 1.0])) and w[2, 1] == 0
+
+
+def test_cli_source_without_shards_names_data_source(tmp_path):
+    """The line named the loader's argument ('source: no shards match ...'), not the config key."""
+    doc = _doc(tmp_path / "nothing" / "x-*.tar", tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}})
+    proc = _cli(tmp_path, doc)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"mmprep: config error: data.source: no shards match "
+                                   f"{str(tmp_path / 'nothing' / 'x-*.tar')!r}")
+
+
+def test_label_below_minus_one_is_a_config_error(tmp_path):
+    d = _vectors(tmp_path / "shards", [0, 1, -3, 1, 0, 1])
+    cfg = parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}},
+                            data={"batch_size": 6}))
+    with pytest.raises(ConfigError) as err:
+        Run(cfg, tmp_path / "run").fit()
+    assert str(err.value) == "data.label: field 'cls' holds label -3; class ids are 0 and up (-1: no label)"

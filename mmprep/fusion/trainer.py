@@ -51,7 +51,10 @@ class Run:
         self.out = out
         self.device = pick_device(cfg.train.device)
         d = cfg.data
-        keys = [s.key for shard in resolve(d.source) for s in shard.spans]
+        try:
+            keys = [s.key for shard in resolve(d.source) for s in shard.spans]
+        except ConfigError as exc:  # the loader names its own argument, `source`
+            raise ConfigError("data.source", exc.message) from None
         val = {k for k in keys if in_val(k, d.val_fraction)}
         train = set(keys) - val
         if not train:
