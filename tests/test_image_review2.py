@@ -86,3 +86,45 @@ def test_negative_brightness_darkens_to_black_not_back_up():
     rgba = np.dstack([px, np.full((1, 2), 77, np.uint8)])
     assert enhance(rgba, EnhanceConfig(beta=-50))[:, :, 3].tolist() == [[77, 77]]
     assert make_stage("image.enhance").version == "2"
+
+
+def test_keep_ratio_refuses_an_output_over_90_megapixels():
+    """keep_ratio on the shorter side grows the longer one by the same factor: a 1x2000 banner (a few
+    hundred bytes as PNG) became a 512000x256 image (393 MB), a 1x100000 one 19 GB: a worker killed by
+    the OOM killer instead of one dropped sample."""
+    from mmprep.sample import Image
+
+    banner = np.full((1, 2000, 3), 90, np.uint8)
+    with pytest.raises(Exception, match="would be 512000x256 = 131 MP") as exc:
+        make_stage("image.resize", size=256, mode="keep_ratio").process({KEY: "k", "png": Image(pixels=banner)})
+    assert (exc.value.reason, exc.value.field) == ("image.too_large", "png")
+    for params in ({"side": "longer"}, {"upscale": False}, {"mode": "center_crop"}, {"mode": "pad"}):
+        out = make_stage("image.resize", **{"size": 256, "mode": "keep_ratio", **params}).process(
+            {KEY: "k", "png": Image(pixels=banner)})
+        assert out["png"].pixels.size <= 256 * 2000 * 3
+    stage = make_stage("image.resize", size=256, mode="keep_ratio")
+    ok = stage.process({KEY: "k", "png": Image(pixels=banner[:, :300])})
+    assert ok["png"].pixels.shape == (256, 76800, 3)  # 19.7 MP: allowed
+
+
+def test_embedding_preprocessing_of_a_banner_does_not_blow_up():
+    """mmprep embed's preprocessing resized the shorter side to `size` before cropping: a 1x2000 image
+    meant a 224x448000 intermediate (301 MB)."""
+    import tracemalloc
+
+    from mmprep.embed.image import preprocess
+
+    banner = np.zeros((1, 2000, 3), np.uint8)
+    banner[0, 990:1010] = 200  # the centre the crop keeps
+    tracemalloc.start()
+    x = preprocess(banner, size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000, peak
+    assert x.shape == (3, 224, 224) and np.allclose(x, 200 / 255)
+    normal = photo(300, 200, seed=4)  # usual aspect ratios keep the resize-then-crop path
+    got = preprocess(normal, size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    import cv2
+
+    want = cv2.resize(normal, (96, 64), interpolation=cv2.INTER_LINEAR)[:, 16:80].astype(np.float32) / 255
+    assert np.array_equal(got, want.transpose(2, 0, 1))

@@ -33,7 +33,11 @@ def preprocess(pixels: np.ndarray, *, size: int, mean: tuple[float, ...], std: t
         raise Drop("embed.bad_image", f"image has no pixels ({w}x{h})")
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    resized = cv2.resize(pixels, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    if max(nh, nw) > 16 * size:  # a 1x10000 banner would first become 224x2.24M (1.5 GB): cut the square first
+        s = min(h, w)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        pixels, nh, nw = pixels[y0 : y0 + s, x0 : x0 + s], size, size
+    resized = cv2.resize(np.ascontiguousarray(pixels), (nw, nh), interpolation=cv2.INTER_LINEAR)
     top, left = (nh - size) // 2, (nw - size) // 2
     crop = resized[top : top + size, left : left + size].astype(np.float32) / 255.0
     crop = (crop - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

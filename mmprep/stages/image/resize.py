@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from mmprep.errors import Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.image.common import decoded_images
 from mmprep.stages.image.geometry import Border, Interp, ResizeMode, Side, resize
+
+MAX_OUTPUT_PIXELS = 90_000_000  # as image.decode's max_pixels default
 
 
 class ResizeConfig(StageConfig):
@@ -27,6 +30,7 @@ class ImageResize(Stage):
     """Resize every image: keep_ratio (shorter or longer side), center_crop or pad to a square."""
 
     name = "image.resize"
+    version = "2"  # 2: keep_ratio outputs over 90 MP are dropped (image.too_large)
     reads = ("image",)
     writes = ("image",)
     Config = ResizeConfig
@@ -34,6 +38,13 @@ class ImageResize(Stage):
     def process(self, sample: Sample) -> Sample:
         c = self.config
         for ext, image in decoded_images(sample, self.name):
+            h, w = image.pixels.shape[:2]
+            if c.mode == "keep_ratio" and c.side == "shorter" and h and w and (c.upscale or c.size <= min(h, w)):
+                # the longer side grows by the same factor: a 1x20000 banner at size 256 would be 256x5.1M
+                nw, nh = round(w * c.size / min(h, w)), round(h * c.size / min(h, w))
+                if nw * nh > MAX_OUTPUT_PIXELS:
+                    raise Drop("image.too_large", f".{ext}: {w}x{h} with its shorter side at {c.size} would be "
+                               f"{nw}x{nh} = {nw * nh / 1e6:.0f} MP (> {MAX_OUTPUT_PIXELS / 1e6:.0f} MP)", field=ext)
             out = resize(image.pixels, c.size, c.mode, side=c.side, down=c.down, up=c.up, upscale=c.upscale,
                          border=c.border, color=c.color)
             if out is not image.pixels:
