@@ -73,3 +73,27 @@ def test_line_breaking_controls_become_whitespace_instead_of_gluing_words():
     assert make_stage("text.normalize").process(sample)["txt"] == "end of page Start of the next part![0m"
     kept = make_stage("text.decode", on_control="keep").process({"__key__": "k", "txt": raw})
     assert kept["txt"] == raw.decode()
+
+
+def test_markup_and_url_stripping_stay_linear_on_unclosed_openers():
+    """Each unclosed opener made a regular expression scan to the end of the text: one ~160 KB caption
+    of repeated "<script>" took 12 s in text.normalize strip_html, "*a " 13 s in strip_markdown and
+    "a." + "@" 7 s in strip_urls (a 16 MB input, the text.decode limit, would take hours)."""
+    import time
+
+    from mmprep.text import clean
+
+    cases = [(clean.strip_html, "<script>" * 20000, " " * 20000), (clean.strip_html, "<!--" * 20000, None),
+             (clean.strip_html, "<a " * 20000, None),
+             (clean.strip_markdown, "*a " * 20000, None), (clean.strip_markdown, "[a](" * 20000, None),
+             (clean.strip_urls, "a." * 30000 + "@", None)]
+    for func, text, expected in cases:
+        start = time.perf_counter()
+        assert func(text) == (text if expected is None else expected)
+        assert time.perf_counter() - start < 1.0, (func.__name__, text[:12])
+    # the usual markup still goes
+    assert clean.strip_html("<p>a<script>x()</script>b<!-- c --><style>.d{}</style>&amp;<b>e</b></p>") == (
+        " a b  & e  ")
+    assert clean.strip_html("<SCRIPT>x</script >y<!-- open <i>z") == " y z"
+    assert clean.strip_markdown("an *italic* [link](http://x) ![alt](i.png) **bold**") == "an italic link alt bold"
+    assert clean.strip_urls("mail me: first.last+tag@example.co.uk or see https://x.y/z") == "mail me:   or see  "
