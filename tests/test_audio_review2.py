@@ -174,3 +174,14 @@ def test_short_aac_written_by_the_writer_reads_back(n, channels):
     x = np.full((channels, n), 0.25, np.float32)
     y, rate = read_audio(encode_field("aac", Audio(samples=x if channels > 1 else x[0], rate=8000)), field="aac")
     assert rate == 8000 and y.shape[0] == channels and y.shape[1] >= n  # ADTS keeps priming and padding
+
+
+def test_a_stream_whose_rate_changes_mid_way_keeps_its_speed():
+    """Joined ADTS files (or a broadcast capture) switching from 44.1 to 22.05 kHz: the 22.05 kHz frames were
+    concatenated as if at 44.1 kHz (1.58 s instead of 2 s, the second tone an octave up)."""
+    first = encode_field("aac", Audio(samples=tone(1.0, rate=44100, amplitude=0.3), rate=44100))
+    second = encode_field("aac", Audio(samples=tone(1.0, freq=330.0, rate=22050, amplitude=0.3), rate=22050))
+    y, rate = read_audio(first + second, field="aac")
+    assert rate == 44100 and y.shape[-1] / rate == pytest.approx(2.0, abs=0.15)  # ADTS keeps its padding
+    tail = y[0, -30000:-4000]
+    assert np.argmax(np.abs(np.fft.rfft(tail))) * rate / len(tail) == pytest.approx(330.0, abs=3.0)

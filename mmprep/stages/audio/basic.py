@@ -19,7 +19,7 @@ class AudioDecode(Stage):
     """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    version = "4"  # 8-channel AAC/Opus decoded; a kept layout .m4a cannot hold moves to flac; 3: AAC padding cut
+    version = "5"  # mid-stream rate changes converted; short .aac opened; 4: 8-channel AAC/Opus; 3: AAC padding
     reads = ("audio", "video")
     writes = ("audio",)
 

@@ -84,20 +84,26 @@ def read_pyav(data: bytes, *, field: str) -> tuple[np.ndarray, int]:
             if not container.streams.audio:
                 raise Drop("audio.no_stream", "the file has no audio stream", field=field)
             stream = container.streams.audio[0]
-            chunks = []
-            rate = stream.rate or stream.codec_context.sample_rate
-            packer = None
+            chunks: list[np.ndarray] = []
+            first = None  # (rate, layout) of the first frame: what every frame is converted to
+            key, converter = None, None
             for frame in container.decode(stream):
-                if frame.format.is_planar and frame.layout.nb_channels > 2:
-                    # PyAV's to_ndarray crashes the process (SIGSEGV) on planar frames of 8+ channels
-                    # (7.1 AAC or Opus): read multichannel frames interleaved instead
-                    packer = packer or av.AudioResampler(format=frame.format.packed.name, layout=frame.layout,
-                                                         rate=frame.sample_rate)
-                    chunks += [_interleaved(f) for f in packer.resample(frame)]
-                else:
-                    chunks.append(_interleaved(frame) if not frame.format.is_planar else _to_float(frame.to_ndarray()))
-            if packer is not None:
-                chunks += [_interleaved(f) for f in packer.resample(None)]
+                first = first or (frame.sample_rate, frame.layout)
+                same = (frame.sample_rate, frame.layout.name) == (first[0], first[1].name)
+                if same and not (frame.format.is_planar and frame.layout.nb_channels > 2):
+                    chunks.append(_to_float(frame.to_ndarray()) if frame.format.is_planar else _interleaved(frame))
+                    continue
+                # Converted to interleaved float at the first frame's rate and layout: PyAV's to_ndarray crashes the
+                # process (SIGSEGV) on planar frames of 8+ channels (7.1 AAC or Opus), and a stream whose rate or
+                # layout changes mid-way (joined ADTS files, broadcast captures) was joined at the wrong speed
+                if key != (frame.sample_rate, frame.layout.name, frame.format.name):
+                    chunks += [_interleaved(f) for f in converter.resample(None)] if converter else []
+                    key = (frame.sample_rate, frame.layout.name, frame.format.name)
+                    converter = av.AudioResampler(format="flt", layout=first[1], rate=first[0])
+                chunks += [_interleaved(f) for f in converter.resample(frame)]
+            if converter is not None:
+                chunks += [_interleaved(f) for f in converter.resample(None)]
+            rate = first[0] if first else stream.rate or stream.codec_context.sample_rate
             length = header_samples(container, stream, rate) if rate else None
     except (av.error.FFmpegError, ValueError) as exc:
         raise Drop("audio.corrupt", f"PyAV: {exc}", field=field) from None
