@@ -238,3 +238,22 @@ def test_clip_audio_at_a_rate_aac_lacks_is_resampled(rate, held):
     samples, got = read_audio(clips[0]["mp4"], field="mp4")
     assert got == held and samples.shape[-1] == pytest.approx(held / 2, abs=held // 50 + 1024)
     assert float(np.abs(samples).max()) == pytest.approx(0.3, abs=0.05)
+
+
+def test_audio_that_changes_rate_mid_stream_is_converted():
+    """A TS whose audio switches from 44.1 to 22.05 kHz (broadcasts do at ad breaks): PyAV's resampler refused
+    the new frames (ValueError) and video.audio_track / video.clips failed the whole sample."""
+    frames = [np.zeros((48, 64, 3), np.uint8)] * FPS
+    data = (encode_video(frames, fps=FPS, audio=tone(1.0, rate=44100, amplitude=0.3), rate=44100,
+                         container="mpegts", start=1.0)
+            + encode_video(frames, fps=FPS, audio=tone(1.0, freq=330.0, rate=22050, amplitude=0.3), rate=22050,
+                           container="mpegts", start=2.0))
+    out = make_stage("video.audio_track", rate=16000).process({KEY: "v", "mp4": data})
+    samples = out["wav"].samples
+    assert out["wav"].rate == 16000 and samples.shape[-1] / 16000 == pytest.approx(2.0, abs=0.12)
+    tail = samples[-12000:-2000]
+    assert np.argmax(np.abs(np.fft.rfft(tail))) * 16000 / len(tail) == pytest.approx(330.0, abs=3.0)
+    clips = make_stage("video.clips", length=0.5).process({KEY: "v", "mp4": data})
+    assert len(clips) == 4
+    last, rate = read_audio(clips[-1]["mp4"], field="mp4")
+    assert rate == 44100 and float(np.abs(last).max()) == pytest.approx(0.3, abs=0.05)

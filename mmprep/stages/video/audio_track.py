@@ -39,23 +39,28 @@ def decode_track(container: Any, *, field: str, rate: int | None, mono: bool, de
     if not container.streams.audio:
         raise Drop("video.no_audio", f".{field} has no audio stream", field=out_field)
     stream = container.streams.audio[0]
-    src_rate = stream.codec_context.sample_rate or stream.rate
-    channels = 1 if mono else (stream.codec_context.channels or 1)
-    # interleaved output: PyAV's to_ndarray crashes the process on planar frames of 8+ channels (7.1)
-    resampler = av.AudioResampler(format="flt", layout="mono" if mono else stream.codec_context.layout,
-                                  rate=rate or src_rate)
+    out_rate = int(rate or stream.codec_context.sample_rate or stream.rate or 0)
+    layout: Any = "mono" if mono else None
+    # Interleaved output: PyAV's to_ndarray crashes the process on planar frames of 8+ channels (7.1). A new
+    # resampler whenever the input changes rate or layout (broadcast TS does at ad breaks): one refuses them.
+    resampler, key = None, None
     chunks: list[np.ndarray] = []
     first: float | None = None
     for frame in decoded_frames(container, stream, notes if notes is not None else {}):
         if deadline is not None:
             deadline.check()
-        if first is None and frame.time is not None:
-            first = float(frame.time)
+        if first is None:
+            first = float(frame.time) if frame.time is not None else None
+            out_rate, layout = int(rate or frame.sample_rate), layout or frame.layout
+        if key != (frame.sample_rate, frame.layout.name, frame.format.name):
+            chunks += [_planar(out) for out in resampler.resample(None)] if resampler else []
+            key = (frame.sample_rate, frame.layout.name, frame.format.name)
+            resampler = av.AudioResampler(format="flt", layout=layout, rate=out_rate)
         chunks += [_planar(out) for out in resampler.resample(frame)]
-    chunks += [_planar(out) for out in resampler.resample(None)]
+    chunks += [_planar(out) for out in resampler.resample(None)] if resampler else []
     if not chunks:
         raise Drop("video.no_audio", f".{field}: the audio stream holds no samples", field=out_field)
-    out_rate = int(rate or src_rate)
+    channels = chunks[0].shape[0]
     length = header_samples(container, stream, out_rate)  # AAC end padding cut off (MP4 records the length)
     samples = np.concatenate(chunks, axis=1).astype(np.float32)[:channels, :length]
     return (samples[0] if mono else samples), out_rate, (first if first is not None else stream_start(stream))
@@ -103,7 +108,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
-    version = "5"  # NaN/inf checked (nonfinite); 4: a corrupt tail ends the track; 3: aligned to the first frame
+    version = "6"  # mid-stream rate changes; 5: NaN/inf checked; 4: corrupt tails; 3: aligned to the first frame
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig

@@ -239,7 +239,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "7"  # audio at rates AAC lacks resampled; 6: NaN zeroed; 5: odd sizes; 4: corrupt tails; 3: start
+    version = "8"  # audio rate changes mid-stream; 7: rates AAC lacks; 6: NaN; 5: odd sizes; 4: tails; 3: start
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
