@@ -203,3 +203,63 @@ def test_a_name_that_holds_another_fields_embeddings_is_not_reused(tmp_path):
     # without --name each field has its own folder
     res = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
     assert res.name == "txt_emb"
+
+
+class BatchOfOne(nn.Module):
+    """Traced with batch 1, as exports often are: the batch size is baked into the reshape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=4)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3)).view(1, -1)
+
+
+class Fixed32(nn.Module):
+    """Only runs on 32x32 inputs (a linear layer over the flattened feature map)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=4, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 6)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+def test_a_model_that_only_takes_batches_of_one_runs_one_image_at_a_time(out, tmp_path, caplog):
+    """A TorchScript file traced with batch 1 crashed `mmprep embed` mid-run (could not broadcast (1, 24)
+    into (4, 8)) after the first shard's batch had been prepared."""
+    torch.manual_seed(0)
+    net = BatchOfOne().eval()
+    path = tmp_path / "b1.pt"
+    torch.jit.trace(net, torch.zeros(1, 3, 32, 32)).save(str(path))
+    enc = load_encoder(ModelSpec("image", model=str(path), device="cpu", size=32, normalize=False))
+    assert enc.batch_size == 1 and "takes one image per call" in caplog.text
+    res = SidecarJob(out, enc, EmbedOptions(field="jpg", name="b1_emb", progress=False)).run()
+    assert (res.samples, res.embedded, res.computed) == (9, 7, 7)  # 5 items + bad_blank, bad_long; bad_image
+    x = enc.prepare(encode(photo(48, 48, seed=1), "jpg"))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x[None])).numpy()
+    assert np.abs(enc.encode([x, x])[0] - want).max() < 1e-5
+
+
+def test_a_model_that_cannot_run_at_the_size_is_a_config_error(out, tmp_path):
+    """The probe forward at load time raised a RuntimeError out of `mmprep embed` (a traceback, exit 1)."""
+    path = tmp_path / "fixed32.pt"
+    torch.jit.script(Fixed32().eval()).save(str(path))
+    assert load_encoder(ModelSpec("image", model=str(path), device="cpu", size=32)).dim == 6
+    proc = run_cli("embed", str(out), "--field", "jpg", "--model", str(path), "--size", "64", "--name", "f32")
+    assert proc.returncode == 2, proc.stderr[-800:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"mmprep: config error: model: {path} does not run on a (1, 3, 64, 64) batch (--size / size 64): ")
+    assert not (out / "embeddings" / "f32").exists()
+    with pytest.raises(ConfigError) as err:
+        make_stage("embed", field="jpg", model=str(path), size=64, device="cpu")
+    assert err.value.key == "model" and "(1, 3, 64, 64)" in err.value.message
+    make_stage("embed", field="jpg", model=str(path), size=32, device="cpu")
+    with pytest.raises(ConfigError) as err:  # an image network given as an audio model
+        load_encoder(ModelSpec("audio", model="tests.test_embed_review2:Fixed32", device="cpu"))
+    assert err.value.key == "model" and "does not run on a (1, 16000) waveform: " in err.value.message

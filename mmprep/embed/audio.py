@@ -18,7 +18,7 @@ import numpy as np
 from mmprep.cache import digest
 from mmprep.embed.base import Encoder, to_device
 from mmprep.embed.modelfile import load_model_file
-from mmprep.errors import Drop
+from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio
 
 BUILTIN_LOGMEL = "builtin:logmel-stats"
@@ -91,7 +91,13 @@ class AudioEncoder(Encoder):
             self.kind, ident, self.forward = loaded.kind, loaded.identity, loaded.forward
         super().__init__(model=model, model_hash=ident, device=device, batch_size=batch_size, normalize=normalize,
                          preprocessing=pre)
-        self.dim = 2 * n_mels if self.forward is None else int(self.forward(np.zeros((1, rate), np.float32)).shape[1])
+        self.dim = 2 * n_mels
+        if self.forward is not None:
+            try:  # a model that cannot run on a waveform fails here, as a config error, not mid-run
+                self.dim = int(self.forward(np.zeros((1, rate), np.float32)).shape[1])
+            except Exception as exc:  # noqa: BLE001 - torch / onnxruntime raise many types
+                reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+                raise ConfigError("model", f"{model} does not run on a (1, {rate}) waveform: {reason}") from None
         self.torch = torch
 
     def prepare(self, value: Any) -> np.ndarray:

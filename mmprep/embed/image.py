@@ -7,15 +7,17 @@ Preprocessing (part of the cache identity): decode to RGB, resize the shorter si
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from mmprep.embed.base import Encoder
 from mmprep.embed.modelfile import load_model_file
-from mmprep.errors import Drop
+from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Image
 
+log = logging.getLogger("mmprep.embed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_PIXELS = 90_000_000  # as image.decode's max_pixels default
@@ -61,6 +63,15 @@ def decode_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
+def _takes_batches(forward: Any, size: int) -> bool:
+    """Whether a batch of two gives two rows (models traced with batch 1 often hard-code it)."""
+    try:
+        out = forward(np.zeros((2, 3, size, size), np.float32))
+    except Exception:  # noqa: BLE001 - any failure means: no batches
+        return False
+    return out.shape[0] == 2
+
+
 class ImageEncoder(Encoder):
     modality = "image"
 
@@ -74,8 +85,16 @@ class ImageEncoder(Encoder):
                                                             "resize": "shorter_side+center_crop"})
         self.forward = loaded.forward
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
-        probe = self.forward(np.zeros((1, 3, size, size), np.float32))
-        self.dim = int(probe.shape[1])
+        try:  # a model that cannot run at this size fails here, as a config error, not mid-run
+            self.dim = int(self.forward(np.zeros((1, 3, size, size), np.float32)).shape[1])
+        except Exception as exc:  # noqa: BLE001 - torch / onnxruntime raise many types
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+            raise ConfigError("model", f"{model} does not run on a (1, 3, {size}, {size}) batch (--size / size "
+                              f"{size}): {reason}") from None
+        if batch_size > 1 and not _takes_batches(self.forward, size):
+            log.warning("%s takes one image per call (a batch of 2 fails or gives another shape): running it "
+                        "one image at a time", model)
+            self.batch_size = 1
 
     def prepare(self, value: Any) -> np.ndarray:
         try:

@@ -89,10 +89,12 @@ class Embed(Stage):
             known = BUILTIN_CNN if spec.modality == "image" else BUILTIN_LOGMEL
             if spec.model != known:  # else every sample was dropped at run time
                 raise ConfigError("model", f"no built-in {spec.modality} model {spec.model!r} (there is {known})")
-        elif spec.model:
-            from mmprep.embed.modelfile import load_model_file
+        elif spec.model:  # loaded and run once on a dummy input: a model that cannot run at `size` fails here
+            from dataclasses import replace
 
-            self._model_hash = load_model_file(spec.model, device="cpu", checkpoint=spec.checkpoint).identity
+            from mmprep.embed.models import load_encoder
+
+            self._model_hash = load_encoder(replace(spec, device="cpu")).model_hash
         else:
             self._model_hash = spec.model or "builtin"
 
