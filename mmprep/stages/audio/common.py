@@ -34,10 +34,10 @@ def keep_writable(sample: Sample, ext: str) -> str:
     and ``__meta__["audio"][new]`` says ``from`` and ``fallback: {reason: encode.unsupported, message}``.
     Left where it is when both names are taken (the writer then reports it)."""
     audio = sample[ext]
-    misfit = lossy_misfit(ext, audio.rate, audio.samples.shape[0] if audio.samples.ndim == 2 else 1)
+    channels = audio.samples.shape[0] if audio.samples.ndim == 2 else 1
+    misfit = lossy_misfit(ext, audio.rate, channels)
     if misfit is None:
         return ext
-    channels = audio.samples.shape[0] if audio.samples.ndim == 2 else 1
     names = ("flac", "wav") if channels <= FLAC_MAX_CHANNELS else ("wav",)
     new = next((name for name in names if name not in sample), None)
     if new is None:
