@@ -309,3 +309,13 @@ def test_label_below_minus_one_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         Run(cfg, tmp_path / "run").fit()
     assert str(err.value) == "data.label: field 'cls' holds label -3; class ids are 0 and up (-1: no label)"
+
+
+@pytest.mark.parametrize("name", ["mfcc.npy", "../x", "", "a b"])
+def test_modality_names_that_cannot_name_parameters_or_folders(tmp_path, name):
+    """'mfcc.npy' as a modality name was torch's KeyError (module names cannot hold '.'); '/abs/path' would
+    have put an --ablate run's checkpoint outside RUN."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(_doc(tmp_path, tmp_path / "run", {name: {"field": "mfcc.npy", "encoder": "conv1d"}}))
+    assert err.value.key == f"modalities.{name}"
+    assert err.value.message.startswith("a modality name is letters, digits, '_' and '-'")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from mmprep.errors import ConfigError
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Section(BaseModel):
@@ -80,6 +83,10 @@ def parse_config(doc: dict) -> TrainConfig:
         raise ConfigError(".".join(str(p) for p in err["loc"]), err["msg"]) from None
     if not cfg.modalities:
         raise ConfigError("modalities", "name at least one modality")
+    for name in cfg.modalities:
+        if not _NAME.fullmatch(name):  # torch refuses '.' in module names; '/' would leave RUN/ablate/
+            raise ConfigError(f"modalities.{name}", "a modality name is letters, digits, '_' and '-' (it names "
+                              "model parameters and RUN/ablate/<name>); the field goes in its `field` key")
     unknown = set(cfg.loss) - {"matching"}
     if unknown:
         raise ConfigError(f"loss.{sorted(unknown)[0]}", "unknown loss; only 'matching' can be added")
