@@ -263,3 +263,34 @@ def test_a_model_that_cannot_run_at_the_size_is_a_config_error(out, tmp_path):
     with pytest.raises(ConfigError) as err:  # an image network given as an audio model
         load_encoder(ModelSpec("audio", model="tests.test_embed_review2:Fixed32", device="cpu"))
     assert err.value.key == "model" and "does not run on a (1, 16000) waveform: " in err.value.message
+
+
+class NeedsLongClips(nn.Module):
+    """An audio model whose first convolution spans 2000 samples (0.125 s at 16 kHz)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 2000, stride=500)
+
+    def forward(self, x):
+        return self.conv(x[:, None, :]).mean(dim=2)
+
+
+def test_a_clip_the_audio_model_cannot_take_drops_only_that_clip(tmp_path):
+    """Clips differ in length: one shorter than the model's kernel raised out of encode, crashing
+    `mmprep embed` mid-run (and dropping the stage's whole batch as embed.error)."""
+    corpus = tmp_path / "corpus"
+    write(corpus / "long.wav", wav_bytes(tone(1.0)))
+    write(corpus / "short.wav", wav_bytes(tone(0.05)))
+    write(corpus / "zlong.wav", wav_bytes(tone(0.5)))
+    raw_build(corpus, tmp_path / "out", per_shard=10)
+    spec = ModelSpec("audio", model="tests.test_embed_review2:NeedsLongClips", device="cpu")
+    enc = load_encoder(spec)
+    res = SidecarJob(tmp_path / "out", enc, EmbedOptions(field="wav", progress=False)).run()
+    assert (res.samples, res.embedded, res.dropped, list(res.errors_by_reason)) == (3, 2, 1, ["embed.bad_audio"])
+    line = json.loads((tmp_path / "out" / "embeddings" / "wav_emb" / "errors.jsonl").read_text())
+    assert line["key"] == "short" and line["message"].startswith("the model failed on this 0.050 s clip: ")
+    stage = make_stage("embed", field="wav", model="tests.test_embed_review2:NeedsLongClips", device="cpu")
+    out = stage.process_batch([{"__key__": k, "wav": wav_bytes(tone(s))} for k, s in (("a", 1.0), ("b", 0.05))])
+    assert out[0]["wav_emb.npy"].shape == (4,)
+    assert isinstance(out[1], Drop) and (out[1].reason, out[1].field) == ("embed.bad_audio", "wav_emb.npy")

@@ -122,13 +122,19 @@ class AudioEncoder(Encoder):
 
     def encode(self, prepared: list[np.ndarray]) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
         out = np.zeros((len(prepared), self.dim), np.float32)
+        notes: list[dict[str, Any] | None] = [None] * len(prepared)
         with self.torch.inference_mode():
             for lo in range(0, len(prepared), self.batch_size):
                 chunk = prepared[lo : lo + self.batch_size]
                 if self.forward is None:
                     out[lo : lo + len(chunk)] = self._stats(chunk)
-                else:
-                    for r, x in enumerate(chunk):
+                    continue
+                for r, x in enumerate(chunk):
+                    try:  # clips differ in length: one too short for the model's kernels is one bad input
                         out[lo + r] = self.forward(x[None, :])[0]
+                    except Exception as exc:  # noqa: BLE001 - torch / onnxruntime raise many types
+                        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+                        notes[lo + r] = {"drop": Drop("embed.bad_audio", f"the model failed on this "
+                                                      f"{x.size / self.rate:.3f} s clip: {reason}")}
         self.computed += len(prepared)
-        return self.finish(out), [None] * len(prepared)
+        return self.finish(out), notes

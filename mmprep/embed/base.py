@@ -6,7 +6,8 @@ An encoder has two halves so the CPU work and the model call can be batched sepa
   :class:`~mmprep.sample.Audio`) into the model's input, or raises ``Drop("embed.<problem>")``;
 * ``encode(prepared)`` runs the model over a list of prepared inputs and returns
   ``(embeddings, notes)``: ``float32`` array ``shape=(n, dim)`` in input order, and one dict of
-  per-item notes (e.g. ``{"truncated": True}``) or ``None`` per input.
+  per-item notes (e.g. ``{"truncated": True}``) or ``None`` per input. A note ``{"drop": Drop}`` means
+  the model failed on that one input (its row is meaningless): it is dropped like a bad input.
 
 ``identity`` is the cache-relevant identity: the model's file hash plus the preprocessing
 parameters, so changing either gives different cache keys. ``computed`` counts inputs that really went

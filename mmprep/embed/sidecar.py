@@ -244,6 +244,10 @@ class SidecarJob:
         out, item_notes = enc.encode(prepared)
         self.result.computed += enc.computed - before
         for i, vec, note in zip(todo, out, item_notes, strict=True):
+            if note and isinstance(note.get("drop"), Drop):  # the model failed on this input alone
+                vectors[i] = note["drop"]
+                notes.append({"key": rows[i][0], "reason": note["drop"].reason, "message": note["drop"].message})
+                continue
             vectors[i] = vec
             value = np.ascontiguousarray(vec, dtype=np.float32).tobytes()
             if note and note.get("truncated"):  # kept with the vector: a rerun that reuses it still says so

@@ -138,6 +138,10 @@ class Embed(Stage):
         if prepared:
             vectors, notes = self.encoder.encode(prepared)
             for i, vec, note in zip(todo, vectors, notes, strict=True):
+                if note and isinstance(note.get("drop"), Drop):  # the model failed on this input alone
+                    note["drop"].field = self.out_field
+                    results[i] = note["drop"]
+                    continue
                 samples[i][self.out_field] = vec.astype(self.config.dtype)
                 if note and note.get("truncated"):
                     meta(samples[i]).setdefault("embed_truncated", {})[self.config.field] = note["tokens"]
