@@ -73,6 +73,19 @@ def _safe_load(data: bytes | None, loader: Any) -> Any:
         return None
 
 
+def _placed(sample: Sample, source: dict[str, str]) -> Sample:
+    """A cached sample with this record's files as its ``__source__`` (if it has one)."""
+    if SOURCE in sample:
+        sample[SOURCE] = dict(source)
+    return sample
+
+
+def _located(errors: list[dict[str, Any]], source: dict[str, str]) -> list[dict[str, Any]]:
+    """Cached errors with this record's file as their ``path`` (it is ``source[field]`` when made)."""
+    return [{**err, "path": source[err["field"]]} if "path" in err and err.get("field") in source else err
+            for err in errors]
+
+
 class ShardBuilder:
     def __init__(self, task: ShardTask):
         self.task = task
@@ -159,11 +172,14 @@ class ShardBuilder:
                 continue
             hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], key), self.fps[i + 1 :])
             kids.append(Item(sample=child, hashes=hashes, entry=item.entry, origin=item.origin, start=i + 1,
-                             partial=item.partial, errors=list(item.errors)))
+                             partial=item.partial))
+        # the parent's errors are the record's once, not once per child (each child's row would repeat them)
+        item.entry["errors"].extend(item.errors)
         self.counters[slot]["out"] += len(kids)
         if self.cacheable[i]:
             blobs = {str(n): self._state(kid) for n, kid in enumerate(kids)}
-            self.cache.put("s" + item.hashes[i + 1], serialize.dumps({"children": len(kids), **blobs}))
+            self.cache.put("s" + item.hashes[i + 1], serialize.dumps({"children": len(kids), "errors": item.errors,
+                                                                      **blobs}))
         out = []
         for kid in kids:
             out += self._resume(kid, after=i + 1)
@@ -199,28 +215,37 @@ class ShardBuilder:
                                 f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"))
         return out
 
-    def _resume(self, item: Item, *, after: int = 0) -> list[Item]:
+    def _resume(self, item: Item, *, after: int = 0, source: dict[str, str] | None = None) -> list[Item]:
         """Skip the stages whose output is cached: start after the deepest cached stage (never past a
-        summarizing stage, which must see every sample). A cached fan-out gives back its children."""
+        summarizing stage, which must see every sample). A cached fan-out gives back its children.
+
+        ``source``: this record's files (``__source__``). A cached state names the files of the build
+        that stored it, in another folder when builds share ``--cache``: its samples and errors get
+        this record's paths back."""
+        source = item.sample.get(SOURCE, {}) if source is None else source
         for i in range(min(self.resume_limit, len(self.stages)) - 1, after - 1, -1):
             if not self.cacheable[i]:
                 continue
             doc = _safe_load(self.cache.get("s" + item.hashes[i + 1]), serialize.loads)
             if doc is None:
                 continue
-            self.counters[self.slots[i]]["cached"] += 1
             if "children" in doc:
+                if "errors" not in doc:  # written when every child carried its parent's errors: recompute
+                    continue
+                self.counters[self.slots[i]]["cached"] += 1
+                item.entry["errors"].extend(_located(doc["errors"], source))
                 kids = []
                 for n in range(doc["children"]):
                     state = serialize.loads(doc[str(n)])
-                    sample = serialize.loads(state["sample"])
+                    sample = _placed(serialize.loads(state["sample"]), source)
                     hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], sample[KEY]), self.fps[i + 1 :])
                     kid = Item(sample=sample, hashes=hashes, entry=item.entry, origin=item.origin, start=i + 1,
-                               partial=state["partial"], errors=state["errors"])
-                    kids += self._resume(kid, after=i + 1)
+                               partial=state["partial"], errors=_located(state["errors"], source))
+                    kids += self._resume(kid, after=i + 1, source=source)
                 return kids
-            item.sample = serialize.loads(doc["sample"])
-            item.errors, item.partial, item.start = doc["errors"], doc["partial"], i + 1
+            self.counters[self.slots[i]]["cached"] += 1
+            item.sample = _placed(serialize.loads(doc["sample"]), source)
+            item.errors, item.partial, item.start = _located(doc["errors"], source), doc["partial"], i + 1
             return [item]
         return [item]
 
@@ -308,6 +333,7 @@ class ShardBuilder:
             final_key = "f" + digest(hashes[-1], self.out_fp) if self.spec.cache.final else None
             cached = _safe_load(self.cache.get(final_key) if final_key else None, load_entry)
             if cached is not None:
+                cached["errors"] = _located(cached["errors"], record.paths)
                 if self.summarizers:
                     self._replay([(key, members) for key, members, _ in cached["samples"]])
                 entries.append(cached)
@@ -316,7 +342,8 @@ class ShardBuilder:
             entry: dict[str, Any] = {"samples": [], "errors": [], "cache_key": final_key}
             entries.append(entry)
             item = Item(sample=sample, hashes=hashes, entry=entry, origin=record.origin)
-            if all([self._survives(item, "input", drop) for drop in problems]):
+            # the first problem that drops the sample ends it: one record, one drop (no row per problem)
+            if all(self._survives(item, "input", drop) for drop in problems):
                 items += self._resume(item)
         for i, stage in enumerate(self.stages):
             items = self.run_stage(i, stage, items)

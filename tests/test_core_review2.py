@@ -1,0 +1,89 @@
+"""Second review of the core engine: every problem is one errors.jsonl row (and one count), whatever
+path a record takes (two bad files, a fan-out, the cache), and a cache shared between builds of other
+folders gives each build the report a fresh build of its own folder gives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from mmprep.testing.corpus import add_bad_samples, multimodal_corpus
+from mmprep.testing.media import image_bytes, tone, wav_bytes, write
+from tests.conftest import build, shard_members
+
+
+def errors(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+
+
+def stats(out) -> dict:
+    return json.loads((out / "stats.json").read_text())
+
+
+def test_a_record_with_two_bad_files_is_dropped_once(tmp_path):
+    inp = tmp_path / "in"
+    write(inp / "a.json", b"")  # neither field is optional: the first problem drops the sample
+    write(inp / "a.txt", b"")
+    write(inp / "b.txt", "kept")
+    doc = {"stages": [{"stage": "text.decode"}], "output": {"name": "t", "max_samples": 4},
+           "cache": {"enabled": False}}
+    summary = build(doc, inp, tmp_path / "out", workers=1)
+    assert (summary["samples_in"], summary["samples_out"], summary["samples_dropped"]) == (2, 1, 1)
+    assert summary["errors_by_reason"] == {"input.empty": 1}
+    assert [(e["key"], e["field"], e["action"]) for e in errors(tmp_path / "out")] == [("a", "json", "dropped")]
+
+
+def segment_doc(cache: dict) -> dict:
+    return {"stages": [{"stage": "audio.decode"}, {"stage": "audio.segment", "window": 0.1, "min_seconds": 0.05}],
+            "output": {"name": "s", "max_samples": 4, "optional": ["jpg"]}, "cache": cache}
+
+
+def test_a_fanned_out_record_reports_its_own_problems_once(tmp_path):
+    """An optional field omitted before a fan-out was repeated on every child: four rows and four
+    omitted fields for one empty file; the same from the cache."""
+    inp = tmp_path / "in"
+    write(inp / "c.wav", wav_bytes(tone(0.35)))  # four segments
+    write(inp / "c.jpg", b"")
+    want = [("c", "input", "input.empty", "omitted", "jpg")]
+    for n, cache in enumerate([{"enabled": False}, {"stages": "all"}, {"stages": "all"}, {"final": True},
+                               {"final": True}]):
+        out = tmp_path / f"out{n}"
+        summary = build(segment_doc(cache), inp, out, workers=1, cache_dir=str(tmp_path / f"cache{(n + 1) // 2}"))
+        assert [(e["key"], e["stage"], e["reason"], e["action"], e["field"]) for e in errors(out)] == want, cache
+        assert (summary["samples_out"], summary["fields_omitted"]) == (4, 1)
+        assert stats(out)["stages"]["input"]["omitted"] == {"input.empty": 1}
+    assert stats(tmp_path / "out2")["stages"]["audio.segment"]["cached"] == 1  # the second read the cache
+    assert stats(tmp_path / "out4")["run"]["records_from_cache"] == 1
+
+
+def test_a_cache_shared_with_a_build_of_another_folder_names_this_builds_files(tmp_path):
+    """Two copies of a corpus built with one --cache: the second build's errors.jsonl named the first
+    copy's files (their paths were stored in the cache with the errors)."""
+    first = tmp_path / "first"
+    multimodal_corpus(first, 4)
+    add_bad_samples(first)
+    write(first / "bad" / "tiny.wav", wav_bytes(tone(0.35)))
+    write(first / "bad" / "tiny.jpg", image_bytes(64, 48)[:100])  # corrupt: omitted with its path
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    doc = {"stages": [{"stage": "image.decode"}, {"stage": "text.decode"}, {"stage": "audio.decode"},
+                      {"stage": "audio.segment", "window": 0.1, "min_seconds": 0.05},
+                      {"stage": "video.decode"}],
+           "output": {"name": "d", "max_samples": 4, "optional": ["jpg", "wav", "srt", "mp4", "txt"]}}
+    for n, cache in enumerate([{"final": True}, {"stages": "all"}]):
+        doc["cache"] = cache
+        shared = tmp_path / f"shared{n}"
+        build(doc, first, tmp_path / f"a{n}", workers=1, cache_dir=str(shared))
+        summary = build(doc, second, tmp_path / f"b{n}", workers=1, cache_dir=str(shared))
+        fresh = tmp_path / f"fresh{n}"
+        build(doc, second, fresh, workers=1, cache_dir=str(tmp_path / f"own{n}"))
+        got = errors(tmp_path / f"b{n}")
+        assert got == errors(fresh), cache
+        paths = [e["path"] for e in got if "path" in e]
+        assert len(paths) >= 3 and all(p.startswith(str(second)) for p in paths)
+        assert shard_members(tmp_path / f"b{n}") == shard_members(fresh)
+        assert summary["records_from_cache"] == (summary["samples_in"] - 1 if n == 0 else 0)
+        if n == 1:  # every record resumed from a cached stage, but the one dropped at the first stage (no
+            # state stored) and the one with an empty file (its input.empty message names its path)
+            cached = [s.get("cached", 0) for s in stats(tmp_path / f"b{n}")["stages"].values()]
+            assert sum(cached) == summary["samples_in"] - 2
