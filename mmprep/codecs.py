@@ -27,13 +27,16 @@ _AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000
 _AV_RATES = {"mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), "m4a": _AAC_RATES,
              "aac": _AAC_RATES, "opus": (8000, 12000, 16000, 24000, 48000)}
 _AV_CHANNELS = {"mp3": 2, "m4a": 8, "aac": 8, "opus": 8}
+FLAC_MAX_CHANNELS = 8
 _AV_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}  # FFmpeg order
 
 
-def lossy_misfit(ext: str, rate: int, channels: int) -> str | None:
-    """Why the lossy format ``ext`` (mp3, m4a, aac, opus) cannot hold audio at ``rate`` Hz with ``channels``
-    channels (Opus at 44.1 kHz, MP3 in 6 channels...), or None when it can, or when ``ext`` is not lossy."""
+def misfit(ext: str, rate: int, channels: int) -> str | None:
+    """Why the audio format ``ext`` cannot hold audio at ``rate`` Hz with ``channels`` channels (Opus at 44.1 kHz,
+    MP3 in 6 channels, FLAC in 16), or None when it can (or when ``ext`` is not an audio format mmprep writes)."""
     last = _last(ext)
+    if last == "flac" and channels > FLAC_MAX_CHANNELS:
+        return f".flac holds at most {FLAC_MAX_CHANNELS} channels, not {channels}"
     if last not in _AV_FORMAT:
         return None
     if rate not in _AV_RATES[last]:
@@ -97,6 +100,9 @@ def encode_audio(audio: Audio, ext: str) -> bytes:
                    field=ext)
     import soundfile as sf
 
+    why = misfit(ext, audio.rate, audio.samples.shape[0] if audio.samples.ndim == 2 else 1)
+    if why:
+        raise Drop("encode.unsupported", f"{why}: write wav", field=ext)
     fmt, subtype = _SF_FORMAT[last]
     kept = audio.info.get("subtype")
     if kept in ("FLOAT", "DOUBLE") and fmt == "FLAC":
@@ -123,9 +129,9 @@ def _encode_av(audio: Audio, ext: str) -> bytes:
 
     container, codec = _AV_FORMAT[_last(ext)]
     x = np.clip(audio.samples if audio.samples.ndim == 2 else audio.samples[None], -1.0, 1.0).astype(np.float32)
-    misfit = lossy_misfit(ext, audio.rate, x.shape[0])
-    if misfit:
-        raise Drop("encode.unsupported", f"{misfit}: write wav or flac", field=ext)
+    why = misfit(ext, audio.rate, x.shape[0])
+    if why:
+        raise Drop("encode.unsupported", f"{why}: write wav or flac", field=ext)
     layout = _AV_LAYOUTS[x.shape[0]]
     buf = io.BytesIO()
     try:

@@ -17,6 +17,7 @@ import soundfile as sf
 from mmprep.build import BuildOptions, run_build
 from mmprep.codecs import encode_field
 from mmprep.config import parse_pipeline
+from mmprep.errors import Drop
 from mmprep.sample import Audio
 from mmprep.stage import make_stage
 from mmprep.stages.audio.io import read_audio, read_pyav
@@ -185,3 +186,22 @@ def test_a_stream_whose_rate_changes_mid_way_keeps_its_speed():
     assert rate == 44100 and y.shape[-1] / rate == pytest.approx(2.0, abs=0.15)  # ADTS keeps its padding
     tail = y[0, -30000:-4000]
     assert np.argmax(np.abs(np.fft.rfft(tail))) * rate / len(tail) == pytest.approx(330.0, abs=3.0)
+
+
+def test_a_microphone_array_decoded_to_flac_is_kept_as_wav(tmp_path):
+    """FLAC holds at most 8 channels: a 16-channel array recording decoded with ``output: flac, mono: false``
+    failed in libsndfile at write time (encode.error) and the sample was dropped."""
+    x = np.stack([speech_like(1.0, seed=c) * 0.3 for c in range(16)])
+    stages = [{"stage": "audio.decode", "mono": False, "output": "flac"}]
+    stats, got, errors = one_file_build(tmp_path, "array.wav", wav_bytes(x, 16000), stages)
+    assert stats["samples_out"] == 1 and errors == []
+    assert sorted(got) == ["array.meta.json", "array.wav"]
+    y, rate = sf.read(io.BytesIO(got["array.wav"]), dtype="float32", always_2d=True)
+    assert (rate, y.shape) == (16000, (16000, 16))
+    np.testing.assert_allclose(y.T, x, atol=1 / 32768 + 1e-7)  # 16-bit PCM, as the input
+    info = json.loads(got["array.meta.json"])["audio"]["wav"]
+    assert info["from"] == "wav" and info["fallback"] == {"reason": "encode.unsupported", "field": "flac",
+                                                          "message": ".flac holds at most 8 channels, not 16"}
+    with pytest.raises(Drop) as e:
+        encode_field("flac", Audio(samples=x, rate=16000))
+    assert e.value.reason == "encode.unsupported"

@@ -19,7 +19,7 @@ class AudioDecode(Stage):
     """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    version = "5"  # mid-stream rate changes converted; short .aac opened; 4: 8-channel AAC/Opus; 3: AAC padding
+    version = "6"  # >8-channel flac kept as wav; 5: mid-stream rate changes; 4: 8-channel AAC/Opus; 3: AAC padding
     reads = ("audio", "video")
     writes = ("audio",)
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmprep.codecs import lossy_misfit
+from mmprep.codecs import FLAC_MAX_CHANNELS, misfit
 from mmprep.errors import Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
-
-FLAC_MAX_CHANNELS = 8
 
 
 def decoded(sample: Sample, stage: str, field: str | None = None) -> list[tuple[str, Audio]]:
@@ -27,24 +25,28 @@ def decoded(sample: Sample, stage: str, field: str | None = None) -> list[tuple[
 
 def keep_writable(sample: Sample, ext: str) -> str:
     """The field that now holds ``ext``'s audio: ``ext`` itself, or a lossless field it was moved to because its
-    lossy format cannot hold the audio any more (Opus resampled to 44.1 kHz, MP3 to 96 kHz, MP3 in 6 channels).
+    format cannot hold the audio any more (Opus resampled to 44.1 kHz, MP3 to 96 kHz, MP3 in 6 channels, FLAC
+    in 16 channels from a microphone array).
 
     The writer would refuse the field (``encode.unsupported``) and drop the whole sample unless the field is
     optional; moved to ``flac`` (``wav`` above 8 channels, or when ``flac`` is taken) it is kept, losslessly,
-    and ``__meta__["audio"][new]`` says ``from`` and ``fallback: {reason: encode.unsupported, message}``.
+    and ``__meta__["audio"][new]`` says ``fallback: {reason: encode.unsupported, field: ext, message}`` (and
+    ``from``: the input field, as ``audio.decode output:`` records it).
     Left where it is when both names are taken (the writer then reports it)."""
     audio = sample[ext]
     channels = audio.samples.shape[0] if audio.samples.ndim == 2 else 1
-    misfit = lossy_misfit(ext, audio.rate, channels)
-    if misfit is None:
+    why = misfit(ext, audio.rate, channels)
+    if why is None:
         return ext
     names = ("flac", "wav") if channels <= FLAC_MAX_CHANNELS else ("wav",)
-    new = next((name for name in names if name not in sample), None)
+    new = next((name for name in names if name not in sample and name != ext), None)
     if new is None:
         return ext
     sample[new] = Audio(samples=sample.pop(ext).samples, rate=audio.rate, format=new, info=dict(audio.info))
     info = meta(sample).setdefault("audio", {})
-    info[new] = {**info.pop(ext, {}), "from": ext, "fallback": {"reason": "encode.unsupported", "message": misfit}}
+    was = info.pop(ext, {})
+    info[new] = {**was, "from": was.get("from", ext), "fallback": {"reason": "encode.unsupported", "field": ext,
+                                                                   "message": why}}
     return new
 
 
