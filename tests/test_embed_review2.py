@@ -294,3 +294,21 @@ def test_a_clip_the_audio_model_cannot_take_drops_only_that_clip(tmp_path):
     out = stage.process_batch([{"__key__": k, "wav": wav_bytes(tone(s))} for k, s in (("a", 1.0), ("b", 0.05))])
     assert out[0]["wav_emb.npy"].shape == (4,)
     assert isinstance(out[1], Drop) and (out[1].reason, out[1].field) == ("embed.bad_audio", "wav_emb.npy")
+
+
+def test_logmel_batches_do_not_pad_short_clips_to_a_long_one():
+    """The log-mel batch padded every clip to the longest one: one hour-long recording among 15 short
+    clips made 16 hour-long waveforms and spectrograms (about 13 GB)."""
+    from mmprep.embed.audio import BATCH_SAMPLES, padded_batches
+
+    assert padded_batches([10, 100, 20, 30, 5], 100) == [[1], [3, 2, 0], [4]]
+    assert padded_batches([10, 100, 20, 30, 5], 60) == [[1], [3, 2], [0, 4]]
+    lengths = [16000] * 15 + [3600 * 16000]  # fifteen 1 s clips and an hour
+    batches = padded_batches(lengths, BATCH_SAMPLES)
+    assert batches == [[15], list(range(15))]
+    assert all(len(b) * max(lengths[i] for i in b) <= BATCH_SAMPLES for b in batches[1:])
+    enc = load_encoder(ModelSpec("audio", device="cpu", batch_size=16))
+    clips = [enc.prepare(wav_bytes(tone(s, freq=200 + 100 * i))) for i, s in enumerate((0.2, 40.0, 1.0, 0.03))]
+    together = enc.encode(clips)[0]
+    alone = np.concatenate([enc.encode([c])[0] for c in clips])
+    assert np.abs(together - alone).max() < 1e-4

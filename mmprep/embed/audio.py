@@ -70,6 +70,22 @@ def decode_audio(value: Any, rate: int) -> np.ndarray:
     return samples
 
 
+BATCH_SAMPLES = 16 * 30 * 16000  # padded samples per log-mel batch: 16 clips of 30 s at 16 kHz
+
+
+def padded_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices grouped longest first so that ``len(batch) * longest <= budget`` (a clip longer than the budget
+    is a batch of its own): one hour-long recording padded 16 short clips to an hour each (gigabytes)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 class AudioEncoder(Encoder):
     modality = "audio"
 
@@ -127,7 +143,8 @@ class AudioEncoder(Encoder):
             for lo in range(0, len(prepared), self.batch_size):
                 chunk = prepared[lo : lo + self.batch_size]
                 if self.forward is None:
-                    out[lo : lo + len(chunk)] = self._stats(chunk)
+                    for idx in padded_batches([x.size for x in chunk], BATCH_SAMPLES):
+                        out[[lo + i for i in idx]] = self._stats([chunk[i] for i in idx])
                     continue
                 for r, x in enumerate(chunk):
                     try:  # clips differ in length: one too short for the model's kernels is one bad input
