@@ -257,3 +257,24 @@ def test_audio_that_changes_rate_mid_stream_is_converted():
     assert len(clips) == 4
     last, rate = read_audio(clips[-1]["mp4"], field="mp4")
     assert rate == 44100 and float(np.abs(last).max()) == pytest.approx(0.3, abs=0.05)
+
+
+def test_an_audio_stream_without_samples_leaves_clips_without_audio():
+    """A Matroska file with an AAC stream but no audio packet: video.clips raised video.no_audio for the whole
+    video (dropped, or with ``wav`` optional passed on uncut as if the clips had been made)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        vs = out.add_stream("mjpeg", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuvj420p"
+        a = out.add_stream("aac", rate=RATE)
+        a.layout = "mono"
+        for i in range(2 * FPS):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+    clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mkv": buf.getvalue()})
+    assert [c[META]["clip"]["frames"] for c in clips] == [10, 10]
+    assert clips[0][META]["clip"]["audio_lost"].startswith("video.no_audio: ")
+    with av.open(io.BytesIO(clips[0]["mp4"])) as c:
+        assert [s.type for s in c.streams] == ["video"]

@@ -175,15 +175,21 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
     """Clips in span order: ``{"mp4", "start", "end", "frames", "text"}``; spans with no frame are left out."""
     deadline = Deadline(c.time_limit, field)
     audio, arate, audio_start = None, 0, 0.0
-    source_rate = 0
+    source_rate, lost = 0, None
     if c.audio:
-        with open_video(data, field=field) as container:
-            if container.streams.audio:
-                a = container.streams.audio[0]
-                source_rate = a.codec_context.sample_rate or a.rate or 0
-                # AAC holds 7.35-96 kHz at set rates: a 192 kHz or 12,345 Hz track is resampled to one it holds
-                audio, arate, audio_start = decode_track(container, field=field, mono=True, deadline=deadline,
-                                                         rate=held_rate("m4a", source_rate) if source_rate else None)
+        try:
+            with open_video(data, field=field) as container:
+                if container.streams.audio:
+                    a = container.streams.audio[0]
+                    source_rate = a.codec_context.sample_rate or a.rate or 0
+                    # AAC holds 7.35-96 kHz at set rates: a 192 kHz or 12,345 Hz track is resampled to one it holds
+                    audio, arate, audio_start = decode_track(
+                        container, field=field, mono=True, deadline=deadline,
+                        rate=held_rate("m4a", source_rate) if source_rate else None)
+        except Drop as drop:  # an audio stream with no samples, or one that does not decode: clips without audio
+            if drop.reason not in ("video.no_audio", "video.corrupt"):
+                raise
+            lost = f"{drop.reason}: {drop.message}"  # (a container that does not open fails again below)
     bad = None
     if audio is not None and not np.isfinite(audio).all():  # float PCM can hold NaN; AAC refuses it
         bad = ~np.isfinite(audio)
@@ -227,6 +233,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                       "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
                      | ({"truncated": notes["truncated"]} if i in cut_short else {})
                      | ({"audio_nonfinite_zeroed": zeroed} if zeroed else {})
+                     | ({"audio_lost": lost} if lost else {})
                      | ({"audio_resampled": [source_rate, arate]} if audio is not None and arate != source_rate
                         else {})
                      | ({"resized": {"from": list(w.source_size), "to": list(w.size)}}
@@ -239,7 +246,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "8"  # audio rate changes mid-stream; 7: rates AAC lacks; 6: NaN; 5: odd sizes; 4: tails; 3: start
+    version = "9"  # clips of a silent stream; 8: audio rate changes; 7: rates AAC lacks; 6: NaN; 5: odd sizes
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -286,7 +293,7 @@ class VideoClips(Stage):
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
                            "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated",
                                                            "resized", "audio_nonfinite_zeroed",
-                                                           "audio_resampled")
+                                                           "audio_resampled", "audio_lost")
                                     if k in clip}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
