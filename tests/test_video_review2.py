@@ -278,3 +278,22 @@ def test_an_audio_stream_without_samples_leaves_clips_without_audio():
     assert clips[0][META]["clip"]["audio_lost"].startswith("video.no_audio: ")
     with av.open(io.BytesIO(clips[0]["mp4"])) as c:
         assert [s.type for s in c.streams] == ["video"]
+
+
+def test_frames_of_a_stream_that_changes_size_stack_into_one_npy():
+    """np.stack refused frames of two sizes: video.frames.error, the sample dropped."""
+    data = (plain_video((64, 48), codec="mpeg2video", container="mpegts")
+            + plain_video((96, 64), codec="mpeg2video", container="mpegts", first=10, level=200))
+    out = make_stage("video.frames", fps=2.0, output="npy").process({KEY: "v", "mp4": data})
+    frames = out["frames.npy"]
+    assert frames.shape == (4, 48, 64, 3) and out[META]["frames"]["rescaled"] == 2
+    assert [round(float(f.mean()) / 10) for f in frames] == [2, 2, 20, 20]
+
+
+def test_a_sliver_is_not_scaled_to_gigabytes():
+    """A valid 4000x2 video with size: 64 (keep_ratio, shorter side) made 64x128000 frames (24 MB each, up to
+    100 of them); the longer side is now capped at 8192, the ratio kept."""
+    out = make_stage("video.frames", size=64, output="npy").process({KEY: "v", "mkv": plain_video((4000, 2))})
+    assert out["frames.npy"].shape == (1, 4, 8192, 3) and out[META]["frames"]["size_capped"] is True
+    normal = make_stage("video.frames", size=32, output="npy").process({KEY: "v", "mkv": plain_video((64, 48))})
+    assert normal["frames.npy"].shape == (1, 32, 43, 3) and "size_capped" not in normal[META]["frames"]

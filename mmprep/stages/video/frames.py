@@ -140,8 +140,27 @@ def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.
         raise Drop("video.no_frames", f".{field}: no frame decoded", field=field)
     frames = [f for _, f in chosen]
     if c.size:
-        frames = [resize(f, c.size, c.resize_mode) for f in frames]
+        h, w = frames[0].shape[:2]
+        if c.resize_mode == "keep_ratio" and max(h, w) * c.size > MAX_SIZE * min(h, w):
+            # a sliver (4000x2) scaled to `size` on its shorter side would be 64x128000: gigabytes of frames
+            frames = [resize(f, MAX_SIZE, "keep_ratio", side="longer") for f in frames]
+            facts["size_capped"] = True
+        else:
+            frames = [resize(f, c.size, c.resize_mode) for f in frames]
     return frames, [round(t, 6) for t, _ in chosen], {"duration": duration, **facts}
+
+
+def same_size(frames: list[np.ndarray], facts: dict[str, Any]) -> list[np.ndarray]:
+    """The frames at the first one's size, so they stack into one array: a stream can change size mid-way
+    (broadcast TS does, at ad breaks). How many were rescaled goes to ``facts["rescaled"]``."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    odd = [i for i, f in enumerate(frames) if f.shape[:2] != (h, w)]
+    if odd:
+        frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) if i in odd else f for i, f in enumerate(frames)]
+        facts["rescaled"] = len(odd)
+    return frames
 
 
 @register
@@ -149,7 +168,7 @@ class VideoFrames(Stage):
     """Sample frames from the video at a target fps, a fixed count or keyframes; JPEG sequence or .npy."""
 
     name = "video.frames"
-    version = "4"  # corrupt tails noted; 3: times from the stream's start (MPEG-TS); 2: upright, max_frames spread
+    version = "5"  # slivers capped; npy of a size-changing stream; 4: corrupt tails; 3: times from the start
     reads = ("video",)
     writes = ("image", "npy")
     cacheable = True
@@ -162,7 +181,7 @@ class VideoFrames(Stage):
         ext = first_video_field(sample)
         frames, times, facts = sample_frames(sample[ext], c, field=ext)
         if c.output == "npy":
-            sample["frames.npy"] = np.stack(frames)
+            sample["frames.npy"] = np.stack(same_size(frames, facts))
         else:
             for i, f in enumerate(frames):
                 sample[f"frame{i:03d}.jpg"] = encode_image(f, "jpg", jpeg_quality=c.quality)
