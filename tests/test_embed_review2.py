@@ -312,3 +312,29 @@ def test_logmel_batches_do_not_pad_short_clips_to_a_long_one():
     together = enc.encode(clips)[0]
     alone = np.concatenate([enc.encode([c])[0] for c in clips])
     assert np.abs(together - alone).max() < 1e-4
+
+
+def test_a_text_model_with_broken_weights_fails_before_any_work(out, tmp_path):
+    """A model directory whose model.safetensors is damaged passed the stage's pre-flight check (it only
+    hashed the files): every worker batch then failed (all samples embed.error), and `mmprep embed` died
+    with a SafetensorError traceback (exit 1)."""
+    import shutil
+
+    from mmprep.embed.identity import resolve_text_model
+
+    bad = tmp_path / "model"
+    shutil.copytree(resolve_text_model(None), bad)
+    (bad / "model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ConfigError) as err:
+        make_stage("embed", field="txt", model=str(bad), device="cpu")
+    assert err.value.key == "model"
+    assert err.value.message.startswith(f"{bad / 'model.safetensors'} does not load as safetensors weights")
+    proc = run_cli("embed", str(out), "--field", "txt", "--model", str(bad), "--name", "broken")
+    assert proc.returncode == 2, proc.stderr[-800:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mmprep: config error: model: {bad} does not load")
+    assert not (out / "embeddings" / "broken").exists()
+    (bad / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ConfigError) as err:
+        make_stage("embed", field="txt", model=str(bad), device="cpu")
+    assert err.value.message.startswith(f"{bad / 'tokenizer.json'} does not load as a tokenizer")

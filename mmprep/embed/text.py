@@ -79,9 +79,11 @@ class TextEncoder(Encoder):
         self.tokenizer = load_tokenizer(path)
         try:
             self.net = AutoModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ConfigError("model", f"{path} does not load as a transformers model: {exc}") from None
-        check_max_tokens(self.tokenizer, self.max_tokens)
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise their own types
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ConfigError("model", f"{path} does not load as a transformers model: "
+                              f"{type(exc).__name__}: {reason}") from None
+        check_max_tokens(self.tokenizer.num_special_tokens_to_add(), self.max_tokens)
         if getattr(self.net, "pooler", None) is not None:
             self.net.pooler = None  # the [CLS] pooler head: unused by mean pooling, one matmul per batch saved
         self.dim = int(self.net.config.hidden_size)
@@ -181,18 +183,43 @@ def load_tokenizer(path: Path) -> Any:
 
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError("model", f"{path} does not load as a transformers tokenizer: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - tokenizers and transformers raise their own types
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ConfigError("model", f"{path} does not load as a transformers tokenizer: "
+                          f"{type(exc).__name__}: {reason}") from None
 
 
-def check_max_tokens(tokenizer: Any, max_tokens: int) -> None:
-    """``max_tokens`` counts the special tokens ([CLS], [SEP]) too. Below their count plus one the tokenizer
-    cannot cut a text to the limit at all (it warns and returns it whole, and a long text then overflows
-    the position embeddings mid-run), so such a limit is a configuration error."""
-    least = tokenizer.num_special_tokens_to_add() + 1
+def check_max_tokens(specials: int, max_tokens: int) -> None:
+    """``max_tokens`` counts the ``specials`` special tokens ([CLS], [SEP]) too. Below their count plus one the
+    tokenizer cannot cut a text to the limit at all (it warns and returns it whole, and a long text then
+    overflows the position embeddings mid-run), so such a limit is a configuration error."""
+    least = specials + 1
     if max_tokens < least:
         raise ConfigError("max_tokens", f"{max_tokens} leaves no room for text: the tokenizer adds "
                           f"{least - 1} special tokens to every input; use at least {least}")
+
+
+def preflight(path: Path, max_tokens: int | None) -> None:
+    """What a pipeline's pre-flight check can prove without importing torch or transformers (~0.2 s, so the
+    driver can still fork its workers): ``tokenizer.json`` loads, ``max_tokens`` leaves room for text, and
+    every ``*.safetensors`` file's header reads (a broken weights file otherwise failed every worker batch)."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    vocab = path / "tokenizer.json"
+    if vocab.is_file():
+        try:
+            specials = Tokenizer.from_file(str(vocab)).num_special_tokens_to_add(False)
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises its own exception type
+            raise ConfigError("model", f"{vocab} does not load as a tokenizer: {exc}") from None
+        if max_tokens is not None:
+            check_max_tokens(specials, max_tokens)
+    for weights in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="np") as fh:
+                fh.keys()
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own exception type
+            raise ConfigError("model", f"{weights} does not load as safetensors weights: {exc}") from None
 
 
 def _one_thread() -> None:

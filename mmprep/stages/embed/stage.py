@@ -75,12 +75,11 @@ class Embed(Stage):
         spec = self.spec()
         resolve_device(spec.device)
         check_checkpoint(spec)
-        if spec.modality == "text":
-            path = resolve_text_model(spec.model)
-            if spec.max_tokens is not None:
-                from mmprep.embed.text import check_max_tokens, load_tokenizer
+        if spec.modality == "text":  # checked without torch: the driver of a rerun can still fork its workers
+            from mmprep.embed.text import preflight
 
-                check_max_tokens(load_tokenizer(path), spec.max_tokens)
+            path = resolve_text_model(spec.model)
+            preflight(path, spec.max_tokens)
             self._model_hash = model_hash(path)
         elif spec.model and spec.model.startswith("builtin:"):
             from mmprep.embed.audio import BUILTIN_LOGMEL
