@@ -66,6 +66,8 @@ def test_vtt_keeps_ids_notes_styles_and_settings_and_changes_only_times():
         "00:00:03.000 --> 00:00:04.000", "00:00:03.250 --> 00:00:04.250").replace(
         "01:02:03.004 --> 01:02:05.000", "00:00:00.000 --> 01:02:05.250")
     assert [c.text for c in parse(out, "vtt").cues] == [c.text for c in doc.cues]
+    squeezed = parse("WEBVTT\n00:01.000 --> 00:02.000\nHi\n00:03.000 --> 00:04.000\nTwo\n", "vtt")  # no blank lines
+    assert [(c.start, c.end, c.text) for c in squeezed.cues] == [(1000, 2000, "Hi"), (3000, 4000, "Two")]
     with pytest.raises(SubtitleError) as err:
         parse("WEBVTT\n\nNOTE nothing here\n", "vtt")
     assert err.value.reason == "subtitle.empty"

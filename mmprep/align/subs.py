@@ -161,9 +161,10 @@ def _parse_vtt(text: str) -> SubDoc:
             word = line.split(None, 1)[0] if line.split() else ""
             if (not cues and line.startswith("WEBVTT")) or word in _VTT_BLOCKS:
                 skipping = True  # the header, comments, style sheets and regions are not cues
-        if skipping:
-            continue
         m = _VTT_TIMING.match(line)
+        if skipping and not m:  # a timing line ends a header or note block that lacks its blank line
+            continue
+        skipping = False
         if m:
             g = m.groups()
             cues.append(Cue(_vtt_ms(*g[0:4]), _vtt_ms(*g[4:8]), ""))
