@@ -205,3 +205,11 @@ def test_a_microphone_array_decoded_to_flac_is_kept_as_wav(tmp_path):
     with pytest.raises(Drop) as e:
         encode_field("flac", Audio(samples=x, rate=16000))
     assert e.value.reason == "encode.unsupported"
+
+
+def test_lufs_at_a_rate_the_k_weighting_cannot_take_says_so():
+    """At 2-2.5 kHz the K-weighting shelf (1.7 kHz) is unstable: the measure overflowed to -inf and read as
+    near-silence (below_gate) on loud audio."""
+    x = noise(2.0, rate=2000, amplitude=0.1)
+    info, after = loudness(x, rate=2000, mode="lufs")
+    assert info["reason"] == "bad_rate" and info["reached"] is False and np.array_equal(after, x)

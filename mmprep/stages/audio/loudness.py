@@ -18,7 +18,7 @@ _BS1770_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
 
 def integrated_lufs(x: np.ndarray, rate: int) -> float:
     """ITU-R BS.1770-4 integrated loudness in LUFS; ``-inf`` when no 400 ms block reaches the absolute
-    gate (-70 LUFS): silence, and near-silence too.
+    gate (-70 LUFS): silence, and near-silence too; NaN when the K-weighting filter is unstable at ``rate``.
 
     ``x`` is ``(n,)`` or ``(channels, n)``; needs at least one 400 ms gating block. pyloudnorm's
     K-weighting filters and gating, vectorised, for any channel count: up to 5 channels weighted as
@@ -29,8 +29,11 @@ def integrated_lufs(x: np.ndarray, rate: int) -> float:
     import scipy.signal
 
     data = np.atleast_2d(x).astype(np.float64)
-    for stage in pyloudnorm.Meter(rate)._filters.values():  # high shelf, then high pass (K-weighting)
-        data = stage.passband_gain * scipy.signal.lfilter(stage.b, stage.a, data, axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for stage in pyloudnorm.Meter(rate)._filters.values():  # high shelf, then high pass (K-weighting)
+            data = stage.passband_gain * scipy.signal.lfilter(stage.b, stage.a, data, axis=-1)
+    if not np.isfinite(data).all():  # the 1.7 kHz shelf is unstable near Nyquist (2 kHz audio): no measure
+        return float("nan")
     channels, n = data.shape
     gains = np.array(_BS1770_GAINS[:channels] if channels <= len(_BS1770_GAINS) else (1.0,) * channels)
     block, step = 0.4, 0.25  # seconds, fraction of a block (75 % overlap); block bounds as pyloudnorm's
@@ -98,7 +101,8 @@ class AudioLoudness(Stage):
             peak = float(np.max(np.abs(audio.samples))) if audio.samples.size else 0.0
             if not np.isfinite(measured):  # nothing to measure: left as it is, and said so
                 below = cfg.mode == "lufs" and peak > 0  # every block under the absolute gate
-                info["loudness"] = {**missed, "reason": "below_gate" if below else "silent"}
+                reason = "bad_rate" if np.isnan(measured) else "below_gate" if below else "silent"
+                info["loudness"] = {**missed, "reason": reason}
                 continue
             gain_db = min(cfg.target - measured, cfg.max_gain_db)
             reason = "max_gain" if gain_db < cfg.target - measured else None
