@@ -128,3 +128,15 @@ def test_embedding_preprocessing_of_a_banner_does_not_blow_up():
 
     want = cv2.resize(normal, (96, 64), interpolation=cv2.INTER_LINEAR)[:, 16:80].astype(np.float32) / 255
     assert np.array_equal(got, want.transpose(2, 0, 1))
+
+
+def test_extraneous_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
+    """Padding between two header segments made the header parser give up ('a cut-short jpg header',
+    image.corrupt) although OpenCV decodes the file (libjpeg warns and skips to the next marker)."""
+    jpeg = encode(photo(40, 30, seed=5), "jpg")
+    app0 = 4 + struct.unpack(">H", jpeg[4:6])[0]
+    data = jpeg[:app0] + b"\x00\x00\x00" + jpeg[app0:]
+    hdr = read_header(data)
+    assert (hdr.width, hdr.height, hdr.complete) == (40, 30, True)
+    assert decoded(data)["jpg"].pixels.shape == (30, 40, 3)
+    assert read_header(jpeg[:app0] + b"\x00" * 40) is None  # no marker after the padding: still refused
