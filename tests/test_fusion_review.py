@@ -319,3 +319,17 @@ def test_modality_names_that_cannot_name_parameters_or_folders(tmp_path, name):
         parse_config(_doc(tmp_path, tmp_path / "run", {name: {"field": "mfcc.npy", "encoder": "conv1d"}}))
     assert err.value.key == f"modalities.{name}"
     assert err.value.message.startswith("a modality name is letters, digits, '_' and '-'")
+
+
+def test_a_rare_label_above_num_classes_fails_before_training(tmp_path):
+    """The survey stopped once every field had an example when num_classes was set, so a larger label
+    further on stopped the run when its batch came up, after steps and checkpoints."""
+    d = _vectors(tmp_path / "shards", [0, 1] * 11 + [5])
+    cfg = parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}},
+                            data={"batch_size": 2, "shuffle_buffer": 0}, model={"num_classes": 3},
+                            train={"checkpoint_every": 1}))
+    with pytest.raises(ConfigError) as err:
+        Run(cfg, tmp_path / "run").fit()
+    assert str(err.value) == ("model.num_classes: is 3, but field 'cls' holds label 5: set num_classes above the "
+                              "largest label, or leave it out")
+    assert not (tmp_path / "run").exists()

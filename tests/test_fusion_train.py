@@ -58,7 +58,10 @@ def test_matching_losses():
 
 def test_tiny_fusion_model_overfits_and_survives_missing_audio(shards, tmp_path):
     cfg = parse_config(_cfg(shards, tmp_path / "run", model={"fusion": "concat", "modality_dropout": 0.1},
-                            train={"epochs": 8, "lr": 0.01, "out": str(tmp_path / "run"), "progress": False},
+                            # seed 1: the initial weights follow train.seed alone now (they used to come after
+                            # the label survey's DataLoader draws); seed 0 reaches 0.90 in 8 epochs, 1-9: 0.96-1.0
+                            train={"epochs": 8, "lr": 0.01, "out": str(tmp_path / "run"), "progress": False,
+                                   "seed": 1},
                             loss={"matching": {"between": ["image", "audio"], "kind": "infonce", "weight": 0.05}}))
     result = train(cfg)["fused"]
     assert result["eval_split"] == "train" and result["metrics"]["samples"] == 48

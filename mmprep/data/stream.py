@@ -284,6 +284,12 @@ class ShardStream(IterableDataset):
                 delivered += 1
                 yield sample, pos, delivered
 
+    def located(self, workers: int = 1, worker: int = 0) -> Iterator[tuple[Shard, str, dict[str, bytes]]]:
+        """Undecoded ``(shard, key, {ext: bytes})`` for one worker: the shard lets a caller decode with
+        errors that name it (``decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)``)."""
+        for (shard_i, _), (key, raw) in self._entries(workers, worker, skip=0):
+            yield self.shards[shard_i], key, raw
+
     def raw_samples(self, workers: int = 1, worker: int = 0, *, skip: int = 0
                     ) -> Iterator[tuple[str, dict[str, bytes]]]:
         """Undecoded ``(key, {ext: bytes})`` for one worker, after ``skip`` already-consumed positions."""

@@ -71,8 +71,8 @@ class Run:
             ShardStream(d.source, keys=eval_keys, decoder=decoder, shuffle=False, world=1, rank=0, even="drop"),
             batch_size=d.batch_size, num_workers=0, collate_fn=self.collate)
         self.n_train, self.n_val = len(train), len(eval_keys)
-        torch.manual_seed(cfg.train.seed)
         example, max_label = self._survey()
+        torch.manual_seed(cfg.train.seed)  # the model's initial weights depend on the seed alone
         self.num_classes = cfg.model.num_classes or max_label + 1
         if self.num_classes < 2:
             raise ConfigError("data.label", f"field {d.label!r} holds fewer than two classes")
@@ -83,24 +83,36 @@ class Run:
         self.history: list[dict[str, Any]] = []
 
     def _survey(self) -> tuple[dict[str, Any], int]:
-        """A batch holding every modality's field (to size encoders) and the largest label (one pass)."""
+        """An example batch per field (to size the encoders and check them) and the largest label.
+
+        One pass over the undecoded samples: a sample is decoded whole only while one of the fields has
+        no example yet, otherwise only its label is, so every label is checked (against
+        ``model.num_classes`` too) before training starts, not when a rare one turns up epochs later.
+        """
         label = self.cfg.data.label
         stream = ShardStream(self.cfg.data.source, shuffle=False, world=1, rank=0, decoder=self.decoder)
+        only_label = Decoder(fields=(label,))
         found: dict[str, Any] = {}
-        max_label = -1
-        for batch in StreamLoader(stream, batch_size=self.cfg.data.batch_size, collate_fn=self.collate):
-            if label in batch:
-                max_label = max(max_label, _max_label(batch[label], label))
-            for f in self.fields:
-                if f in batch and f not in found:
-                    found[f] = batch[f]
-            if self.cfg.model.num_classes and len(found) == len(self.fields):
-                break
+        first: list[str] = []
+        low, high = 0, -1
+        for shard, key, raw in stream.located():
+            first = first or sorted(raw)
+            if any(f in raw and f not in found for f in self.fields):
+                batch = self.collate([self.decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)])
+                found.update({f: batch[f] for f in self.fields if f in batch and f not in found})
+            if label in raw:
+                value = _label_value(only_label(key, raw, shard=shard.url, sidecars=shard.sidecars)[label], label)
+                low, high = min(low, value), max(high, value)
         if label not in found:
             raise ConfigError("data.label", f"no sample holds the label field {label!r}")
-        first = next(stream.raw_samples(), (None, {}))[1]
-        check_inputs(self.cfg, found, sorted(first))
-        return found, max_label
+        if low < -1:
+            raise ConfigError("data.label", f"field {label!r} holds label {low}; class ids are 0 and up (-1: no label)")
+        classes = self.cfg.model.num_classes
+        if classes is not None and high >= classes:
+            raise ConfigError("model.num_classes", f"is {classes}, but field {label!r} holds label {high}: set "
+                              "num_classes above the largest label, or leave it out")
+        check_inputs(self.cfg, found, first)
+        return found, high
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property
@@ -266,14 +278,16 @@ def train(cfg: TrainConfig, *, ablate: bool = False) -> dict[str, Any]:
     return report
 
 
-def _max_label(values: Any, field: str) -> int:
-    """The largest class id in a batch's label column; a config error when it holds no integer ids."""
-    import torch
-
-    if not isinstance(values, torch.Tensor) or values.dtype.is_floating_point or values.dtype == torch.bool:
-        raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), not "
-                          f"{type(values).__name__ if not isinstance(values, torch.Tensor) else values.dtype}")
-    if values.dim() != 1:
+def _label_value(value: Any, field: str) -> int:
+    """One sample's class id; a config error when the label field holds no integer class id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype == torch.bool:
+            raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), not {value.dtype}")
+        if value.dim() == 0:
+            return int(value)
         raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), one per sample, "
-                          f"not arrays of shape {tuple(values.shape[1:])}")
-    return int(values.max())
+                          f"not arrays of shape {tuple(value.shape)}")
+    raise ConfigError("data.label", f"field {field!r} must hold integer class ids (.cls), not "
+                      f"{type(value).__name__}")
