@@ -103,15 +103,17 @@ def video_span(container: Any, stream: Any, header: float | None) -> tuple[float
     """``(start, duration)`` in seconds: :func:`stream_start`, and the later of ``header`` (a duration) and
     the last frame's end counted from the start. Consumes the container.
 
-    A duration only the container records is read as an end time when the packets say so: Matroska
-    muxers that keep the source's timestamps write the end time there (a 2 s video at 10-12 s says 12 s).
+    When the video stream records no duration of its own (Matroska, WebM), ``header`` is the container's:
+    the longest stream's (Opus audio outlasting the picture by 8 ms gave a target past the last frame), or
+    even an end time (Matroska muxers that keep the source's timestamps: a 2 s video at 10-12 s says 12 s).
+    The last frame's end is used alone then.
     """
     start = stream_start(stream)
     end = last_frame_end(container, stream)
     if end is None:
         return start, header or 0.0
-    if header and not stream.duration and start > 0 and abs(header - end) < abs(header - (end - start)):
-        header -= start
+    if not stream.duration:
+        return start, end - start
     return start, max(header or 0.0, end - start)
 
 

@@ -168,7 +168,7 @@ class VideoFrames(Stage):
     """Sample frames from the video at a target fps, a fixed count or keyframes; JPEG sequence or .npy."""
 
     name = "video.frames"
-    version = "5"  # slivers capped; npy of a size-changing stream; 4: corrupt tails; 3: times from the start
+    version = "6"  # MKV/WebM length from the last frame; 5: slivers, size changes; 4: corrupt tails; 3: start
     reads = ("video",)
     writes = ("image", "npy")
     cacheable = True
