@@ -333,3 +333,14 @@ def test_a_rare_label_above_num_classes_fails_before_training(tmp_path):
     assert str(err.value) == ("model.num_classes: is 3, but field 'cls' holds label 5: set num_classes above the "
                               "largest label, or leave it out")
     assert not (tmp_path / "run").exists()
+
+
+def test_trainer_reads_all_training_samples_whatever_the_environment(tmp_path, monkeypatch):
+    """WORLD_SIZE/RANK in the environment (a torchrun or SLURM job script) made the single-process trainer's
+    loader read 1/world of the training samples."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    d = _vectors(tmp_path / "shards", [0, 1] * 10)
+    run = Run(parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}},
+                                data={"batch_size": 4})), tmp_path / "run")
+    assert run.n_train == len(run.loader.dataset) == 20 and len(run.loader) == 5

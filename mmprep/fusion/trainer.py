@@ -63,7 +63,10 @@ class Run:
         sizes = [m.image_size for m in cfg.modalities.values() if m.encoder == "cnn"]
         self.decoder = decoder = Decoder(fields=tuple(self.fields), resize=tuple(sizes[0]) if sizes else None)
         self.collate = PadCollate()
-        stream = ShardStream(d.source, keys=train, decoder=decoder, shuffle=True, buffer=d.shuffle_buffer, seed=d.seed)
+        # one process trains on all of it: WORLD_SIZE/RANK left in the environment (a torchrun or SLURM job
+        # script) would otherwise give this single-process trainer 1/world of the data, silently
+        stream = ShardStream(d.source, keys=train, decoder=decoder, shuffle=True, buffer=d.shuffle_buffer, seed=d.seed,
+                             world=1, rank=0)
         self.loader = StreamLoader(stream, batch_size=d.batch_size, num_workers=d.num_workers, collate_fn=self.collate)
         eval_keys = val or train
         self.val_split = "val" if val else "train"
