@@ -28,7 +28,7 @@ def test_crlf_srt_cues_have_no_carriage_returns():
                                                              (3000, 4000, "Third")]
     out = render(doc, [(1500, 2500), (3500, 4500)])
     assert out == ("1\n00:00:01,500 --> 00:00:02,500\nHello <i>there</i>\nline two\n\n"
-                   "2\n00:00:03,500 --> 00:00:04,500\nThird\n\n")
+                   "2\n00:00:03,500 --> 00:00:04,500\nThird\n")
     assert parse(data.decode("utf-8-sig").replace("\r\n", "\r"), "srt").cues == doc.cues  # old Mac CR
 
 
@@ -229,3 +229,22 @@ def test_undecodable_subtitles_are_a_failed_record_not_a_missing_one():
     with pytest.raises(SubtitleError) as err:
         parse(bad, "srt")
     assert err.value.reason == "text.undecodable"
+
+
+def test_srt_keeps_font_tags_positions_and_coordinates():
+    """pysubs2 rewrote SRT cue text: <font color>, <b> and {\\an8} (top placement) were dropped and the
+    X1..Y2 coordinates after the times were lost; only the times are meant to change."""
+    srt = ('1\n00:00:01,000 --> 00:00:02,000\n<font color="#ff0000">Red</font> and {\\an8}top\n\n'
+           "2\n00:00:03,000 --> 00:00:04,000 X1:10 X2:20 Y1:5 Y2:6\n<b>Bold</b> &amp; <u>u</u>\n\n"
+           "3\n00:00:05,000 --> 00:00:06,000\n{\\pos(10,20)}A SIGN\n")
+    doc = parse(srt.encode(), "srt")
+    assert [(c.start, c.end, c.text, c.sign) for c in doc.cues] == [
+        (1000, 2000, "Red and top", False), (3000, 4000, "Bold &amp; u", False), (5000, 6000, "A SIGN", True)]
+    out = render(doc, [(1500, 2500), (3500, 4500), (5500, 6500)])
+    assert out == srt.replace("00:00:01,000 --> 00:00:02,000", "00:00:01,500 --> 00:00:02,500").replace(
+        "00:00:03,000 --> 00:00:04,000", "00:00:03,500 --> 00:00:04,500").replace(
+        "00:00:05,000 --> 00:00:06,000", "00:00:05,500 --> 00:00:06,500")
+    squeezed = parse("1\n00:00:01,000 --> 00:00:02,000\nA\n2\n00:00:03,000 --> 00:00:04,000\nB", "srt")
+    assert [(c.start, c.end, c.text) for c in squeezed.cues] == [(1000, 2000, "A"), (3000, 4000, "B")]
+    ass_named_srt = parse(ASS, "srt")  # another format under a .srt name still goes to pysubs2
+    assert [c.text for c in ass_named_srt.cues] == ["later line", "earlier line"]

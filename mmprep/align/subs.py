@@ -1,4 +1,4 @@
-"""Subtitle IO and validation: SRT, ASS (pysubs2), WebVTT (own block parser) and JSON / JSONL segments.
+"""Subtitle IO and validation: SRT and WebVTT (own block parser), ASS (pysubs2) and JSON / JSONL segments.
 
 Times are integer milliseconds inside (pysubs2's unit), seconds as floats at the edges.
 A :class:`SubDoc` keeps the parsed document so that re-timed cues are written back in the
@@ -120,7 +120,12 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
             cues.append(Cue(a, b, str(seg.get("text", ""))))
         return SubDoc(fmt, cues, raw, unit, skipped)
     if fmt == "vtt":
-        return _parse_vtt(text)
+        return _parse_timed(text, "vtt")
+    if fmt == "srt":
+        try:
+            return _parse_timed(text, "srt")
+        except SubtitleError:
+            pass  # no SRT timing line: let pysubs2 try (it also reads other formats under a .srt name)
     import pysubs2
 
     try:
@@ -133,22 +138,26 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
     return SubDoc(fmt, cues, subs)
 
 
-_VTT_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
-_VTT_TIMING = re.compile(rf"^\s*{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(.*)$")
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[.,:](\d{1,3})"
+_TIMING = re.compile(rf"^\s*{_TIME}[ \t]*-->[ \t]*{_TIME}(.*)$")
 _VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
 _TAG = re.compile(r"<[^>]*>")
+_ASS_OVERRIDE = re.compile(r"{\\[^}]*}")  # {\an8}, {\pos(..)} in SRT files
 
 
-def _vtt_ms(h: str | None, m: str, sec: str, frac: str) -> int:
+def _ms(h: str | None, m: str, sec: str, frac: str) -> int:
     return ((int(h or 0) * 60 + int(m)) * 60 + int(sec)) * 1000 + int(frac.ljust(3, "0"))
 
 
-def _parse_vtt(text: str) -> SubDoc:
-    """WebVTT by its own block rules (pysubs2 reads it as SRT: cue identifiers and NOTE blocks became cue
-    text, cue settings were lost). ``raw`` keeps the lines, so :func:`render` changes only the times."""
+def _parse_timed(text: str, fmt: str) -> SubDoc:
+    """SRT and WebVTT by their block rules: a timing line starts a cue, the lines after it are its text,
+    the line right before it is its number (SRT) or identifier (WebVTT). ``raw`` keeps the lines, so
+    :func:`render` changes only the two times of each timing line; tags (``<font>``, ``<b>``, ``{\\an8}``),
+    SRT coordinates, WebVTT settings, identifiers and NOTE / STYLE / REGION blocks stay as they were
+    (pysubs2 dropped most of these, and turned WebVTT identifiers and notes into cue text)."""
     lines = text.split("\n")
     cues: list[Cue] = []
-    timing: list[tuple[int, str]] = []  # (line index, settings after the end time) per cue
+    timing: list[tuple[int, str]] = []  # (line index, what follows the end time) per cue
     payload: list[str] | None = None
     block_start = True
     skipping = False
@@ -156,33 +165,44 @@ def _parse_vtt(text: str) -> SubDoc:
         if not line.strip():
             block_start, skipping, payload = True, False, None
             continue
-        if block_start:
-            block_start = False
-            word = line.split(None, 1)[0] if line.split() else ""
+        if block_start and fmt == "vtt":
+            word = line.split(None, 1)[0]
             if (not cues and line.startswith("WEBVTT")) or word in _VTT_BLOCKS:
                 skipping = True  # the header, comments, style sheets and regions are not cues
-        m = _VTT_TIMING.match(line)
+        block_start = False
+        m = _TIMING.match(line)
         if skipping and not m:  # a timing line ends a header or note block that lacks its blank line
             continue
         skipping = False
         if m:
+            if payload and payload[-1].strip().isdigit():  # no blank line before this cue: the number above
+                payload.pop()  # is its SRT index / WebVTT identifier, not the last line of the cue before
+                cues[-1].text = _plain("\n".join(payload), fmt)
             g = m.groups()
-            cues.append(Cue(_vtt_ms(*g[0:4]), _vtt_ms(*g[4:8]), ""))
+            cues.append(Cue(_ms(*g[0:4]), _ms(*g[4:8]), ""))
             timing.append((i, g[8]))
             payload = []
-        elif payload is not None:  # else a cue identifier line, before its timing line
+        elif payload is not None:  # else a cue number / identifier line, before its timing line
             payload.append(line)
-            cues[-1].text = html.unescape(_TAG.sub("", "\n".join(payload)))
+            cues[-1].text = _plain("\n".join(payload), fmt)
+            cues[-1].sign = bool(_SIGN_TAGS.search("\n".join(payload)))
     if not cues:
         if "-->" in text:
-            raise SubtitleError("subtitle.unparseable", "no WebVTT cue timing line could be read")
-        raise SubtitleError("subtitle.empty", "the WebVTT file holds no cues")
-    return SubDoc("vtt", cues, {"lines": lines, "timing": timing})
+            raise SubtitleError("subtitle.unparseable", f"no {fmt.upper()} cue timing line could be read")
+        if fmt == "vtt":
+            raise SubtitleError("subtitle.empty", "the WebVTT file holds no cues")
+        raise SubtitleError("subtitle.unparseable", "no cue timing lines found")
+    return SubDoc(fmt, cues, {"lines": lines, "timing": timing})
 
 
-def _vtt_time(ms: int) -> str:
+def _plain(text: str, fmt: str) -> str:
+    text = _ASS_OVERRIDE.sub("", _TAG.sub("", text))
+    return html.unescape(text) if fmt == "vtt" else text
+
+
+def _time(ms: int, sep: str) -> str:
     ms = max(0, int(ms))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
 
 
 _SIGN_TAGS = re.compile(r"{[^}]*\\(pos|move|org|clip|iclip)\(")  # placed on screen: signs, not dialogue
@@ -236,12 +256,15 @@ def render(doc: SubDoc, times: list[tuple[int, int]]) -> str:
         if doc.format == "jsonl":
             return "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in segs)
         return json.dumps(doc.raw, ensure_ascii=False, indent=1) + "\n"
-    if doc.format == "vtt":  # only the two times of each timing line change; settings, ids, notes stay
+    if isinstance(doc.raw, dict) and "timing" in doc.raw:  # SRT / WebVTT: only the timing lines change
+        sep = "." if doc.format == "vtt" else ","
         lines = list(doc.raw["lines"])
-        for (i, settings), (a, b) in zip(doc.raw["timing"], times, strict=True):
-            lines[i] = f"{_vtt_time(a)} --> {_vtt_time(b)}{settings}"
+        for (i, rest), (a, b) in zip(doc.raw["timing"], times, strict=True):
+            lines[i] = f"{_time(a, sep)} --> {_time(b, sep)}{rest}"
         text = "\n".join(lines)
-        return text if text.startswith("WEBVTT") else "WEBVTT\n\n" + text  # SRT-style .vtt: made valid WebVTT
+        if doc.format == "vtt" and not text.startswith("WEBVTT"):  # SRT-style .vtt: made valid WebVTT
+            text = "WEBVTT\n\n" + text
+        return text
     events = [e for e in doc.raw.events if not e.is_comment]
     for e, (a, b) in zip(events, times, strict=True):
         e.start, e.end = max(0, int(a)), max(0, int(b))
