@@ -112,3 +112,16 @@ def test_sentence_split_is_linear_in_a_long_sentence_with_abbreviations():
     assert time.perf_counter() - start < 2.0
     assert split_rule("Dr. Smith arrived at 5 p.m. today. 他来了。你呢？好！\nNext line, e.g. this one. U.S. made") == [
         "Dr. Smith arrived at 5 p.m.", "today.", "他来了。", "你呢？", "好！", "Next line, e.g. this one.", "U.S. made"]
+
+
+@pytest.mark.parametrize(("params", "name"), [({"output": "stats.json"}, "stats.json"),
+                                              ({"output": ".scan.json"}, ".scan.json"),
+                                              ({"output": "tokenizer.json", "tokenizer_json": True}, "tokenizer.json")])
+def test_vocab_output_cannot_be_a_file_the_build_writes(params, name):
+    """text.vocab output: stats.json was accepted, and the build's stats then overwrote the vocabulary
+    (or the reverse) without a word."""
+    with pytest.raises(ConfigError) as err:
+        make_stage("text.vocab", **params)
+    assert str(err.value) == (f"output: {name!r} is a file the build writes itself; name the vocabulary otherwise "
+                              "(e.g. vocab.json)")
+    assert make_stage("text.vocab", output="tokenizer.json").reports() == ("tokenizer.json",)

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 
 
+# JSON files the build or other stages write under OUT (stats, the alignment report); hidden ones too
+_BUILD_FILES = frozenset({"stats.json", "alignment_report.json"})
+
+
 @register
 class TextVocab(Stage):
     """Count the tokens of every tokens field; after the build, write ``OUT/vocab.json``.
@@ -58,6 +62,10 @@ class TextVocab(Stage):
         cfg = self.config
         if cfg.unk_token is not None and cfg.unk_token not in cfg.special_tokens:
             raise ConfigError("unk_token", f"{cfg.unk_token!r} must be one of special_tokens")
+        taken = _BUILD_FILES | ({"tokenizer.json"} if cfg.tokenizer_json else set())
+        if cfg.output in taken or cfg.output.startswith("."):  # one file would silently overwrite the other
+            raise ConfigError("output", f"{cfg.output!r} is a file the build writes itself; name the vocabulary "
+                                        "otherwise (e.g. vocab.json)")
 
     def applies(self, sample: Sample) -> bool:
         return bool(token_fields(sample))
