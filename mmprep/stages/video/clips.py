@@ -218,26 +218,32 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                 done[i] = writers.pop(i)
     cut_short = set(writers) if notes else set()  # open when a corrupt tail stopped the decoding
     done.update(writers)
+    if audio is not None:  # on the video's clock, once: sample 0 at its first frame, wherever the audio started
+        offset = int(round((audio_start - video_start) * arate))
+        audio = shift(audio, offset)
+        bad = shift(bad, offset) if bad is not None else None
     clips = []
     step = float(1 / Fraction(rate))
     for i in sorted(done):
         w = done[i]
         start, end = w.first, w.last + step
-        piece, zeroed = None, 0
-        if audio is not None:  # the audio's own first sample may be before or after the video's first frame
-            offset = int(round((audio_start - video_start) * arate))
+        extra: dict[str, Any] = {}
+        piece = None
+        if audio is not None:
             span = slice(int(round(start * arate)), int(round(end * arate)))
-            piece = shift(audio, offset)[span]
-            zeroed = int(shift(bad, offset)[span].sum()) if bad is not None else 0
+            piece = audio[span]
+            if bad is not None and bad[span].any():
+                extra["audio_nonfinite_zeroed"] = int(bad[span].sum())
+            if arate != source_rate:
+                extra["audio_resampled"] = [source_rate, arate]
+        if lost:
+            extra["audio_lost"] = lost
+        if i in cut_short:
+            extra["truncated"] = notes["truncated"]
+        if w.size != w.source_size:
+            extra["resized"] = {"from": list(w.source_size), "to": list(w.size)}
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
-                      "frames": w.n, "rotation": w.rotation, "text": spans[i][2]}
-                     | ({"truncated": notes["truncated"]} if i in cut_short else {})
-                     | ({"audio_nonfinite_zeroed": zeroed} if zeroed else {})
-                     | ({"audio_lost": lost} if lost else {})
-                     | ({"audio_resampled": [source_rate, arate]} if audio is not None and arate != source_rate
-                        else {})
-                     | ({"resized": {"from": list(w.source_size), "to": list(w.size)}}
-                        if w.size != w.source_size else {}))
+                      "frames": w.n, "rotation": w.rotation, "text": spans[i][2], **extra})
     return clips
 
 
@@ -291,10 +297,7 @@ class VideoClips(Stage):
             child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
-                           "clip": {k: clip[k] for k in ("index", "start", "end", "frames", "rotation", "truncated",
-                                                           "resized", "audio_nonfinite_zeroed",
-                                                           "audio_resampled", "audio_lost")
-                                    if k in clip}
+                           "clip": {k: v for k, v in clip.items() if k not in ("mp4", "text")}
                            | {"parent": sample[KEY]}}
             if clip["text"]:
                 child["txt"] = clip["text"]
