@@ -125,3 +125,17 @@ def test_vocab_output_cannot_be_a_file_the_build_writes(params, name):
     assert str(err.value) == (f"output: {name!r} is a file the build writes itself; name the vocabulary otherwise "
                               "(e.g. vocab.json)")
     assert make_stage("text.vocab", output="tokenizer.json").reports() == ("tokenizer.json",)
+
+
+def test_a_text_of_only_invisible_characters_is_empty():
+    """Zero-width joiners, word joiners and soft hyphens survive NFKC and whitespace collapse: such a text
+    was kept, and text.tokenize made the token '\\u200d' of it, instead of text.empty."""
+    from mmprep.errors import Drop
+
+    stage = make_stage("text.normalize")
+    for text in ("\u200d", "\u200c\u2060\u00ad \u200d", "\ufeff\u200b \u200d".encode().decode()):
+        with pytest.raises(Drop) as err:
+            stage.process({"__key__": "k", "txt": text})
+        assert (err.value.reason, err.value.field) == ("text.empty", "txt")
+    for text in ("a\u200d", "👨\u200d👩", "co\u00adop"):
+        assert stage.process({"__key__": "k", "txt": text})["txt"] == text

@@ -95,7 +95,7 @@ class TextNormalize(Stage):
     """
 
     name = "text.normalize"
-    version = "2"
+    version = "3"
     reads = ("text",)
     writes = ("text",)
 
@@ -149,9 +149,17 @@ class TextNormalize(Stage):
                     raise Drop("text.too_long", f"{len(text)} chars > max_chars {cfg.max_chars}", field=ext)
                 text = text[: cfg.max_chars]
                 meta(sample).setdefault("truncated", []).append(ext)
-            if not text:
+            if not text or _invisible(text):
                 raise Drop("text.empty", "nothing left after normalization", field=ext)
             if len(text) < cfg.min_chars:
                 raise Drop("text.too_short", f"{len(text)} chars < min_chars {cfg.min_chars}", field=ext)
             sample[ext] = text
         return sample
+
+
+def _invisible(text: str) -> bool:
+    """Only format characters (zero-width joiners, word joiners, soft hyphens: category Cf) and spaces,
+    which render as nothing: a text of them is empty (stops at the first visible character)."""
+    import unicodedata
+
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
