@@ -344,3 +344,30 @@ def test_trainer_reads_all_training_samples_whatever_the_environment(tmp_path, m
     run = Run(parse_config(_doc(d, tmp_path / "run", {"e": {"field": "emb.npy", "encoder": "mlp"}},
                                 data={"batch_size": 4})), tmp_path / "run")
     assert run.n_train == len(run.loader.dataset) == 20 and len(run.loader) == 5
+
+
+@pytest.mark.parametrize("encoder", ["conv1d", "gru", "transformer", "bag"])
+def test_empty_sequences_count_as_missing(encoder):
+    """A sample with no MFCC frame or no token (an empty text) failed the convolution (padded input smaller
+    than the kernel), the GRU or the transformer (mask[:, 0] of a (B, 0) batch) when the batch held only
+    such samples, and fed padding to the encoder otherwise."""
+    tokens = encoder in ("transformer", "bag")
+    field = "tok.npy" if tokens else "mfcc.npy"
+    cfg = parse_config({"data": {"source": "x"}, "model": {"fusion": "concat", "dim": 8},
+                        "modalities": {"s": {"field": field, "encoder": encoder, "vocab_size": 16},
+                                       "e": {"field": "emb.npy", "encoder": "mlp"}}})
+    torch.manual_seed(0)
+
+    def value(length: int) -> torch.Tensor:
+        return torch.arange(length) % 16 if tokens else torch.randn(4, length)
+
+    example = {field: torch.stack([value(5), value(5)]), "emb.npy": torch.randn(2, 3)}
+    model = FusionModel(cfg, example, 3).train()
+    for lengths in ([0, 0], [0, 6, 3]):
+        batch = PadCollate()([{"__key__": f"k{i}", field: value(t), "emb.npy": torch.randn(3)}
+                              for i, t in enumerate(lengths)])
+        out = model(batch, torch.device("cpu"))
+        assert torch.isfinite(out["logits"]).all()
+        assert out["present"][:, 0].tolist() == [t > 0 for t in lengths]
+        z, _ = model.encode(batch, torch.device("cpu"))
+        assert torch.equal(z[0, 0], torch.zeros(8))

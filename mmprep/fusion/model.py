@@ -86,10 +86,11 @@ class FusionModel(nn.Module):
     def encode(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``z (B, M, D)`` and ``present (B, M)``.
 
-        Each encoder sees only the samples that hold its field with finite values: a missing field's
-        zero-filled slot (or a NaN/inf array, logged with its keys) would otherwise enter the batch-norm
-        statistics of the samples that do hold it, and a NaN would reach the loss and every weight.
-        Such a sample's modality counts as missing; its ``z`` row is zero.
+        Each encoder sees only the samples that hold its field with finite values and at least one step:
+        a missing field's zero-filled slot (or a NaN/inf array, logged with its keys) would otherwise
+        enter the batch-norm statistics of the samples that do hold it, a NaN would reach the loss and
+        every weight, and an empty sequence fails a convolution. Such a sample's modality counts as
+        missing; its ``z`` row is zero.
         """
         n = len(batch["__key__"])
         zs, ps = [], []
@@ -98,6 +99,11 @@ class FusionModel(nn.Module):
             z = torch.zeros(n, self.dim, device=device)
             if field in batch:
                 x = batch[field].to(device)
+                lengths = batch.get(f"{field}.lengths")
+                if x.reshape(n, -1).shape[1] == 0:  # every sample's array is empty: (B, F, 0), (B, 0)
+                    present = torch.zeros_like(present)
+                elif lengths is not None:  # an empty sequence among others: nothing to encode either
+                    present = present & (lengths.to(device) > 0)
                 if x.is_floating_point():
                     finite = torch.isfinite(x.reshape(n, -1)).all(1)
                     bad = present & ~finite
