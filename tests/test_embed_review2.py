@@ -338,3 +338,15 @@ def test_a_text_model_with_broken_weights_fails_before_any_work(out, tmp_path):
     with pytest.raises(ConfigError) as err:
         make_stage("embed", field="txt", model=str(bad), device="cpu")
     assert err.value.message.startswith(f"{bad / 'tokenizer.json'} does not load as a tokenizer")
+
+
+def test_an_implausible_sample_rate_is_a_bad_input_not_a_crash():
+    """Rate 0 (PyAV's answer for a stream without one) raised soxr's ValueError out of prepare (the
+    stage's whole batch failed, `mmprep embed` crashed); a header claiming 1 Hz was resampled 16000-fold."""
+    enc = load_encoder(ModelSpec("audio", device="cpu"))
+    for rate in (0, 1, 999, 400_000):
+        with pytest.raises(Drop) as drop:
+            enc.prepare(Audio(samples=np.full(100, 0.1, np.float32), rate=rate))
+        assert drop.value.reason == "embed.bad_audio"
+        assert drop.value.message == f"implausible sample rate {rate} Hz (outside 1000-384000)"
+    assert enc.prepare(Audio(samples=np.full(1000, 0.1, np.float32), rate=1000)).shape == (16000,)

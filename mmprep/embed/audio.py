@@ -22,6 +22,7 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio
 
 BUILTIN_LOGMEL = "builtin:logmel-stats"
+MIN_RATE, MAX_RATE = 1000, 384_000  # Hz, audio.decode's min_rate / max_rate defaults
 
 
 def mel_filterbank(*, rate: int, n_fft: int, n_mels: int) -> np.ndarray:
@@ -65,6 +66,8 @@ def decode_audio(value: Any, rate: int) -> np.ndarray:
         raise Drop("embed.empty_audio", "the audio has no samples")
     if not np.isfinite(samples).all():  # one NaN makes every statistic (or a model's output) NaN
         raise Drop("embed.bad_audio", f"the audio holds {int((~np.isfinite(samples)).sum())} NaN or infinite samples")
+    if not MIN_RATE <= sr <= MAX_RATE:  # a header claiming 1 Hz meant 16000 output samples per input sample
+        raise Drop("embed.bad_audio", f"implausible sample rate {sr} Hz (outside {MIN_RATE}-{MAX_RATE})")
     if sr != rate:
         samples = soxr.resample(samples, sr, rate).astype(np.float32)
     return samples
