@@ -213,3 +213,16 @@ def test_lufs_at_a_rate_the_k_weighting_cannot_take_says_so():
     x = noise(2.0, rate=2000, amplitude=0.1)
     info, after = loudness(x, rate=2000, mode="lufs")
     assert info["reason"] == "bad_rate" and info["reached"] is False and np.array_equal(after, x)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_m4a_round_trip_through_a_build_keeps_its_duration(tmp_path, rate):
+    """Decode, change, re-encode as .m4a: each generation used to add the AAC padding (1 s -> 1.024 s -> ...)."""
+    x = speech_like(1.0, rate=rate)
+    stages = [{"stage": "audio.decode"}, {"stage": "audio.normalize", "peak_dbfs": -3.0}]
+    stats, got, errors = one_file_build(tmp_path, "a.m4a", encoded_bytes(x, rate, ext="m4a"), stages)
+    assert stats["samples_out"] == 1 and errors == []
+    assert json.loads(got["a.meta.json"])["duration"] == 1.0
+    y, got_rate = read_audio(got["a.m4a"], field="m4a")
+    assert (got_rate, y.shape) == (rate, (1, rate))
+    assert float(np.abs(y).max()) == pytest.approx(10 ** (-3 / 20), abs=0.1)  # AAC overshoots peaks a little
