@@ -371,3 +371,11 @@ def test_empty_sequences_count_as_missing(encoder):
         assert out["present"][:, 0].tolist() == [t > 0 for t in lengths]
         z, _ = model.encode(batch, torch.device("cpu"))
         assert torch.equal(z[0, 0], torch.zeros(8))
+
+
+def test_conv1d_trains_on_a_batch_with_one_step():
+    """BatchNorm1d raised 'Expected more than 1 value per channel when training' for a batch holding one
+    sample of one frame (batch_size 1, or the only sample with audio in its batch)."""
+    enc = ConvSeqEncoder(4, 8).train()
+    out = enc(torch.randn(1, 4, 1), None)
+    assert out.shape == (1, 8) and torch.isfinite(out).all()

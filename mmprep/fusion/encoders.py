@@ -39,9 +39,10 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     statistics used at evaluation with them. Same parameters and buffers as ``BatchNorm1d``."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is None or not self.training:
+        if not self.training:
             return super().forward(x)
-        m = mask[:, None, :].to(x.dtype)
+        # with one step in all (a batch of one single-frame sample) this gives 0 where BatchNorm1d raises
+        m = mask[:, None, :].to(x.dtype) if mask is not None else torch.ones_like(x[:, :1])
         n = m.sum().clamp_min(1.0)
         mean = (x * m).sum((0, 2)) / n
         var = ((x - mean[None, :, None]).pow(2) * m).sum((0, 2)) / n
