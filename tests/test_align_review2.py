@@ -248,3 +248,13 @@ def test_srt_keeps_font_tags_positions_and_coordinates():
     assert [(c.start, c.end, c.text) for c in squeezed.cues] == [(1000, 2000, "A"), (3000, 4000, "B")]
     ass_named_srt = parse(ASS, "srt")  # another format under a .srt name still goes to pysubs2
     assert [c.text for c in ass_named_srt.cues] == ["later line", "earlier line"]
+
+
+def test_an_implausible_sample_rate_is_a_failed_record():
+    """Rate 0 (PyAV's answer for a stream without one) raised soxr's ValueError out of the stage and the
+    command (a traceback)."""
+    subs = srt_text([(0.5, 1.0, "a")])
+    for rate in (0, 999, 400_000):
+        rec, text, _, times = align_subtitles(np.full(1600, 0.1, np.float32), rate, subs, hint="srt")
+        assert (rec["status"], rec["reasons"], rec["message"], text, times) == (
+            "failed", ["audio.bad_rate"], f"implausible sample rate {rate} Hz", None, [])

@@ -24,6 +24,8 @@ def align_subtitles(samples: np.ndarray, rate: int, subtitles: bytes | str, *, h
         doc = parse(subtitles, hint)
     except SubtitleError as exc:
         return failed(exc.reason, str(exc)).record, None, None, []
+    if not 1000 <= rate <= 384_000:  # audio.decode's plausible range; 0 (no rate in the stream) made soxr raise
+        return failed("audio.bad_rate", f"implausible sample rate {rate} Hz").record, None, doc, []
     bad = samples.size - int(np.isfinite(samples).sum())
     if bad:  # one NaN spreads through the band-pass block by block: the file read as "no speech"
         return failed("audio.nonfinite", f"the audio holds {bad} NaN or infinite samples").record, None, doc, []
