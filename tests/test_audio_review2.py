@@ -226,3 +226,15 @@ def test_m4a_round_trip_through_a_build_keeps_its_duration(tmp_path, rate):
     y, got_rate = read_audio(got["a.m4a"], field="m4a")
     assert (got_rate, y.shape) == (rate, (1, rate))
     assert float(np.abs(y).max()) == pytest.approx(10 ** (-3 / 20), abs=0.1)  # AAC overshoots peaks a little
+
+
+def test_resampling_that_leaves_no_sample_is_audio_empty():
+    """100 samples at 384 kHz are 0.26 of a sample at 1 kHz: an empty clip went on (audio.zcr crashed on it,
+    audio.trim called it silent)."""
+    sample = {"__key__": "k", "__meta__": {}, "wav": Audio(samples=np.full(100, 0.5, np.float32), rate=384000)}
+    with pytest.raises(Drop) as e:
+        make_stage("audio.resample", rate=1000).process(sample)
+    assert (e.value.reason, e.value.field) == ("audio.empty", "wav")
+    one = make_stage("audio.resample", rate=1000).process(
+        {"__key__": "k", "__meta__": {}, "wav": Audio(samples=np.full(384, 0.5, np.float32), rate=384000)})
+    assert one["wav"].samples.shape == (1,)

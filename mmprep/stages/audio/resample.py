@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mmprep.errors import MissingDependency
+from mmprep.errors import Drop, MissingDependency
 from mmprep.sample import Audio, Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, keep_writable
@@ -30,7 +30,7 @@ class AudioResample(Stage):
     """Resample every audio field to ``rate`` Hz with soxr; fields already at that rate are untouched."""
 
     name = "audio.resample"
-    version = "2"  # a lossy field its format cannot hold at the new rate moves to flac (was encode.unsupported)
+    version = "3"  # nothing left is audio.empty; 2: a lossy field its format cannot hold moves to flac
     reads = ("audio",)
     writes = ("audio",)
 
@@ -50,6 +50,9 @@ class AudioResample(Stage):
             if audio.rate == self.config.rate:
                 continue
             y = resample(audio.samples, audio.rate, self.config.rate, quality=self.config.quality)
+            if not y.shape[-1]:  # 100 samples at 384 kHz are 0.26 of one at 1 kHz: no sample for the next stages
+                raise Drop("audio.empty", f"{audio.samples.shape[-1]} samples at {audio.rate} Hz leave none at "
+                                          f"{self.config.rate} Hz", field=ext)
             sample[ext] = Audio(samples=y, rate=self.config.rate, source=None, format=audio.format, info=audio.info)
             info = meta(sample).setdefault("audio", {}).setdefault(ext, {})
             info.update(original_rate=audio.rate, rate=self.config.rate)
