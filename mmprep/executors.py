@@ -137,11 +137,18 @@ def exit_with_parent(poll: float = 1.0) -> None:
     """End this process when its parent dies. A driver killed outright (SIGKILL, the OOM killer) runs no
     clean-up, and its workers and the forkserver, which hold each other's pipes open, would wait forever.
     A thread watches the parent id (PR_SET_PDEATHSIG would follow the parent *thread*, and the forkserver
-    is started from a short-lived one); the forkserver runs it too, so the chain ends from the top."""
+    is started from a short-lived one); the forkserver runs it too, so the chain ends from the top.
+
+    A worker also watches the process that started it (``multiprocessing.parent_process()``: the driver,
+    also for a worker forked by the forkserver), through the pipe the driver holds open for it. The
+    parent id alone missed a driver that died before this ran: a forkserver still importing the stages'
+    libraries then, or a worker it forked afterwards, took its new parent for the one to watch, and the
+    two waited on each other forever."""
     parent = os.getppid()
+    starter = mp.parent_process()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and (starter is None or starter.is_alive()):
             time.sleep(poll)
         os._exit(1)
 

@@ -5,11 +5,12 @@ folders gives each build the report a fresh build of its own folder gives."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 from mmprep.testing.corpus import add_bad_samples, multimodal_corpus
 from mmprep.testing.media import image_bytes, tone, wav_bytes, write
-from tests.conftest import build, shard_members
+from tests.conftest import ROOT, build, shard_members
 
 
 def errors(out) -> list[dict]:
@@ -87,3 +88,67 @@ def test_a_cache_shared_with_a_build_of_another_folder_names_this_builds_files(t
             # state stored) and the one with an empty file (its input.empty message names its path)
             cached = [s.get("cached", 0) for s in stats(tmp_path / f"b{n}")["stages"].values()]
             assert sum(cached) == summary["samples_in"] - 2
+
+
+SLOW_STAGE = '''
+from mmprep.stage import Stage, register
+
+
+@register
+class SlowImport(Stage):
+    """Passes samples on; its setup "imports" a library that takes seconds to load."""
+
+    name = "test.slow_import"
+
+    def imports(self):
+        return ("mmprep_review2_slowlib",)
+'''
+
+DRIVER = '''
+import sys
+import mmprep_review2_stage  # noqa: F401 - registers test.slow_import
+from mmprep.build import BuildOptions, run_build
+from mmprep.config import parse_pipeline
+
+if __name__ == "__main__":
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "test.slow_import"}],
+           "output": {"name": "s", "max_samples": 1}}
+    run_build(parse_pipeline(doc), BuildOptions(input=sys.argv[1], output=sys.argv[2], workers=2, progress=False))
+'''
+
+
+def test_a_driver_killed_while_the_forkserver_imports_leaves_no_process_behind(tmp_path):
+    """The forkserver (and the worker it forked next) took the parent they found once their imports were
+    done for the driver to watch: with the driver killed before that, both waited for each other forever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    mods = tmp_path / "mods"
+    write(mods / "mmprep_review2_slowlib.py", "import time\n\ntime.sleep(4)\n")
+    write(mods / "mmprep_review2_stage.py", SLOW_STAGE)
+    write(tmp_path / "driver.py", DRIVER)
+    for i in range(4):
+        write(tmp_path / "in" / f"s{i}.txt", f"text {i}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(mods), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "in"), str(tmp_path / "out")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                "forkserver" in " ".join(p.cmdline()) for p in psutil.Process(proc.pid).children()):
+            time.sleep(0.05)
+        time.sleep(1)  # the forkserver is importing the slow library
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # stderr ends when every process holding it (forkserver, workers, resource tracker) has ended
+        proc.communicate(timeout=20)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the build's own process group, if anything was left
+        except ProcessLookupError:
+            pass
