@@ -77,3 +77,25 @@ def test_shipped_pipelines_read_an_input_the_repository_makes():
     for path in sorted((ROOT / "pipelines").glob("*.yaml")):
         inp = (yaml.safe_load(path.read_text()).get("input") or {}).get("path")
         assert inp is None or inp in made or (ROOT / inp).exists(), (path.name, inp)
+
+
+def test_probe_describes_audio_and_refuses_text_plainly(tmp_path):
+    """README: `mmprep probe FILE...` tells what a media file holds; a .wav came back as the error
+    video.no_stream, and a .txt as video.corrupt with a PyAV message."""
+    import json
+
+    from mmprep.testing.corpus import multimodal_corpus
+
+    multimodal_corpus(tmp_path / "c", 1)
+    wav = next((tmp_path / "c").rglob("*.wav"))
+    txt = next((tmp_path / "c").rglob("*.txt"))
+    res = run_cli("probe", str(wav))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert {k: doc[k] for k in ("kind", "channels", "subtype")} == {"kind": "audio", "channels": 1,
+                                                                    "subtype": "PCM_16"}
+    assert doc["duration"] == round(doc["samples"] / doc["rate"], 6) and doc["samples"] > 0
+    res = run_cli("probe", str(txt))
+    assert res.returncode == 1
+    assert json.loads(res.stdout) == {"file": str(txt), "kind": "text", "error": "probe.unsupported",
+                                      "message": f"{txt.name}: a text file; probe reads images, audio and video"}
