@@ -219,8 +219,10 @@ def test_conv1d_ignores_padding_in_training_too():
     assert torch.allclose(fresh.norm.running_mean, 0.1 * real.mean(1), atol=1e-5)
 
 
-def test_resumed_epoch_reports_the_loss_of_the_whole_epoch(tmp_path):
-    """The history's loss of an epoch resumed mid-way was the mean over the batches after the restart."""
+@pytest.mark.parametrize("stop", [3, 4])
+def test_resumed_epoch_reports_the_loss_of_the_whole_epoch(tmp_path, stop):
+    """The history's loss of an epoch resumed mid-way was the mean over the batches after the restart
+    (stop 3: after epoch 1's last step, before its evaluation; stop 4: inside epoch 2)."""
     d = tmp_path / "shards"
     write_fusion_shards(d, n=24, per_shard=10)
     doc = _doc(d, tmp_path / "a", {"image": {"field": "jpg", "encoder": "cnn", "image_size": [16, 16]},
@@ -229,10 +231,10 @@ def test_resumed_epoch_reports_the_loss_of_the_whole_epoch(tmp_path):
     full = Run(parse_config(doc), tmp_path / "a")
     full.fit()
     doc["train"]["out"] = str(tmp_path / "b")
-    assert Run(parse_config(doc), tmp_path / "b").fit(stop_after=4) == {"stopped_at_step": 4}  # 3 steps an epoch
+    assert Run(parse_config(doc), tmp_path / "b").fit(stop_after=stop) == {"stopped_at_step": stop}  # 3 an epoch
     again = Run(parse_config(doc), tmp_path / "b")
     again.fit()
-    assert [h["epoch"] for h in again.history] == [1, 2]
+    assert [h["epoch"] for h in again.history] == [1, 2] and again.step == full.step == 6
     for a, b in zip(full.history, again.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["val_accuracy"] == b["val_accuracy"]
 
