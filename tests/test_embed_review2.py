@@ -350,3 +350,35 @@ def test_an_implausible_sample_rate_is_a_bad_input_not_a_crash():
         assert drop.value.reason == "embed.bad_audio"
         assert drop.value.message == f"implausible sample rate {rate} Hz (outside 1000-384000)"
     assert enc.prepare(Audio(samples=np.full(1000, 0.1, np.float32), rate=1000)).shape == (16000,)
+
+
+def test_a_main_shard_replaced_while_it_is_embedded_is_redone_next_run(tmp_path, monkeypatch):
+    """The shard's size/mtime were recorded after its embeddings were computed: a build replacing the
+    shard meanwhile left vectors of the old shard recorded as matching the new one (never redone)."""
+    import os
+
+    import mmprep.embed.sidecar as sidecar
+
+    corpus = tmp_path / "corpus"
+    for i in range(3):
+        write(corpus / f"s{i}.txt", f"caption number {i}")
+    out = tmp_path / "out"
+    raw_build(corpus, out, per_shard=10)
+    shard = out / "shards" / "emb-000000.tar"
+    read = sidecar.read_field
+
+    def read_then_replaced(path, field):  # a concurrent rebuild: new bytes and mtime after the read
+        rows = list(read(path, field))
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
+        return iter(rows)
+
+    enc = load_encoder(ModelSpec("text", device="cpu"))
+    monkeypatch.setattr(sidecar, "read_field", read_then_replaced)
+    SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    monkeypatch.setattr(sidecar, "read_field", read)
+    again = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    assert (again.shards_done, again.shards_skipped) == (1, 0)
+    third = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    assert (third.shards_done, third.shards_skipped) == (0, 1)
+    assert json.loads((out / "embeddings" / "txt_emb" / "meta.json").read_text())["shards"][shard.name]["source"][
+        "mtime_ns"] == shard.stat().st_mtime_ns

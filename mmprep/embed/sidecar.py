@@ -163,6 +163,7 @@ class SidecarJob:
         return self.result
 
     def _shard(self, shard: Path, bar: Bar) -> dict[str, Any]:
+        source = _stamp(shard)  # before reading: a shard a build replaces meanwhile reads as changed next run
         rows = list(read_field(shard, self.opts.field))
         t0 = time.perf_counter()
         vectors: list[np.ndarray | Drop | None] = [None] * len(rows)
@@ -192,7 +193,7 @@ class SidecarJob:
         for note in notes:
             self.result.errors_by_reason[note["reason"]] = self.result.errors_by_reason.get(note["reason"], 0) + 1
         self.result.truncated += sum(n["reason"] == "embed.truncated" for n in notes)
-        return {"source": _stamp(shard), "count": len(rows), "embedded": embedded,
+        return {"source": source, "count": len(rows), "embedded": embedded,
                 "seconds": round(time.perf_counter() - t0, 3), "notes": notes}
 
     def _chunk(self, rows: list[tuple[str, bytes | None]], lo: int, hi: int, vectors: list[Any],
