@@ -139,3 +139,17 @@ def test_a_text_of_only_invisible_characters_is_empty():
         assert (err.value.reason, err.value.field) == ("text.empty", "txt")
     for text in ("a\u200d", "👨\u200d👩", "co\u00adop"):
         assert stage.process({"__key__": "k", "txt": text})["txt"] == text
+
+
+def test_pinned_bomless_utf16_is_tried():
+    """`encodings: [utf-16-le]` was accepted and then never tried (UTF-16/32 are skipped without a BOM):
+    every such file was dropped as text.undecodable. Unpinned, BOM-less UTF-16 is still not guessed."""
+    from mmprep.errors import Drop
+
+    text = "你好，世界 hello"
+    data = text.encode("utf-16-le")
+    sample = make_stage("text.decode", encodings=["gb18030", "utf-16-le"]).process({"__key__": "k", "txt": data})
+    assert sample["txt"] == text and sample["__meta__"]["encoding"] == {"txt": "utf_16_le"}
+    with pytest.raises(Drop) as err:
+        make_stage("text.decode").process({"__key__": "k", "txt": data})
+    assert err.value.reason == "text.undecodable"

@@ -132,6 +132,7 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
     and more, charset-normalizer's pick among them is tried first (it is reliable on longer texts).
     """
     order = [_canon(c) for c in (candidates or COMMON)]
+    pinned = set(order) if candidates else set()  # named by the caller: tried even when BOM-less UTF-16/32
     if len(data) >= 64:
         from charset_normalizer import from_bytes
 
@@ -144,8 +145,8 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
     best: tuple[str, str, float] | None = None
     korean: tuple[str, str, float] | None = None  # the most plausible Korean reading
     for name in order:
-        if name in seen or name.startswith(("utf_16", "utf_32")):
-            continue  # UTF-16/32 only with a BOM: without one, any even-length bytes "decode"
+        if name in seen or (name.startswith(("utf_16", "utf_32")) and name not in pinned):
+            continue  # UTF-16/32 only with a BOM or when pinned: without one, any even-length bytes "decode"
         seen.add(name)
         try:
             text = data.decode(name)
