@@ -151,7 +151,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank(rank: int, port: int, source: str, out: mp.Queue) -> None:
+def _rank(rank: int, port: int, source: str, workers: int, out: mp.Queue) -> None:
     from datetime import timedelta
 
     import torch
@@ -160,7 +160,7 @@ def _rank(rank: int, port: int, source: str, out: mp.Queue) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=3, rank=rank,
                             timeout=timedelta(seconds=30))
     try:
-        loader = _loader(Path(source), 0, on_error="skip")
+        loader = _loader(Path(source), workers, on_error="skip")
         steps = 0
         for batch in loader:  # one all_reduce per step, as DDP's gradient sync does
             t = torch.tensor([float(len(batch["__key__"]))])
@@ -173,13 +173,14 @@ def _rank(rank: int, port: int, source: str, out: mp.Queue) -> None:
         dist.destroy_process_group()
 
 
-def test_three_gloo_ranks_with_skipped_samples_step_equally(built):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_three_gloo_ranks_with_skipped_samples_step_equally(built, workers):
     pytest.importorskip("torch.distributed")
     out, _ = built
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_rank, args=(r, port, str(out), queue)) for r in range(3)]
+    procs = [ctx.Process(target=_rank, args=(r, port, str(out), workers, queue)) for r in range(3)]
     for p in procs:
         p.start()
     results = sorted(queue.get(timeout=120) for _ in procs)
