@@ -297,3 +297,17 @@ def test_a_sliver_is_not_scaled_to_gigabytes():
     assert out["frames.npy"].shape == (1, 4, 8192, 3) and out[META]["frames"]["size_capped"] is True
     normal = make_stage("video.frames", size=32, output="npy").process({KEY: "v", "mkv": plain_video((64, 48))})
     assert normal["frames.npy"].shape == (1, 32, 43, 3) and "size_capped" not in normal[META]["frames"]
+
+
+def test_an_implausible_audio_offset_is_not_padded_out():
+    """Audio stamped 100 s after the picture (broken timestamps, a PTS wrap): the track was padded with 100 s
+    of zeros (hours, for a wrap: gigabytes); beyond 60 s the offset is ignored and kept in metadata."""
+    data = flash_video("mpegts", start=10.0, audio_start=110.0)
+    out = make_stage("video.audio_track").process({KEY: "v", "mp4": data})
+    info = out[META]["audio_track"]["wav"]
+    assert info["offset"] == 0.0 and info["offset_ignored"] == pytest.approx(99.936, abs=0.002)
+    assert info["seconds"] == pytest.approx(2.0, abs=0.15)
+    clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mp4": data})
+    assert clips[0][META]["clip"]["audio_offset_ignored"] == info["offset_ignored"]
+    samples, rate = read_audio(clips[1]["mp4"], field="mp4")
+    assert float(np.abs(samples).max()) > 0.4  # the clip has its audio (it was all padding)

@@ -74,6 +74,19 @@ def decode_audio(container: Any, *, field: str, rate: int | None, mono: bool, de
     return samples, out_rate
 
 
+MAX_OFFSET = 60.0  # seconds: an audio stream further from the picture has broken timestamps (a PTS wrap)
+
+
+def plausible_offset(seconds: float, notes: dict[str, Any]) -> float:
+    """``seconds`` (the audio's first sample after the video's first frame), or 0 when it is further than
+    :data:`MAX_OFFSET` either way: that many seconds of zeros (or cut audio) would be a broken timestamp's
+    doing, and hours of padding would fill the memory. ``notes["offset_ignored"]`` keeps the value."""
+    if abs(seconds) <= MAX_OFFSET:
+        return seconds
+    notes["offset_ignored"] = round(seconds, 6)
+    return 0.0
+
+
 def shift(samples: np.ndarray, offset: int) -> np.ndarray:
     """``samples`` moved ``offset`` samples later on the clock (zeros in front), or ``-offset`` earlier (cut)."""
     if offset >= 0:
@@ -108,7 +121,7 @@ class VideoAudioTrack(Stage):
     """Extract the first audio stream as PCM; a video without one loses only this field (video.no_audio)."""
 
     name = "video.audio_track"
-    version = "6"  # mid-stream rate changes; 5: NaN/inf checked; 4: corrupt tails; 3: aligned to the first frame
+    version = "7"  # offsets over 60 s ignored; 6: rate changes; 5: NaN/inf; 4: corrupt tails; 3: aligned
     reads = ("video",)
     writes = ("audio",)
     Config = AudioTrackConfig
@@ -125,7 +138,7 @@ class VideoAudioTrack(Stage):
                 # sample 0 at the video's first frame (time 0 of video.frames and video.clips): MPEG-TS
                 # streams start anywhere, and AAC priming before the picture is not audio
                 video = container.streams.video
-                offset = first - stream_start(video[0]) if video else 0.0
+                offset = plausible_offset(first - stream_start(video[0]) if video else 0.0, notes)
         except Drop as drop:
             if drop.reason != "video.corrupt":
                 raise

@@ -27,7 +27,7 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
 from mmprep.stages.text.encoding import decode_text
-from mmprep.stages.video.audio_track import decode_track, shift
+from mmprep.stages.video.audio_track import decode_track, plausible_offset, shift
 from mmprep.stages.video.common import (
     Deadline,
     VideoConfig,
@@ -216,10 +216,10 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                 writers[i].add(frame, t)
             for i in [i for i in writers if spans[i][1] - EPS <= t]:
                 done[i] = writers.pop(i)
-    cut_short = set(writers) if notes else set()  # open when a corrupt tail stopped the decoding
+    cut_short = set(writers) if "truncated" in notes else set()  # open when a corrupt tail stopped decoding
     done.update(writers)
     if audio is not None:  # on the video's clock, once: sample 0 at its first frame, wherever the audio started
-        offset = int(round((audio_start - video_start) * arate))
+        offset = int(round(plausible_offset(audio_start - video_start, notes) * arate))
         audio = shift(audio, offset)
         bad = shift(bad, offset) if bad is not None else None
     clips = []
@@ -240,6 +240,8 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
             extra["audio_lost"] = lost
         if i in cut_short:
             extra["truncated"] = notes["truncated"]
+        if "offset_ignored" in notes:
+            extra["audio_offset_ignored"] = notes["offset_ignored"]
         if w.size != w.source_size:
             extra["resized"] = {"from": list(w.source_size), "to": list(w.size)}
         clips.append({"index": i, "mp4": w.close(piece, arate), "start": round(start, 6), "end": round(end, 6),
@@ -252,7 +254,7 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "9"  # clips of a silent stream; 8: audio rate changes; 7: rates AAC lacks; 6: NaN; 5: odd sizes
+    version = "10"  # offsets over 60 s ignored; 9: silent stream; 8: rate changes; 7: AAC rates; 6: NaN
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
