@@ -382,3 +382,27 @@ def test_a_main_shard_replaced_while_it_is_embedded_is_redone_next_run(tmp_path,
     assert (third.shards_done, third.shards_skipped) == (0, 1)
     assert json.loads((out / "embeddings" / "txt_emb" / "meta.json").read_text())["shards"][shard.name]["source"][
         "mtime_ns"] == shard.stat().st_mtime_ns
+
+
+def test_sidecars_of_removed_main_shards_go_even_after_force(tmp_path):
+    """With --force (or a name taken over by another model) the meta starts empty, so sidecars of main
+    shards a rebuild removed were kept: --check read their stale keys as well."""
+    from mmprep.embed.check import load_sidecar
+
+    corpus = tmp_path / "corpus"
+    for i in range(6):
+        write(corpus / f"s{i}.txt", f"caption number {i}")
+    out = tmp_path / "out"
+    raw_build(corpus, out, per_shard=3)
+    enc = load_encoder(ModelSpec("text", device="cpu"))
+    SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
+    cars = out / "embeddings" / "txt_emb"
+    assert sorted(p.name for p in cars.glob("*.tar")) == ["emb-000000.tar", "emb-000001.tar"]
+    for i in range(3, 6):
+        (corpus / f"s{i}.txt").unlink()
+    raw_build(corpus, out, per_shard=3)
+    assert sorted(p.name for p in (out / "shards").glob("*.tar")) == ["emb-000000.tar"]
+    SidecarJob(out, enc, EmbedOptions(field="txt", force=True, progress=False)).run()
+    assert sorted(p.name for p in cars.glob("*.tar")) == ["emb-000000.tar"]
+    keys, vecs = load_sidecar(out, "txt_emb")
+    assert keys == ["s0", "s1", "s2"] and vecs.shape == (3, 384)

@@ -146,7 +146,9 @@ class SidecarJob:
         current = {s.name for s in self.shards}
         for gone in [n for n in self.meta["shards"] if n not in current]:  # main shard removed by a rebuild
             del self.meta["shards"][gone]
-            (self.dir / gone).unlink(missing_ok=True)
+        for tar in self.dir.glob("*.tar"):  # also those a reset meta (--force, another model) no longer lists
+            if tar.name not in current:
+                tar.unlink(missing_ok=True)
         todo = [s for s in self.shards if not self._done(s)]
         self.result.shards_skipped = len(self.shards) - len(todo)
         skipped = [self.meta["shards"][s.name] for s in self.shards if s not in todo]
