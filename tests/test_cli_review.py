@@ -99,3 +99,13 @@ def test_probe_describes_audio_and_refuses_text_plainly(tmp_path):
     assert res.returncode == 1
     assert json.loads(res.stdout) == {"file": str(txt), "kind": "text", "error": "probe.unsupported",
                                       "message": f"{txt.name}: a text file; probe reads images, audio and video"}
+
+
+def test_an_unknown_language_in_keep_fails_before_work(tmp_path):
+    """text.language keep: [english] was accepted, and then every sample was dropped as text.language."""
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"},
+                                                           {"stage": "text.language", "keep": ["zh", "english"]}]})
+    res = run_cli("validate", str(pipe))
+    assert res.returncode == 2
+    assert res.stderr == ("mmprep: config error: stages[1].keep[1]: Input should be 'zh', 'en', 'mixed', 'ja', 'ko', "
+                          "'other' or 'und'\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from mmprep.errors import Drop
@@ -25,8 +27,8 @@ class TextLanguage(Stage):
     class Config(StageConfig):
         mixed_share: float = Field(0.1, gt=0, lt=0.5, description="Han and Latin each >= this share of letters "
                                                                   "-> mixed.")
-        keep: list[str] | None = Field(None, description="Languages to keep (zh, en, mixed, ja, ko, other, und); "
-                                                         "all when not set.")
+        keep: list[Literal["zh", "en", "mixed", "ja", "ko", "other", "und"]] | None = Field(
+            None, description="Languages to keep; all when not set.")
 
     def process(self, sample: Sample) -> Sample:
         for ext in fields_of(sample, "text"):
