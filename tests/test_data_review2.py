@@ -285,3 +285,18 @@ def test_big_endian_npy_decodes(tmp_path):
     got = {s["__key__"]: s["x.npy"] for s in ShardStream(str(tmp_path), shuffle=False)}
     assert torch.equal(got["a"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
     assert torch.equal(got["b"], torch.tensor([1, -2]))
+
+
+def test_pad_collate_promotes_dtypes_like_stack():
+    """Padded fields took the first sample's dtype: an int array first truncated the float arrays after
+    it (2.7 -> 2), so a batch's values depended on its order."""
+    import torch
+
+    a, b = torch.tensor([1, 2], dtype=torch.int64), torch.tensor([2.7, 0.5, 1.25], dtype=torch.float32)
+    for pair in ((a, b), (b, a)):
+        out = PadCollate()([{"__key__": str(i), "x": v} for i, v in enumerate(pair)])
+        assert out["x"].dtype == torch.float32
+        assert {tuple(row[:n].tolist()) for row, n in zip(out["x"], out["x.lengths"], strict=True)} == {
+            (1.0, 2.0), (2.7000000476837158, 0.5, 1.25)}
+    same = PadCollate()([{"__key__": "0", "x": a}, {"__key__": "1"}, {"__key__": "2", "x": a.to(torch.int32)}])
+    assert same["x"].dtype == torch.int64 and same["x.present"].tolist() == [True, False, True]

@@ -13,6 +13,7 @@ For a batch of decoded samples, :class:`PadCollate` returns a dict with, per fie
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -51,14 +52,15 @@ class PadCollate:
 
     def _tensors(self, name: str, values: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
         real = [v for v in values if v is not None]
+        dtype = functools.reduce(torch.promote_types, (v.dtype for v in real))  # as torch.stack promotes
         shapes = {tuple(v.shape) for v in real}
         ndims = {v.dim() for v in real}
         if len(ndims) != 1:
             raise ValueError(f"field {name!r}: samples disagree on the number of dimensions {sorted(ndims)}")
         if len(shapes) == 1 and name not in self.axes:
             shape = real[0].shape
-            fill = self._fill(real[0])
-            return {name: torch.stack([v if v is not None else torch.full(shape, fill, dtype=real[0].dtype)
+            fill = self._fill(dtype)
+            return {name: torch.stack([v if v is not None else torch.full(shape, fill, dtype=dtype)
                                        for v in values])}
         ndim = ndims.pop()
         axis = self.axes.get(name, -1) % max(ndim, 1)
@@ -69,7 +71,7 @@ class PadCollate:
         longest = max(lengths)
         shape = list(real[0].shape)
         shape[axis] = longest
-        batch = torch.full((len(values), *shape), self._fill(real[0]), dtype=real[0].dtype)
+        batch = torch.full((len(values), *shape), self._fill(dtype), dtype=dtype)
         for i, v in enumerate(values):
             if v is not None:
                 index = [slice(None)] * ndim
@@ -79,5 +81,5 @@ class PadCollate:
         mask = torch.arange(longest)[None, :] < lens[:, None]
         return {name: batch, f"{name}.lengths": lens, f"{name}.mask": mask}
 
-    def _fill(self, example: torch.Tensor) -> float | int:
-        return self.pad_value if example.is_floating_point() else self.token_pad
+    def _fill(self, dtype: torch.dtype) -> float | int:
+        return self.pad_value if dtype.is_floating_point else self.token_pad
