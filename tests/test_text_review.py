@@ -153,3 +153,16 @@ def test_pinned_bomless_utf16_is_tried():
     with pytest.raises(Drop) as err:
         make_stage("text.decode").process({"__key__": "k", "txt": data})
     assert err.value.reason == "text.undecodable"
+
+
+def test_vocab_max_size_below_the_special_tokens_is_a_config_error(tmp_path):
+    """max_size counts the special tokens; max_size: 2 with the four defaults gave a 4-entry vocabulary of
+    special tokens only, over its own limit and without a single word."""
+    with pytest.raises(ConfigError) as err:
+        make_stage("text.vocab", max_size=2)
+    assert str(err.value) == "max_size: 2 is below the 4 special tokens it includes"
+    assert make_stage("text.vocab", max_size=4).config.max_size == 4
+    res = subprocess.run([sys.executable, "-m", "mmprep", "vocab", str(tmp_path), "--max-size", "1", "--special",
+                          "<unk>", "--special", "<pad>"], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == "mmprep: config error: --max-size: 1 is below the 2 special tokens it includes\n"

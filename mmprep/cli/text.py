@@ -31,6 +31,9 @@ def vocab(
     specials = list(special) if special else list(DEFAULT_SPECIALS)
     if unk and unk not in specials:
         fail_config(ConfigError("--unk", f"{unk!r} is not one of the special tokens {specials}"))
+    if max_size is not None and max_size < len(dict.fromkeys(specials)):
+        fail_config(ConfigError("--max-size", f"{max_size} is below the {len(dict.fromkeys(specials))} special "
+                                              "tokens it includes"))
     summaries = vocablib.shard_summaries(out, "text.vocab", lowercase=lowercase)
     if not summaries:
         fail_config(ConfigError("OUT", f"{out} has no text.vocab shard counts (.parts/*.json)"))

@@ -62,6 +62,9 @@ class TextVocab(Stage):
         cfg = self.config
         if cfg.unk_token is not None and cfg.unk_token not in cfg.special_tokens:
             raise ConfigError("unk_token", f"{cfg.unk_token!r} must be one of special_tokens")
+        specials = len(dict.fromkeys(cfg.special_tokens))
+        if cfg.max_size is not None and cfg.max_size < specials:  # the vocabulary would hold no token at all
+            raise ConfigError("max_size", f"{cfg.max_size} is below the {specials} special tokens it includes")
         taken = _BUILD_FILES | ({"tokenizer.json"} if cfg.tokenizer_json else set())
         if cfg.output in taken or cfg.output.startswith("."):  # one file would silently overwrite the other
             raise ConfigError("output", f"{cfg.output!r} is a file the build writes itself; name the vocabulary "
