@@ -406,3 +406,38 @@ def test_sidecars_of_removed_main_shards_go_even_after_force(tmp_path):
     assert sorted(p.name for p in cars.glob("*.tar")) == ["emb-000000.tar"]
     keys, vecs = load_sidecar(out, "txt_emb")
     assert keys == ["s0", "s1", "s2"] and vecs.shape == (3, 384)
+
+
+class Loud(nn.Module):
+    """Channel means times 1e6: fine in float32, beyond float16's range."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) * 1e6 + 1.0
+
+
+class Broken(nn.Module):
+    """Weights gone bad: every output is NaN."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) * float("nan")
+
+
+def test_nan_or_float16_overflowing_embeddings_are_dropped(out):
+    """A model giving NaN, or values over 65504 stored as float16, wrote NaN / inf vectors into the shards
+    without a word."""
+    loud = dict(modality="image", model="tests.test_embed_review2:Loud", device="cpu", size=16, normalize=False)
+    enc = load_encoder(ModelSpec(**loud))
+    res = SidecarJob(out, enc, EmbedOptions(field="jpg", name="loud16", dtype="float16", progress=False)).run()
+    assert (res.embedded, res.errors_by_reason.get("embed.nonfinite")) == (0, 7)
+    lines = [json.loads(x) for x in (out / "embeddings" / "loud16" / "errors.jsonl").read_text().splitlines()]
+    over = [x for x in lines if x["reason"] == "embed.nonfinite"]
+    assert len(over) == 7 and over[0]["message"].endswith("do not fit float16 (65504): use float32 or normalize")
+    res = SidecarJob(out, enc, EmbedOptions(field="jpg", name="loud32", progress=False)).run()
+    assert res.embedded == 7 and "embed.nonfinite" not in res.errors_by_reason
+    broken = load_encoder(ModelSpec(**{**loud, "model": "tests.test_embed_review2:Broken"}))
+    res = SidecarJob(out, broken, EmbedOptions(field="jpg", name="broken", progress=False)).run()
+    assert (res.embedded, res.errors_by_reason.get("embed.nonfinite")) == (0, 7)
+    stage = make_stage("embed", field="jpg", model="tests.test_embed_review2:Loud", size=16, normalize=False,
+                       dtype="float16", device="cpu")
+    got = stage.process_batch([{"__key__": "a", "jpg": encode(photo(32, 32), "jpg")}])
+    assert isinstance(got[0], Drop) and (got[0].reason, got[0].field) == ("embed.nonfinite", "jpg_emb.npy")

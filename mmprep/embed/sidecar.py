@@ -103,6 +103,17 @@ def choose_name(out: Path, field: str, name: str | None, identity: str, force: b
     return base if owner(base) in (None, mine) else f"{base}_{short_id(identity)}"
 
 
+def unstorable(vec: np.ndarray, dtype: str) -> Drop | None:
+    """``embed.nonfinite`` when the model gave NaN / inf, or values float16 cannot hold (they would be
+    stored as inf), else None: a training job must never read such a vector as an embedding."""
+    if not np.isfinite(vec).all():
+        return Drop("embed.nonfinite", "the model returned NaN or infinite values")
+    if dtype == "float16" and vec.size and float(np.abs(vec).max()) > 65504.0:
+        return Drop("embed.nonfinite", f"values up to {float(np.abs(vec).max()):.4g} do not fit float16 (65504): "
+                    "use float32 or normalize")
+    return None
+
+
 def _stamp(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -247,6 +258,9 @@ class SidecarJob:
         out, item_notes = enc.encode(prepared)
         self.result.computed += enc.computed - before
         for i, vec, note in zip(todo, out, item_notes, strict=True):
+            bad = unstorable(vec, self.opts.dtype)
+            if bad is not None:
+                note = {"drop": bad}
             if note and isinstance(note.get("drop"), Drop):  # the model failed on this input alone
                 vectors[i] = note["drop"]
                 notes.append({"key": rows[i][0], "reason": note["drop"].reason, "message": note["drop"].message})

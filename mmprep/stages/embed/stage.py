@@ -136,7 +136,12 @@ class Embed(Stage):
                 results[i] = drop
         if prepared:
             vectors, notes = self.encoder.encode(prepared)
+            from mmprep.embed.sidecar import unstorable
+
             for i, vec, note in zip(todo, vectors, notes, strict=True):
+                bad = unstorable(vec, self.config.dtype)
+                if bad is not None:
+                    note = {"drop": bad}
                 if note and isinstance(note.get("drop"), Drop):  # the model failed on this input alone
                     note["drop"].field = self.out_field
                     results[i] = note["drop"]
