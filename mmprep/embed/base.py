@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mmprep.cache import digest
-from mmprep.errors import ConfigError, MissingDependency
+from mmprep.errors import ConfigError, Drop, MissingDependency
 
 
 def resolve_device(device: str) -> str:
@@ -48,6 +48,17 @@ def to_device(tensor: Any, device: str) -> Any:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
+
+
+def unstorable(vec: np.ndarray, dtype: str) -> Drop | None:
+    """``embed.nonfinite`` when the model gave NaN / inf, or values float16 cannot hold (they would be
+    stored as inf), else None: a training job must never read such a vector as an embedding."""
+    if not np.isfinite(vec).all():
+        return Drop("embed.nonfinite", "the model returned NaN or infinite values")
+    if dtype == "float16" and vec.size and float(np.abs(vec).max()) > 65504.0:
+        return Drop("embed.nonfinite", f"values up to {float(np.abs(vec).max()):.4g} do not fit float16 (65504): "
+                    "use float32 or normalize")
+    return None
 
 
 def need(module: str, package: str, key: str = "model") -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from mmprep.cache import Cache, digest
 from mmprep.codecs import npy_bytes
-from mmprep.embed.base import Encoder
+from mmprep.embed.base import Encoder, unstorable
 from mmprep.embed.identity import short_id
 from mmprep.embed.progress import Bar
 from mmprep.embed.shards import main_shards, read_field
@@ -101,17 +101,6 @@ def choose_name(out: Path, field: str, name: str | None, identity: str, force: b
         return name
     base = f"{field.replace('.', '_')}_emb"
     return base if owner(base) in (None, mine) else f"{base}_{short_id(identity)}"
-
-
-def unstorable(vec: np.ndarray, dtype: str) -> Drop | None:
-    """``embed.nonfinite`` when the model gave NaN / inf, or values float16 cannot hold (they would be
-    stored as inf), else None: a training job must never read such a vector as an embedding."""
-    if not np.isfinite(vec).all():
-        return Drop("embed.nonfinite", "the model returned NaN or infinite values")
-    if dtype == "float16" and vec.size and float(np.abs(vec).max()) > 65504.0:
-        return Drop("embed.nonfinite", f"values up to {float(np.abs(vec).max()):.4g} do not fit float16 (65504): "
-                    "use float32 or normalize")
-    return None
 
 
 def _stamp(path: Path) -> dict[str, int]:

@@ -136,7 +136,7 @@ class Embed(Stage):
                 results[i] = drop
         if prepared:
             vectors, notes = self.encoder.encode(prepared)
-            from mmprep.embed.sidecar import unstorable
+            from mmprep.embed.base import unstorable
 
             for i, vec, note in zip(todo, vectors, notes, strict=True):
                 bad = unstorable(vec, self.config.dtype)
