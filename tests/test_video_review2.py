@@ -5,6 +5,8 @@ windows, clip audio and the audio track all count from there, in step with each 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -15,7 +17,7 @@ from mmprep.sample import KEY, META
 from mmprep.stage import make_stage
 from mmprep.stages.audio.io import read_audio
 from mmprep.testing.audio import encoded_multichannel
-from mmprep.testing.media import encode_video, tone
+from mmprep.testing.media import encode_mp4, encode_video, tone
 
 FPS, RATE = 10, 16000
 
@@ -311,3 +313,26 @@ def test_an_implausible_audio_offset_is_not_padded_out():
     assert clips[0][META]["clip"]["audio_offset_ignored"] == info["offset_ignored"]
     samples, rate = read_audio(clips[1]["mp4"], field="mp4")
     assert float(np.abs(samples).max()) > 0.4  # the clip has its audio (it was all padding)
+
+
+def test_frames_are_resized_as_they_are_chosen(tmp_path):
+    """60 HD frames with size: 32 were all held at 1280x720 RGB (2.8 MB each; 25 MB for 4K, up to max_frames of
+    them) until the end: peak memory grew by ~215 MB; resized when chosen, by ~50-65 MB (decoder buffers)."""
+    rng = np.random.default_rng(0)
+    noise_frames = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(2)]
+    path = tmp_path / "hd.mp4"
+    path.write_bytes(encode_mp4([noise_frames[i % 2] for i in range(60)], fps=FPS))
+    script = f"""
+from mmprep.stage import make_stage
+def peak_kb():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
+data = open({str(path)!r}, "rb").read()
+stage = make_stage("video.frames", fps=10.0, max_frames=60, size=32, output="npy")
+open("/proc/self/clear_refs", "w").write("5")  # peak RSS := current RSS
+base = peak_kb()
+out = stage.process({{"__key__": "k", "mp4": data}})
+assert out["frames.npy"].shape == (60, 32, 57, 3)
+print((peak_kb() - base) // 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert int(done.stdout.split()[-1]) < 110  # MB

@@ -123,31 +123,35 @@ def sample_frames(data: bytes, c: FramesConfig, *, field: str) -> tuple[list[np.
             if want is None:
                 n_key += 1
                 if keep_keys is None or n_key in keep_keys:
-                    chosen.append((t, upright_rgb(frame)))
+                    chosen.append((t, _sized(frame, c, facts)))
                 if len(chosen) >= c.max_frames:
                     break
                 continue
             while k < len(want) and want[k] < t - EPS:  # targets before this frame: the previous one was on
                 if prev is not None and (not chosen or chosen[-1][0] != prev[0]):
-                    chosen.append((prev[0], upright_rgb(prev[1])))
+                    chosen.append((prev[0], _sized(prev[1], c, facts)))
                 k += 1
             if k >= len(want):
                 break
             prev = (t, frame)
         if want is not None and prev is not None and k < len(want) and (not chosen or chosen[-1][0] != prev[0]):
-            chosen.append((prev[0], upright_rgb(prev[1])))
+            chosen.append((prev[0], _sized(prev[1], c, facts)))
     if not chosen:
         raise Drop("video.no_frames", f".{field}: no frame decoded", field=field)
-    frames = [f for _, f in chosen]
-    if c.size:
-        h, w = frames[0].shape[:2]
-        if c.resize_mode == "keep_ratio" and max(h, w) * c.size > MAX_SIZE * min(h, w):
-            # a sliver (4000x2) scaled to `size` on its shorter side would be 64x128000: gigabytes of frames
-            frames = [resize(f, MAX_SIZE, "keep_ratio", side="longer") for f in frames]
-            facts["size_capped"] = True
-        else:
-            frames = [resize(f, c.size, c.resize_mode) for f in frames]
-    return frames, [round(t, 6) for t, _ in chosen], {"duration": duration, **facts}
+    return [f for _, f in chosen], [round(t, 6) for t, _ in chosen], {"duration": duration, **facts}
+
+
+def _sized(frame: Any, c: FramesConfig, facts: dict[str, Any]) -> np.ndarray:
+    """The frame upright, resized as it is chosen: up to ``max_frames`` full 4K frames held until the end cost
+    25 MB each. With ``keep_ratio``, a sliver (4000x2 at 64 would be 64x128000) is capped at MAX_SIZE instead."""
+    rgb = upright_rgb(frame)
+    if not c.size:
+        return rgb
+    h, w = rgb.shape[:2]
+    if c.resize_mode == "keep_ratio" and max(h, w) * c.size > MAX_SIZE * min(h, w):
+        facts["size_capped"] = True
+        return resize(rgb, MAX_SIZE, "keep_ratio", side="longer")
+    return resize(rgb, c.size, c.resize_mode)
 
 
 def same_size(frames: list[np.ndarray], facts: dict[str, Any]) -> list[np.ndarray]:
