@@ -270,6 +270,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     if tasks or removed or parts:
         (out / "stats.json").unlink(missing_ok=True)  # the reports are stale until the merge below ends
     failed: list[dict[str, str]] = []
+    failed_names: set[str] = set()
     built: set[str] = set()
     plans = {name: plan_hash for name, _, plan_hash in shards}  # in plan order: the merge's order
     unfinished = {task.name for task in tasks}
@@ -291,12 +292,13 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                 log.error("shard %s failed: %s: %s", task.name, type(result).__name__, result)
                 failed.append({"shard": task.name, "records": len(task.records),
                                "error": f"{type(result).__name__}: {result}"})
+                failed_names.add(task.name)
             else:
                 built.add(task.name)
             unfinished.discard(task.name)
             if merging:
                 merger = merger or Merger(out, slots, plans)
-                merger.add_ready(unfinished, built)
+                merger.add_ready(unfinished, built, failed_names)
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
     run = {"seconds": round(time.perf_counter() - t0, 3), "shards_built": len(built),
@@ -306,7 +308,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
         merger = merger or Merger(out, slots, plans)
-        merger.add_ready(set(), built)
+        merger.add_ready(set(), built, failed_names)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
                 stage.finalize(merger.summaries[slot], out)
@@ -421,9 +423,15 @@ class _Phases(dict):
 
 
 def _reports_current(out: Path, reports: tuple[str, ...]) -> bool:
-    """Whether the last merge is still true: stats.json is removed before any shard is built, and the
-    stages' reports (``Stage.reports``) are all there."""
-    return all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json", *reports))
+    """Whether the last merge is still true: stats.json is removed before any shard is built, the
+    stages' reports (``Stage.reports``) are all there, and no shard failed in the run that wrote them (a
+    shard that failed under --force kept its part file of this plan: complete next run, so merged then)."""
+    if not all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json", *reports)):
+        return False
+    try:
+        return not json.loads((out / "stats.json").read_text())["run"]["failed_shards"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:

@@ -101,15 +101,17 @@ class Merger:
         # a file name that is not UTF-8 is written as a \udcXX escape: still valid JSON
         self._errors = open(self._errors_tmp, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
 
-    def add_ready(self, unfinished: set[str], built: set[str]) -> None:
+    def add_ready(self, unfinished: set[str], built: set[str], failed: set[str] = frozenset()) -> None:
         """Add, in plan order, every shard from the first not added yet up to the first one still being
-        built (``unfinished``): the merge keeps pace with the workers instead of starting after them."""
+        built (``unfinished``): the merge keeps pace with the workers instead of starting after them.
+        A shard that ``failed`` is not added: its records count as failed, in no part file."""
         names, start = self._names, self._next
         while self._next < len(names) and names[self._next] not in unfinished:
             self._next += 1
         for name in names[start : self._next]:
-            doc = trusted_part(self.out, name)
-            # a shard that failed keeps the part of an earlier plan (other inputs or pipeline): not merged
+            doc = trusted_part(self.out, name) if name not in failed else None
+            # a shard that failed keeps the part of an earlier plan (other inputs or pipeline), or of this
+            # plan when --force rebuilt it: not merged (its records would count twice)
             if doc is not None and doc.get("plan") == self.plans[name]:
                 self.add(doc, built=name in built)
 

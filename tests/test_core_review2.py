@@ -152,3 +152,33 @@ def test_a_driver_killed_while_the_forkserver_imports_leaves_no_process_behind(t
             os.killpg(proc.pid, signal.SIGKILL)  # the build's own process group, if anything was left
         except ProcessLookupError:
             pass
+
+
+def test_a_shard_that_fails_when_forced_counts_once_and_its_kept_part_is_merged_next_run(tmp_path):
+    """--force rebuilds a shard whose part file carries this very plan; when the rebuild failed, that part
+    was merged anyway (its records counted in samples_in twice, its rows in the index of a failed run),
+    and the next run found every shard complete and kept that run's reports (samples_failed 2 for good)."""
+    import pyarrow.parquet as pq
+
+    inp = tmp_path / "in"
+    for i in range(6):
+        write(inp / f"s{i}.txt", f"text {i}")
+    # exit_on ends a worker process, not the driver: one worker builds in the driver, two in processes
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(tmp_path / "t.log"),
+                                                  "exit_on": "s3"}],
+           "output": {"name": "k", "max_samples": 2}, "cache": {"enabled": False}}
+    out = tmp_path / "out"
+    build(doc, inp, out, workers=1)
+    first = {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")}
+    summary = build(doc, inp, out, workers=2, force=True)
+    assert [f["shard"] for f in summary["failed_shards"]] == ["k-000001"]
+    assert (summary["samples_in"], summary["samples_out"], summary["samples_failed"]) == (6, 4, 2)
+    assert pq.read_table(out / "index.parquet")["key"].to_pylist() == ["s0", "s1", "s4", "s5"]
+    assert stats(out)["shards"] == ["k-000000.tar", "k-000002.tar"]
+    assert build(doc, inp, out, dry_run=True)["reports_current"] is False
+    summary = build(doc, inp, out, workers=2)  # k-000001's part and tars are this plan's: nothing to build
+    assert (summary["shards_built"], summary["samples_in"], summary["samples_out"], summary["samples_failed"]) == (
+        0, 6, 6, 0)
+    assert pq.read_table(out / "index.parquet")["key"].to_pylist() == [f"s{i}" for i in range(6)]
+    assert stats(out)["shards"] == sorted(first)
+    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == first
