@@ -258,3 +258,14 @@ def test_an_implausible_sample_rate_is_a_failed_record():
         rec, text, _, times = align_subtitles(np.full(1600, 0.1, np.float32), rate, subs, hint="srt")
         assert (rec["status"], rec["reasons"], rec["message"], text, times) == (
             "failed", ["audio.bad_rate"], f"implausible sample rate {rate} Hz", None, [])
+
+
+def test_an_output_that_is_a_directory_is_a_config_error(tmp_path):
+    """-o pointing at a folder aligned the whole file and then died with IsADirectoryError (exit 1)."""
+    x, truth = speech_track(10, seed=4)
+    write(tmp_path / "a.wav", wav_bytes(x))
+    write(tmp_path / "a.srt", srt_text(shifted_cues(truth, offset_ms=-300)))
+    proc = run_cli("align", str(tmp_path / "a.wav"), str(tmp_path / "a.srt"), "-o", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"mmprep: config error: --output: {tmp_path} is a directory; give the re-timed file's path"]

@@ -114,7 +114,7 @@ def parse_args(args: list[str]) -> dict | None:
     if len(positional) != 2 or "output" not in kw:
         return None
     media, subs = Path(positional[0]), Path(positional[1])
-    if not (media.is_file() and subs.is_file()):
+    if not (media.is_file() and subs.is_file()) or kw["output"].is_dir():
         return None
     return {"media": media, "subs": subs, **kw}
 

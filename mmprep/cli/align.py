@@ -39,6 +39,8 @@ def align(
     for name, path in (("MEDIA", media), ("SUBS", subs)):
         if not path.is_file():
             fail_config(ConfigError(name, f"{path} is not a file"))
+    if output.is_dir():  # else a traceback (IsADirectoryError) after the whole alignment
+        fail_config(ConfigError("--output", f"{output} is a directory; give the re-timed file's path"))
     code = run_align(media, subs, output, max_offset=max_offset, max_splits=max_splits, no_ratios=no_ratios,
                      refine_window=refine_window, refine_min_scatter=refine_min_scatter,
                      min_confidence=min_confidence, force=force, as_json=as_json, quiet=quiet)
