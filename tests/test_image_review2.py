@@ -4,6 +4,7 @@ and darkening with a negative brightness offset."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 
@@ -140,3 +141,21 @@ def test_extraneous_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
     assert (hdr.width, hdr.height, hdr.complete) == (40, 30, True)
     assert decoded(data)["jpg"].pixels.shape == (30, 40, 3)
     assert read_header(jpeg[:app0] + b"\x00" * 40) is None  # no marker after the padding: still refused
+
+
+def test_probe_calls_a_truncated_image_broken(tmp_path):
+    """`mmprep probe` printed complete: false for a cut-short JPEG but exited 0 ('exit 1 if a file is
+    broken'), although the build drops it as image.corrupt."""
+    from mmprep.testing.media import write
+    from tests.conftest import run_cli
+
+    good = encode(photo(40, 30, seed=6), "jpg")
+    cut = write(tmp_path / "cut.jpg", good[: len(good) // 2])
+    ok = write(tmp_path / "ok.jpg", good + b"trailer" * 20)
+    res = run_cli("probe", str(ok), str(cut))
+    assert res.returncode == 1, res.stderr
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert docs[0]["complete"] and "error" not in docs[0]
+    assert (docs[1]["complete"], docs[1]["error"], docs[1]["width"]) == (False, "image.corrupt", 40)
+    assert docs[1]["message"] == "cut.jpg: truncated jpg (no end-of-image marker)"
+    assert run_cli("probe", str(ok)).returncode == 0

@@ -20,9 +20,12 @@ def describe(path: Path) -> dict:
     kind = ext_modality(path.suffix[1:]) if path.suffix else None
     hdr = read_header(data) if kind != "video" else None
     if hdr is not None:
-        return {"file": str(path), "kind": "image", "format": hdr.format, "width": hdr.width, "height": hdr.height,
-                "channels": hdr.channels, "orientation": hdr.orientation, "complete": hdr.complete,
-                "megapixels": round(hdr.pixels / 1e6, 3)}
+        doc = {"file": str(path), "kind": "image", "format": hdr.format, "width": hdr.width, "height": hdr.height,
+               "channels": hdr.channels, "orientation": hdr.orientation, "complete": hdr.complete,
+               "megapixels": round(hdr.pixels / 1e6, 3)}
+        if not hdr.complete:  # what image.decode (strict, the default) drops: broken, exit 1
+            doc.update(error="image.corrupt", message=f"{path.name}: truncated {hdr.format} (no end-of-image marker)")
+        return doc
     if kind == "image":  # named an image but no image header: as the build says it, not a video's error
         what = "empty" if not data else f"no image header (starts {data[:8]!r})"
         return {"file": str(path), "kind": "image", "error": "image.corrupt", "message": f"{path.name}: {what}"}
