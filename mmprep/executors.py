@@ -242,8 +242,9 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
                                dashboard_address=None, silence_logs=logging.WARNING)
         client = Client(cluster)
     try:
-        futures = {client.submit(fn, task, pure=False, key=f"mmprep-shard-{task.name}-{task.plan_hash[:8]}"): task
-                   for task in tasks}
+        # a key names the task to the scheduler, which shares it between clients: two builds of one corpus
+        # into two folders must not share one (the second one's shard would be written into the first's)
+        futures = {client.submit(fn, task, pure=False, key=_dask_key(task)): task for task in tasks}
         for fut in as_completed(list(futures)):
             task = futures[fut]
             try:
@@ -254,3 +255,11 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _dask_key(task: Any) -> str:
+    """The shard's task key on a Dask scheduler: its name, and a digest of its output folder and plan."""
+    import hashlib
+
+    where = hashlib.blake2b(f"{task.out_dir}\0{task.plan_hash}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return f"mmprep-shard-{task.name}-{where.hexdigest()}"

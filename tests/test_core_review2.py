@@ -182,3 +182,36 @@ def test_a_shard_that_fails_when_forced_counts_once_and_its_kept_part_is_merged_
     assert pq.read_table(out / "index.parquet")["key"].to_pylist() == [f"s{i}" for i in range(6)]
     assert stats(out)["shards"] == sorted(first)
     assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == first
+
+
+def test_two_builds_of_one_corpus_on_one_dask_scheduler_each_write_their_own_shards(tmp_path):
+    """A shard's Dask key was its name and plan hash, which two builds of one corpus into two folders
+    share: the scheduler gave the second build the first one's task, and it ended 'ok' with no tar."""
+    import threading
+    import time
+
+    from distributed import LocalCluster
+
+    inp = tmp_path / "in"
+    for i in range(4):
+        write(inp / f"s{i}.txt", f"text {i}")
+    log = tmp_path / "t.log"
+    doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(log), "delay": 1.0}],
+           "output": {"name": "k", "max_samples": 2}, "cache": {"enabled": False}}
+    got: dict[str, dict] = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        def run(name: str) -> None:
+            got[name] = build(doc, inp, tmp_path / name, scheduler=cluster.scheduler_address)
+
+        first = threading.Thread(target=run, args=("a",))
+        first.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not log.exists():  # a's shards are being built (2 s each)
+            time.sleep(0.05)
+        run("b")
+        first.join()
+    for name in ("a", "b"):
+        assert (got[name]["shards_built"], got[name]["samples_out"]) == (2, 4)
+        want = [f"s{i}.{ext}" for i in range(4) for ext in ("meta.json", "txt")]
+        assert sorted(shard_members(tmp_path / name)) == want
+    assert log.read_text().count("trace s0") == 2
