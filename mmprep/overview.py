@@ -24,14 +24,16 @@ def overview(out: Path, *, examples: int = 2) -> dict[str, Any]:
                           "running: stats.json is written when it ends)") from None
     except (OSError, ValueError) as exc:
         raise ConfigError("OUT", f"cannot read {out / 'stats.json'}: {exc}") from None
-    tars = sorted((out / "shards").glob("*.tar"))
+    # the tars the index covers: a shard that failed may have left an earlier build's tars beside them
+    names = stats.get("shards")
+    tars = [out / "shards" / n for n in names] if isinstance(names, list) else sorted((out / "shards").glob("*.tar"))
     run = stats.get("run", {})
     return {
         "output": str(out),
         "samples_in": stats.get("samples_in", 0), "samples_out": stats.get("samples_out", 0),
         "samples_dropped": stats.get("samples_dropped", 0), "samples_failed": stats.get("samples_failed", 0),
         "fields_omitted": stats.get("fields_omitted", 0),
-        "shards": len(tars), "shard_bytes": sum(p.stat().st_size for p in tars),
+        "shards": len(tars), "shard_bytes": sum(p.stat().st_size for p in tars if p.exists()),
         **_index_facts(out / "index.parquet"),
         "stages": stats.get("stages", {}),
         "reasons": _reasons(out / "errors.jsonl", examples),

@@ -160,6 +160,8 @@ def test_a_shard_that_fails_when_forced_counts_once_and_its_kept_part_is_merged_
     and the next run found every shard complete and kept that run's reports (samples_failed 2 for good)."""
     import pyarrow.parquet as pq
 
+    from mmprep.overview import overview
+
     inp = tmp_path / "in"
     for i in range(6):
         write(inp / f"s{i}.txt", f"text {i}")
@@ -175,6 +177,9 @@ def test_a_shard_that_fails_when_forced_counts_once_and_its_kept_part_is_merged_
     assert (summary["samples_in"], summary["samples_out"], summary["samples_failed"]) == (6, 4, 2)
     assert pq.read_table(out / "index.parquet")["key"].to_pylist() == ["s0", "s1", "s4", "s5"]
     assert stats(out)["shards"] == ["k-000000.tar", "k-000002.tar"]
+    view = overview(out)  # mmprep show: the tars the index covers, not the failed shard's old ones
+    assert (view["samples_out"], view["samples_in"], view["samples_failed"], view["shards"]) == (4, 6, 2, 2)
+    assert view["shard_bytes"] == len(first["k-000000.tar"]) + len(first["k-000002.tar"])
     assert build(doc, inp, out, dry_run=True)["reports_current"] is False
     summary = build(doc, inp, out, workers=2)  # k-000001's part and tars are this plan's: nothing to build
     assert (summary["shards_built"], summary["samples_in"], summary["samples_out"], summary["samples_failed"]) == (
@@ -182,6 +187,7 @@ def test_a_shard_that_fails_when_forced_counts_once_and_its_kept_part_is_merged_
     assert pq.read_table(out / "index.parquet")["key"].to_pylist() == [f"s{i}" for i in range(6)]
     assert stats(out)["shards"] == sorted(first)
     assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == first
+    assert overview(out)["shards"] == 3
 
 
 def test_two_builds_of_one_corpus_on_one_dask_scheduler_each_write_their_own_shards(tmp_path):
