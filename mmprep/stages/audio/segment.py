@@ -89,6 +89,7 @@ class AudioSegment(Stage):
     """Split audio into child samples ``KEY/seg0000``... by fixed windows, speech activity or subtitle cues."""
 
     name = "audio.segment"
+    version = "2"  # 2: cues parsed as align parses them (WebVTT ids and notes were cue text, CRLF kept "\r")
     reads = ("audio",)
     writes = ("audio", "txt")
 
@@ -136,7 +137,9 @@ class AudioSegment(Stage):
         return spans, out_texts
 
     def _cues(self, sample: Sample, rate: int, n: int) -> tuple[list[tuple[int, int]], list[str | None]]:
-        import pysubs2
+        """Sample spans and texts of the subtitle cues, parsed as alignment parses them
+        (:func:`mmprep.align.subs.parse`: WebVTT identifiers and notes are not cue text, CRLF is read)."""
+        from mmprep.align.subs import SubtitleError, parse
 
         names = [self.config.subtitle_field] if self.config.subtitle_field else fields_of(sample, "subtitle")
         if not names or names[0] not in sample:
@@ -144,16 +147,16 @@ class AudioSegment(Stage):
         value = sample[names[0]]
         text = value if isinstance(value, str) else decode_text(value, field=names[0])[0]
         try:
-            subs = pysubs2.SSAFile.from_string(text)
-        except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
-            raise Drop("subtitle.unparseable", f"{type(exc).__name__}: {exc}", field=names[0]) from None
+            doc = parse(text, hint=names[0]) if text.strip() else None
+        except SubtitleError as exc:
+            raise Drop(exc.reason, str(exc), field=names[0]) from None
         spans, texts = [], []
-        for ev in subs.events:
-            s, e = max(0, ev.start) * rate // 1000, min(n, max(0, ev.end) * rate // 1000)
-            cue = ev.plaintext.strip()
-            if e > s and cue and not ev.is_comment:  # an empty cue labels nothing
+        for cue in doc.cues if doc is not None else ():
+            s, e = max(0, cue.start) * rate // 1000, min(n, max(0, cue.end) * rate // 1000)
+            words = cue.text.strip()
+            if e > s and words:  # an empty cue labels nothing
                 spans.append((s, e))
-                texts.append(cue)
+                texts.append(words)
         return spans, texts
 
     def process(self, sample: Sample) -> list[Sample]:

@@ -75,19 +75,22 @@ def windows(duration: float, length: float, stride: float, min_length: float) ->
 
 
 def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float, str]]:
-    import pysubs2
+    """``(start, end, text)`` of the subtitle cues at least ``min_length`` long, parsed as alignment parses
+    them (:func:`mmprep.align.subs.parse`: WebVTT identifiers and notes are not cue text, CRLF is read)."""
+    from mmprep.align.subs import SubtitleError, parse
 
     if isinstance(text, bytes):  # the same detection as subtitle.decode (BOM, UTF-8, GBK, UTF-16...)
         try:
             text = decode_text(text, field=field)[0]
         except Drop as drop:
             raise Drop("video.bad_cues", f".{field}: {drop.message}", field=field) from None
+    if not text.strip():
+        return []
     try:
-        subs = pysubs2.SSAFile.from_string(text)
-    except Exception as exc:  # noqa: BLE001 - pysubs2 raises several types on bad files
-        raise Drop("video.bad_cues", f".{field}: {type(exc).__name__}: {exc}", field=field) from None
-    return [(e.start / 1000, e.end / 1000, e.plaintext) for e in subs.events
-            if (e.end - e.start) / 1000 >= min_length - EPS and not e.is_comment]
+        doc = parse(text, hint=field)
+    except SubtitleError as exc:
+        raise Drop("video.bad_cues", f".{field}: {exc}", field=field) from None
+    return [(c.start / 1000, c.end / 1000, c.text) for c in doc.cues if (c.end - c.start) / 1000 >= min_length - EPS]
 
 
 class _ClipWriter:
@@ -254,7 +257,8 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
 
     name = "video.clips"
-    version = "10"  # offsets over 60 s ignored; 9: silent stream; 8: rate changes; 7: AAC rates; 6: NaN
+    # 11: cues parsed as align parses them; 10: offsets over 60 s ignored; 9: silent stream; 8: rate changes
+    version = "11"
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
