@@ -206,7 +206,20 @@ def instantiate(spec: BaseModel) -> list[Stage]:
         except ConfigError as exc:
             raise ConfigError(f"stages[{i}].{exc.key}" if exc.key else f"stages[{i}]", exc.message) from None
         stages.append(stage)
+    _check_created(stages)
     return stages
+
+
+def _check_created(stages: list[Stage]) -> None:
+    """No two stages write the same field or file of their own (``Stage.creates``): two ``embed`` stages of
+    one field without ``name``, two ``text.vocab`` with one ``output``, two alignment stages of one kind."""
+    first: dict[str, int] = {}
+    for i, stage in enumerate(stages):
+        for key, made in stage.creates():
+            if made in first:
+                raise ConfigError(f"stages[{i}].{key}", f"writes {made} as stages[{first[made]}] does: one "
+                                  "would overwrite the other; give one of them another name")
+            first[made] = i
 
 
 def stage_fingerprint(stage: Stage) -> str:

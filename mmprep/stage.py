@@ -90,6 +90,11 @@ class Stage:
         changed, even if no shard needs building."""
         return ()
 
+    def creates(self) -> tuple[tuple[str, str], ...]:
+        """``(config key, name)`` of each field or file this stage writes that no other stage of the
+        pipeline may write too (one would silently overwrite the other); checked before any work."""
+        return ()
+
     def applies(self, sample: Sample) -> bool:
         """Whether the sample has something for this stage to read."""
         if not self.reads:

@@ -56,6 +56,9 @@ class Embed(Stage):
         self.encoder: Any = None
         self._model_hash: str | None = None
 
+    def creates(self) -> tuple[tuple[str, str], ...]:
+        return (("name", self.out_field),)
+
     @property
     def out_field(self) -> str:
         return f"{self.config.name or self.config.field.replace('.', '_') + '_emb'}.npy"

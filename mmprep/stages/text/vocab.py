@@ -96,6 +96,9 @@ class TextVocab(Stage):
     def reports(self) -> tuple[str, ...]:
         return (self.config.output, "tokenizer.json") if self.config.tokenizer_json else (self.config.output,)
 
+    def creates(self) -> tuple[tuple[str, str], ...]:
+        return tuple(zip(("output", "tokenizer_json"), self.reports(), strict=False))
+
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         # Shards that replayed records from the cache or the previous build are recounted from their tars.
         complete = vocablib.shard_summaries(Path(out_dir), self.name, lowercase=self.config.lowercase)
