@@ -42,3 +42,11 @@ def test_unreadable_files_are_reported_and_exit_1(tmp_path):
     res = run(str(a), str(bad), "-o", str(tmp_path / "f"), "--device", "cpu")
     assert res.returncode == 1 and "bad.wav: skipped (audio.corrupt" in res.stderr
     assert (tmp_path / "f" / "a.wav.logmel.npy").exists() and not (tmp_path / "f" / "bad.wav.logmel.npy").exists()
+
+
+def test_a_path_that_is_no_file_is_a_config_error_before_any_work(tmp_path):
+    a = write(tmp_path / "a.wav", wav_bytes(speech_like(0.2), 16000))
+    res = run(str(a), str(tmp_path / "missing.wav"), "-o", str(tmp_path / "f"), "--device", "cpu")
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"mmprep: config error: files: {tmp_path / 'missing.wav'} is not a file"
+    assert not (tmp_path / "f").exists()
