@@ -167,6 +167,19 @@ def test_skip_through_loader_delivers_every_good_sample_in_order(dirs, workers):
         assert got == [k for k in _keys(_loader(good_dir, 0)) if k not in BAD] + _made_up(good_dir, 1, 0, 0, len(BAD))
 
 
+def stopped(loader, stop: int) -> tuple[list[str], dict]:
+    """The keys of the loader's first ``stop`` batches and its state then, through JSON (as a checkpoint
+    file holds it: integer keys come back as strings, restored here)."""
+    seen: list[str] = []
+    for i, batch in enumerate(loader):
+        seen += batch["__key__"]
+        if i + 1 == stop:
+            state = loader.state_dict()
+            break
+    return seen, json.loads(json.dumps(state), object_hook=lambda d: {int(k) if k.isdigit() else k: v
+                                                                      for k, v in d.items()})
+
+
 # -- resume stays exact with skipping --------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("stop", [1, 2, 3, 4, 5, 6, 7])
@@ -177,14 +190,7 @@ def test_resume_with_skipping_gives_the_uninterrupted_rest(dirs, workers, stop):
     reference = _keys(ref)
     first = _loader(bad_dir, workers, on_error="skip")
     first.set_epoch(1)
-    seen: list[str] = []
-    for i, batch in enumerate(first):
-        seen += batch["__key__"]
-        if i + 1 == stop:
-            state = first.state_dict()
-            break
-    state = json.loads(json.dumps(state), object_hook=lambda d: {int(k) if k.isdigit() else k: v
-                                                                 for k, v in d.items()})
+    seen, state = stopped(first, stop)
     resumed = _loader(bad_dir, workers, on_error="skip")
     resumed.load_state_dict(state)
     assert resumed.skipped == sum(state["skipped"].values())

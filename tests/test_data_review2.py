@@ -14,6 +14,7 @@ import pytest
 from mmprep.data import DecodeError, PadCollate, ShardStream, StreamLoader
 from mmprep.errors import ConfigError
 from tests.conftest import build
+from tests.test_data_review import stopped
 
 N = 19
 BAD = {"k03", "k04", "k09", "k17"}  # .cls 2.5: the build keeps it, the loader cannot decode it
@@ -116,14 +117,7 @@ def test_resume_at_every_batch_with_stand_ins(built, workers):
     for stop in range(1, len(ref)):
         first = _loader(out, workers, **kw)
         first.set_epoch(1)
-        seen: list[str] = []
-        for i, batch in enumerate(first):
-            seen += batch["__key__"]
-            if i + 1 == stop:
-                state = first.state_dict()
-                break
-        state = json.loads(json.dumps(state), object_hook=lambda d: {int(k) if k.isdigit() else k: v
-                                                                     for k, v in d.items()})
+        seen, state = stopped(first, stop)
         resumed = _loader(out, workers, **kw)
         resumed.load_state_dict(state)
         assert seen + [k for b in _batches(resumed) for k in b] == reference, stop

@@ -171,23 +171,7 @@ def nan_audio_video() -> bytes:
     """1 s Matroska: MJPEG picture and a float PCM tone whose samples 100-199 are NaN."""
     x = tone(1.0, rate=RATE)
     x[100:200] = np.nan
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="matroska") as out:
-        vs = out.add_stream("mjpeg", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuvj420p"
-        a = out.add_stream("pcm_f32le", rate=RATE)
-        a.layout = "mono"
-        for i in range(FPS):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for s in range(0, RATE, RATE // 10):
-            frame = av.AudioFrame.from_ndarray(x[None, s : s + RATE // 10], format="flt", layout="mono")
-            frame.sample_rate, frame.pts = RATE, s
-            for packet in a.encode(frame):
-                out.mux(packet)
-    return buf.getvalue()
+    return pcm_video(RATE, x, codec="pcm_f32le")
 
 
 def test_nan_in_a_video_audio_track_is_checked():
@@ -206,14 +190,14 @@ def test_nan_in_a_video_audio_track_is_checked():
     assert np.isfinite(samples).all() and float(np.abs(samples).max()) > 0.4
 
 
-def pcm_video(rate: int) -> bytes:
-    """1 s Matroska: MJPEG picture and a 16-bit PCM 440 Hz tone at ``rate`` Hz."""
-    x = tone(1.0, rate=rate, amplitude=0.3)
+def pcm_video(rate: int, x: np.ndarray | None = None, *, codec: str = "pcm_s16le") -> bytes:
+    """1 s Matroska: MJPEG picture and PCM audio at ``rate`` Hz (``x``, default a 440 Hz tone at 0.3)."""
+    x = tone(1.0, rate=rate, amplitude=0.3) if x is None else x
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
         vs = out.add_stream("mjpeg", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = 64, 48, "yuvj420p"
-        a = out.add_stream("pcm_s16le", rate=rate)
+        a = out.add_stream(codec, rate=rate)
         a.layout = "mono"
         for i in range(FPS):
             frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")

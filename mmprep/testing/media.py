@@ -54,43 +54,15 @@ def encode_mp4(frames: Iterable[np.ndarray], *, fps: int, audio: np.ndarray | No
                rate: int = 16000) -> bytes:
     """RGB uint8 frames ``shape=(h, w, 3)`` (frame i at i / fps s) and an optional mono float32 track at
     ``rate`` Hz -> an mp4 with H.264 (MPEG-4 where libx264 is missing) video and AAC audio, via PyAV."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        vs = out.add_stream(codec, rate=fps)
-        vs.pix_fmt = "yuv420p"
-        a_stream = None
-        if audio is not None:
-            a_stream = out.add_stream("aac", rate=rate)
-            a_stream.layout = "mono"
-        for i, img in enumerate(frames):
-            if i == 0:
-                vs.height, vs.width = img.shape[:2]
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        if a_stream is not None:
-            for start in range(0, len(audio), 1024):
-                chunk = audio[start : start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = rate, start
-                for packet in a_stream.encode(frame):
-                    out.mux(packet)
-            for packet in a_stream.encode():
-                out.mux(packet)
-    return buf.getvalue()
+    return encode_video(frames, fps=fps, audio=audio, rate=rate, container="mp4")
 
 
 def encode_video(frames: Iterable[np.ndarray], *, fps: int, audio: np.ndarray | None = None, rate: int = 16000,
                  container: str = "mpegts", start: float = 0.0, audio_start: float | None = None) -> bytes:
-    """Like :func:`encode_mp4`, in any container PyAV writes H.264 + AAC to (``mpegts``, ``matroska``,
-    ``mp4``), with the first frame at ``start`` seconds and the audio's first sample at ``audio_start``
-    (default ``start``): the timestamps a broadcast capture or a cut that kept its timestamps has."""
+    """RGB uint8 frames and an optional mono float32 track (as :func:`encode_mp4`) in any container PyAV
+    writes H.264 + AAC to (``mpegts``, ``matroska``, ``mp4``), with the first frame at ``start`` seconds
+    and the audio's first sample at ``audio_start`` (default ``start``): the timestamps a broadcast
+    capture or a cut that kept its timestamps has."""
     import av
 
     audio_start = start if audio_start is None else audio_start
