@@ -196,11 +196,12 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         raise ConfigError("input.path", f"{source} does not exist")
     check_start_method()
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
-    _check_writable(out, "output")
-    if spec.cache.enabled:
-        _check_writable(cache_dir, "cache.dir")
-    _check_foreign_tars(out)
     dry = opts.dry_run
+    if not dry:  # a dry run writes nothing: a read-only output folder is fine for it
+        _check_writable(out, "output")
+        if spec.cache.enabled:
+            _check_writable(cache_dir, "cache.dir")
+    _check_foreign_tars(out)
     if not dry:
             preload([*(m for stage in stages for m in stage.imports()),
                      *(type(stage).__module__ for stage in stages)])
@@ -347,7 +348,8 @@ def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: s
     shards = plan(records, spec, pipeline_hash)
     triage = _Triage(out, shards, pipeline_hash, force=opts.force)
     tars, parts, _ = _stale(out, {name for name, _, _ in shards})
-    summary = {"output": str(out), "dry_run": True, "samples_in": len(records), "shards": len(shards),
+    # planned shards: output.max_bytes may still split one into several tars (NAME-000000_01.tar...)
+    summary = {"output": str(out), "dry_run": True, "samples_in": len(records), "planned_shards": len(shards),
                "shards_complete": len(shards) - len(triage.todo), "shards_to_build": len(triage.todo),
                "samples_to_build": sum(len(chunk) for _, _, chunk, _, _ in triage.todo),
                "rebuilt_because": dict(sorted(triage.why.items())), "records_changed": triage.changed,

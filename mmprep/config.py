@@ -212,13 +212,13 @@ def instantiate(spec: BaseModel) -> list[Stage]:
 
 def _check_created(stages: list[Stage]) -> None:
     """No two stages write the same field or file of their own (``Stage.creates``): two ``embed`` stages of
-    one field without ``name``, two ``text.vocab`` with one ``output``, two alignment stages of one kind."""
+    one field without ``name``, two ``text.vocab`` with one ``output`` or both with ``tokenizer_json``."""
     first: dict[str, int] = {}
     for i, stage in enumerate(stages):
         for key, made in stage.creates():
             if made in first:
                 raise ConfigError(f"stages[{i}].{key}", f"writes {made} as stages[{first[made]}] does: one "
-                                  "would overwrite the other; give one of them another name")
+                                  f"would overwrite the other; change {key} on one of them")
             first[made] = i
 
 

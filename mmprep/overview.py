@@ -74,6 +74,8 @@ def _reasons(path: Path, examples: int) -> dict[str, dict[str, Any]]:
                 row = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(row, dict):
+                continue
             reason = str(row.get("reason", "?"))
             entry = found.setdefault(reason, {"count": 0, "stage": row.get("stage"), "action": row.get("action"),
                                               "examples": []})

@@ -25,7 +25,7 @@ RESERVED = (KEY, META, SOURCE)
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 AUDIO_EXTS = ("wav", "flac", "ogg", "mp3", "m4a", "aac", "opus")
-VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi", "ts", "mts", "m2ts")  # ts: MPEG-TS (broadcast captures)
+VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi")
 TEXT_EXTS = ("txt", "caption", "text")
 SUBTITLE_EXTS = ("srt", "vtt", "ass")
 

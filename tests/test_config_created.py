@@ -21,7 +21,7 @@ def test_two_embeddings_of_one_field_without_a_name_are_refused(tmp_path):
     res = run_cli("validate", str(pipe))
     assert res.returncode == 2
     assert res.stderr.strip() == ("mmprep: config error: stages[2].name: writes jpg_emb.npy as stages[1] does: one "
-                                  "would overwrite the other; give one of them another name")
+                                  "would overwrite the other; change name on one of them")
     named = stages_of({"stage": "embed", "field": "jpg", "model": "builtin:tiny-cnn"},
                       {"stage": "embed", "field": "jpg", "model": "builtin:tiny-cnn", "size": 64, "name": "jpg_64"})
     assert [s.out_field for s in named] == ["jpg_emb.npy", "jpg_64.npy"]
@@ -34,11 +34,19 @@ def test_two_vocabularies_into_one_file_are_refused():
     assert len(stages_of({"stage": "text.vocab"}, {"stage": "text.vocab", "output": "vocab_big.json"})) == 2
 
 
-def test_subtitle_and_av_alignment_share_the_report_but_not_their_own_files():
-    assert len(stages_of({"stage": "align.subtitles"}, {"stage": "align.av"})) == 2
+def test_two_vocabularies_with_tokenizer_json_name_that_option():
     with pytest.raises(ConfigError) as err:
-        stages_of({"stage": "align.subtitles"}, {"stage": "align.subtitles", "max_offset": 5.0})
-    assert err.value.key == "stages[1].stage"
+        stages_of({"stage": "text.vocab", "tokenizer_json": True},
+                  {"stage": "text.vocab", "output": "vocab_big.json", "tokenizer_json": True})
+    assert err.value.key == "stages[1].tokenizer_json" and "change tokenizer_json on one of them" in err.value.message
+
+
+def test_alignment_stages_of_one_kind_on_different_fields_are_allowed():
+    """Two align.subtitles (English subtitles on the wav, Chinese on the mp4) have no name to tell them apart;
+    they align their own fields, so they are not refused (and align.av shares the report by design)."""
+    assert len(stages_of({"stage": "align.subtitles", "fields": ["srt"], "media_field": "wav"},
+                         {"stage": "align.subtitles", "fields": ["vtt"], "media_field": "mp4"},
+                         {"stage": "align.av"})) == 3
 
 
 def test_the_shipped_pipelines_pass():

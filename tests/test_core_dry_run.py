@@ -22,7 +22,8 @@ def test_dry_run_on_a_new_output_folder_creates_nothing_and_runs_no_stage(tmp_pa
     assert not out.exists()
     assert trace(tmp_path) == []  # no stage ran
     assert plan["dry_run"] is True
-    assert (plan["samples_in"], plan["shards"], plan["shards_complete"], plan["shards_to_build"]) == (8, 3, 0, 3)
+    assert (plan["samples_in"], plan["planned_shards"]) == (8, 3)
+    assert (plan["shards_complete"], plan["shards_to_build"]) == (0, 3)
     assert plan["samples_to_build"] == 8
     assert plan["rebuilt_because"] == {"not built yet": 3}
     assert plan["reports_current"] is False
@@ -55,7 +56,7 @@ def test_dry_run_counts_stale_tars_a_smaller_plan_would_remove(tmp_path, corpus)
         for path in (corpus / "part1").glob(f"{name}.*"):
             os.remove(path)
     plan = build(traced(tmp_path), corpus, out, dry_run=True)
-    assert (plan["samples_in"], plan["shards"], plan["shards_to_build"]) == (6, 2, 0)
+    assert (plan["samples_in"], plan["planned_shards"], plan["shards_to_build"]) == (6, 2, 0)
     assert (plan["stale_tars"], plan["stale_parts"]) == (1, 2)  # t-000002.tar, its .json and .rows
     assert len(list((out / "shards").glob("*.tar"))) == 3
 
@@ -75,7 +76,8 @@ def test_cli_dry_run_prints_the_plan_and_the_build_names_its_error_reasons(tmp_p
     pipe = str(ROOT / "pipelines/demo.yaml")
     plan = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "--dry-run")
     assert plan.returncode == 0, plan.stderr
-    assert plan.stdout == "dry run: 8 samples in 2 shards: 0 complete, 2 to build (8 samples; 2 not built yet)\n"
+    assert plan.stdout == ("dry run: 8 samples in 2 planned shards: 0 complete, 2 to build "
+                           "(8 samples; 2 not built yet)\n")
     assert not out.exists() and "starting" not in plan.stderr  # no worker was started
 
     res = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "-w", "1")
@@ -85,4 +87,25 @@ def test_cli_dry_run_prints_the_plan_and_the_build_names_its_error_reasons(tmp_p
     assert second == f"errors by reason: image.corrupt 1 (details in {out / 'errors.jsonl'})"
 
     same = run_cli("build", pipe, "-i", str(corpus), "-o", str(out), "--dry-run")
-    assert same.stdout == "dry run: 8 samples in 2 shards: 2 complete, 0 to build (0 samples); nothing to build\n"
+    assert same.stdout == ("dry run: 8 samples in 2 planned shards: 2 complete, 0 to build (0 samples); "
+                           "nothing to build\n")
+
+
+def test_dry_run_counts_planned_shards_that_max_bytes_may_split(tmp_path, corpus, demo_doc):
+    doc = {**demo_doc, "output": {**demo_doc["output"], "max_bytes": 20000}}
+    plan = build(doc, corpus, tmp_path / "out", dry_run=True)
+    real = build(doc, corpus, tmp_path / "out", workers=1)
+    assert plan["planned_shards"] == 2 and real["shards_built"] == 2  # planned shards, each built once
+    assert real["shards"] > 2  # and split into more tars by max_bytes
+
+
+def test_dry_run_does_not_need_to_write(tmp_path, corpus):
+    from mmprep.build import BuildOptions, run_build
+    from mmprep.config import parse_pipeline
+
+    ro = tmp_path / "readonly"
+    ro.write_text("a file where the cache folder would be")  # the real build refuses it: cannot create
+    spec = parse_pipeline(traced(tmp_path))
+    plan = run_build(spec, BuildOptions(input=str(corpus), output=str(tmp_path / "out"), cache_dir=str(ro / "c"),
+                                        progress=False, dry_run=True))
+    assert plan["shards_to_build"] == 3

@@ -44,3 +44,13 @@ def test_show_on_a_folder_that_is_no_build_is_a_config_error(tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"mmprep: config error: OUT: {tmp_path} has no stats.json: not a finished mmprep build (or one still "
         "running: stats.json is written when it ends)"]
+
+
+def test_show_passes_over_lines_of_errors_jsonl_that_are_no_object(tmp_path, corpus, demo_doc):
+    out = tmp_path / "out"
+    build(demo_doc, corpus, out, workers=1)
+    with open(out / "errors.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('[1, 2]\n"text"\nnot json\n{"key": "k", "reason": "x.y", "message": "m"}\n')
+    view = json.loads(run_cli("show", str(out), "--json").stdout)
+    assert view["reasons"] == {"x.y": {"count": 1, "stage": None, "action": None,
+                                       "examples": [{"key": "k", "message": "m"}]}}

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from mmprep.errors import Drop
 from mmprep.sample import KEY, Audio
 from mmprep.stage import make_stage
 from mmprep.testing.audio import speech_like
@@ -36,3 +39,19 @@ def test_audio_subtitle_segments_carry_only_the_cue_text():
     assert segments("srt", SRT_CRLF) == ["Hello there", "Second"]
     segs = [{"start": 0.1, "end": 1.0, "text": "from json"}]
     assert segments("json", json.dumps(segs), subtitle_field="json") == ["from json"]
+
+
+def test_empty_subtitles_give_no_cues_in_both_stages_and_json_null_text_is_empty():
+    video = mp4_bytes(seconds=1.0, fps=10, audio=False)
+    for subs in (b"", b"WEBVTT\n\n"):
+        with pytest.raises(Drop) as drop:
+            run("video.clips", {KEY: "v", "mp4": video, "vtt": subs}, mode="cues", cue_field="vtt", audio=False)
+        assert drop.value.reason == "video.clips.empty", subs
+        sample = {KEY: "k", "__meta__": {}, "wav": Audio(samples=speech_like(1.0), rate=16000), "vtt": subs}
+        with pytest.raises(Drop) as drop:
+            make_stage("audio.segment", mode="subtitle").process(sample)
+        assert drop.value.reason == "audio.no_segments", subs
+    sample = {KEY: "k", "__meta__": {}, "wav": Audio(samples=speech_like(2.0), rate=16000),
+              "json": json.dumps([{"start": 0.1, "end": 1.0, "text": None}, {"start": 1.0, "end": 1.5, "text": 7}])}
+    kids = make_stage("audio.segment", mode="subtitle", subtitle_field="json", pad_ms=0).process(sample)
+    assert [k["txt"] for k in kids] == ["7"]  # the null text is an empty cue: it labels nothing

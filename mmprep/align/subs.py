@@ -117,7 +117,8 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
             except (KeyError, TypeError, ValueError):
                 skipped.append(i)
                 continue
-            cues.append(Cue(a, b, str(seg.get("text", ""))))
+            text = seg.get("text")
+            cues.append(Cue(a, b, "" if text is None else str(text)))
         return SubDoc(fmt, cues, raw, unit, skipped)
     if fmt == "vtt":
         return _parse_timed(text, "vtt")

@@ -75,7 +75,7 @@ def audio_features(
             raise ConfigError("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
             raise ConfigError("rate", f"must be between {MIN_RATE} and {MAX_RATE} Hz, got {rate}")
-        missing = next((path for path in files if not path.is_file()), None)
+        missing = next((path for path in files if not path.exists() or path.is_dir()), None)
         if missing is not None:  # as probe, align and avsync: a path given that is no file, before any work
             raise ConfigError("files", f"{missing} is not a file")
         _unique_names(files)

@@ -68,7 +68,8 @@ def _built(summary: dict, output: Path) -> str:
 
 def _planned(plan: dict) -> str:
     why = "".join(f"; {n} {reason}" for reason, n in plan["rebuilt_because"].items())
-    line = (f"dry run: {plan['samples_in']} samples in {plan['shards']} shards: {plan['shards_complete']} complete, "
+    line = (f"dry run: {plan['samples_in']} samples in {plan['planned_shards']} planned shards: "
+            f"{plan['shards_complete']} complete, "
             f"{plan['shards_to_build']} to build ({plan['samples_to_build']} samples{why})")
     if plan["records_changed"]:
         line += f", {plan['records_changed']} records new or changed"

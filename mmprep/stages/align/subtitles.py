@@ -87,9 +87,6 @@ class AlignSubtitles(Stage):
 
         return REPORT_JSON, REPORT_HTML, f".align/{self.name}.json"
 
-    def creates(self) -> tuple[tuple[str, str], ...]:
-        return (("stage", f".align/{self.name}.json"),)  # the shared report combines one such file per stage
-
     def finalize(self, summaries: list[dict[str, Any]], out_dir: Any) -> None:
         from mmprep.align.report import publish
 

@@ -147,9 +147,11 @@ class AudioSegment(Stage):
         value = sample[names[0]]
         text = value if isinstance(value, str) else decode_text(value, field=names[0])[0]
         try:
-            doc = parse(text, hint=names[0]) if text.strip() else None
+            doc = parse(text, hint=names[0])
         except SubtitleError as exc:
-            raise Drop(exc.reason, str(exc), field=names[0]) from None
+            if exc.reason != "subtitle.empty":  # an empty file, or a WebVTT header alone: no cue to cut at
+                raise Drop(exc.reason, str(exc), field=names[0]) from None
+            doc = None
         spans, texts = [], []
         for cue in doc.cues if doc is not None else ():
             s, e = max(0, cue.start) * rate // 1000, min(n, max(0, cue.end) * rate // 1000)

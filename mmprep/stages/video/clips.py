@@ -84,11 +84,11 @@ def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float
             text = decode_text(text, field=field)[0]
         except Drop as drop:
             raise Drop("video.bad_cues", f".{field}: {drop.message}", field=field) from None
-    if not text.strip():
-        return []
     try:
         doc = parse(text, hint=field)
     except SubtitleError as exc:
+        if exc.reason == "subtitle.empty":  # an empty file, or a WebVTT header alone: no cue to cut at
+            return []
         raise Drop("video.bad_cues", f".{field}: {exc}", field=field) from None
     return [(c.start / 1000, c.end / 1000, c.text) for c in doc.cues if (c.end - c.start) / 1000 >= min_length - EPS]
 
