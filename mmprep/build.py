@@ -203,8 +203,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
             _check_writable(cache_dir, "cache.dir")
     _check_foreign_tars(out)
     if not dry:
-            preload([*(m for stage in stages for m in stage.imports()),
-                     *(type(stage).__module__ for stage in stages)])
+        preload([*(m for stage in stages for m in stage.imports()), *(type(stage).__module__ for stage in stages)])
     # the worker processes' imports run on another core while the corpus is scanned, when a change shows
     pipeline_doc = spec.model_dump(mode="json")
     folder_input = source.is_dir() and inp.format in ("auto", "folder")
@@ -349,15 +348,14 @@ def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: s
     triage = _Triage(out, shards, pipeline_hash, force=opts.force)
     tars, parts, _ = _stale(out, {name for name, _, _ in shards})
     # planned shards: output.max_bytes may still split one into several tars (NAME-000000_01.tar...)
-    summary = {"output": str(out), "dry_run": True, "samples_in": len(records), "planned_shards": len(shards),
-               "shards_complete": len(shards) - len(triage.todo), "shards_to_build": len(triage.todo),
-               "samples_to_build": sum(len(chunk) for _, _, chunk, _, _ in triage.todo),
-               "rebuilt_because": dict(sorted(triage.why.items())), "records_changed": triage.changed,
-               "stale_tars": len(tars), "stale_parts": len(parts),
-               "reports_current": not triage.todo and not tars and not parts and _reports_current(out, reports),
-               "inputs_skipped": _inputs_skipped(skipped)["inputs_skipped"],
-               "seconds": round(time.perf_counter() - t0, 3)}
-    return summary
+    return {"output": str(out), "dry_run": True, "samples_in": len(records), "planned_shards": len(shards),
+            "shards_complete": len(shards) - len(triage.todo), "shards_to_build": len(triage.todo),
+            "samples_to_build": sum(len(chunk) for _, _, chunk, _, _ in triage.todo),
+            "rebuilt_because": dict(sorted(triage.why.items())), "records_changed": triage.changed,
+            "stale_tars": len(tars), "stale_parts": len(parts),
+            "reports_current": not triage.todo and not tars and not parts and _reports_current(out, reports),
+            "inputs_skipped": _inputs_skipped(skipped)["inputs_skipped"],
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str) -> tuple[str, int]:

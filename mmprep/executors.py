@@ -259,7 +259,6 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
 
 def _dask_key(task: Any) -> str:
     """The shard's task key on a Dask scheduler: its name, and a digest of its output folder and plan."""
-    import hashlib
+    from mmprep.cache import digest
 
-    where = hashlib.blake2b(f"{task.out_dir}\0{task.plan_hash}".encode("utf-8", "surrogatepass"), digest_size=8)
-    return f"mmprep-shard-{task.name}-{where.hexdigest()}"
+    return f"mmprep-shard-{task.name}-{digest(task.out_dir, task.plan_hash)[:16]}"

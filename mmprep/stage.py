@@ -169,11 +169,6 @@ def get_stage(name: str) -> type[Stage]:
     return _REGISTRY[name]
 
 
-def loaded(names: list[str]) -> bool:
-    """Whether these stages are registered already (their modules imported), without discovering."""
-    return all(name in _REGISTRY for name in names)
-
-
 def registered() -> frozenset[str]:
     """The names of the stages whose modules are imported so far (no discovery)."""
     return frozenset(_REGISTRY)

@@ -16,7 +16,6 @@ from mmprep.sample import KEY, META, Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, frame_db, mono
 from mmprep.stages.audio.vad import VadParams, check_vad, sample_intervals
-from mmprep.stages.text.encoding import decode_text
 
 
 def trim_bounds(x: np.ndarray, rate: int, *, top_db: float = 60.0, frame_ms: int = 10,
@@ -144,10 +143,8 @@ class AudioSegment(Stage):
         names = [self.config.subtitle_field] if self.config.subtitle_field else fields_of(sample, "subtitle")
         if not names or names[0] not in sample:
             raise Drop("audio.no_subtitles", "segment mode 'subtitle' but the sample has no subtitle field")
-        value = sample[names[0]]
-        text = value if isinstance(value, str) else decode_text(value, field=names[0])[0]
-        try:
-            doc = parse(text, hint=names[0])
+        try:  # bytes are decoded as subtitle.decode does (BOM, UTF-8, GBK, UTF-16...)
+            doc = parse(sample[names[0]], hint=names[0])
         except SubtitleError as exc:
             if exc.reason != "subtitle.empty":  # an empty file, or a WebVTT header alone: no cue to cut at
                 raise Drop(exc.reason, str(exc), field=names[0]) from None

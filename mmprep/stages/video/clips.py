@@ -26,7 +26,6 @@ from mmprep.codecs import held_rate
 from mmprep.errors import ConfigError, Drop
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
-from mmprep.stages.text.encoding import decode_text
 from mmprep.stages.video.audio_track import decode_track, plausible_offset, shift
 from mmprep.stages.video.common import (
     Deadline,
@@ -79,12 +78,7 @@ def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float
     them (:func:`mmprep.align.subs.parse`: WebVTT identifiers and notes are not cue text, CRLF is read)."""
     from mmprep.align.subs import SubtitleError, parse
 
-    if isinstance(text, bytes):  # the same detection as subtitle.decode (BOM, UTF-8, GBK, UTF-16...)
-        try:
-            text = decode_text(text, field=field)[0]
-        except Drop as drop:
-            raise Drop("video.bad_cues", f".{field}: {drop.message}", field=field) from None
-    try:
+    try:  # bytes are decoded as subtitle.decode does (BOM, UTF-8, GBK, UTF-16...)
         doc = parse(text, hint=field)
     except SubtitleError as exc:
         if exc.reason == "subtitle.empty":  # an empty file, or a WebVTT header alone: no cue to cut at
