@@ -8,26 +8,25 @@ clip after clip, straight from each clip's samples (a strided view, no copy of t
 when centred, as librosa >= 0.10 pads) come from small zero-padded copies of the clip's ends.
 
 The frames are processed in blocks of ``block`` frames, each block's intermediates staying in cache:
-window (written into the block buffer), ``rfft``, ``re² + im²`` squared in place on the interleaved
-real view, and a banded mel product. The filterbank is > 95% zeros (80 Slaney filters x 201 bins:
-391 non-zeros), so neighbouring filters are grouped into bands (:func:`mel_bands`) and each band
-multiplies only the FFT bins it covers: ~11x fewer multiply-adds than the dense product, with the same
-non-zero terms. ``log10`` runs per block (numpy's, SIMD: ~5x torch's on CPU), and each block's frames
-go straight into their clips' outputs (times 10: dB); a clip is finished (one floor: ``amin`` and
-``top_db`` at its own peak; DCT for MFCC) as soon as its last frame is in.
+window (written into the block buffer), the power spectrum (:func:`halfspectrum.power`: a half-length
+complex FFT unpacked by a compiled loop, planar ``|X|²``), and a banded mel product. The filterbank
+is > 95% zeros (80 Slaney filters x 201 bins: 391 non-zeros), so neighbouring filters are grouped
+into bands (:func:`mel_bands`) and each band multiplies only the FFT bins it covers: ~11x fewer
+multiply-adds than the dense product, with the same non-zero terms. ``log10`` runs per block (numpy's,
+SIMD: ~5x torch's on CPU), and each block's frames go straight into their clips' outputs (times 10:
+dB); a clip is finished (one floor: ``amin`` and ``top_db`` at its own peak; DCT for MFCC) as soon as
+its last frame is in.
 
-Where the time goes (one thread, 20 min of 2-60 s clips at 16 kHz, 122k frames; log-mel best ~0.091 s,
-of which these parts ~0.085 s):
-``rfft`` 45 ms, mel product 21 ms, windowed framing copy 7 ms, cut into clips + floor 7 ms,
-``log10`` 2 ms, squares 3 ms (MFCC: + 6 ms DCT). Tried and measured no faster: frequency-domain
-window on the unframed signal, ``|X|²`` made planar first (numpy abs²: 11 ms, a strided torch add
-about even, halves the product to 13 ms), each 400-sample frame as a 200-point complex FFT (25%
-faster than ``rfft``, but unpacking the half spectrum in torch or numpy costs 50 ms), sparse CSR
-product, other block sizes, framing + ``rfft`` in L2-sized sub-blocks, writing the product straight
-into per-clip outputs (strided ``log10``, cold lines: slower than the copy), one hugepage output
-buffer per group, OpenBLAS for the band products. Values
-equal the padded-batch functions up to float32 rounding (same frames, same filterbank, same
-``power_to_db``): tested, and the parity tests against librosa run through this path.
+Where the time goes (one thread, 20 min of 2-60 s clips at 16 kHz, 122k frames; log-mel best ~0.075 s):
+FFT ~34 ms, unpacking ~9 ms, mel product ~12 ms, windowed framing copy ~4-7 ms, cut into clips + floor
+~7 ms, ``log10`` ~2 ms (MFCC: + ~6 ms DCT). Before the half-length FFT (``rfft``, interleaved
+``re², im²`` squared in place, a product over both): ``rfft`` 45 ms, squares 3 ms, product 21 ms.
+Tried and measured no faster: frequency-domain window (see :mod:`halfspectrum`), sparse CSR product,
+other block sizes, framing + FFT in L2-sized sub-blocks, writing the product straight into per-clip
+outputs (strided ``log10``, cold lines: slower than the copy), one hugepage output buffer per group,
+OpenBLAS for the band products. Values equal the padded-batch functions up to float32 rounding (same
+frames, same filterbank, same ``power_to_db``): tested, and the parity tests against librosa run
+through this path.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mmprep.features import halfspectrum
 from mmprep.features.filters import dct_matrix, lifter_weights, mel_filterbank
 from mmprep.features.frames import FrameParams
 
@@ -66,9 +66,8 @@ def mel_bands(*, rate: int, n_fft: int, n_mels: int = 80, fmin: float = 0.0, fma
     """Split the filterbank into bands of neighbouring filters: ``(m0, m1, b0, b1, weights)`` per band.
 
     Filters ``m0..m1-1`` are non-zero only on FFT bins ``b0..b1-1``; ``weights`` is their
-    ``shape=(m1 - m0, 2 * (b1 - b0))`` block with each column repeated, to multiply the interleaved
-    ``(re², im²)`` of those bins. Bands are chosen by dynamic programming to minimise multiply-adds
-    plus ``call_cost`` per band (one matrix product each).
+    ``shape=(m1 - m0, b1 - b0)`` block of the filterbank. Bands are chosen by dynamic programming to
+    minimise multiply-adds plus ``call_cost`` per band (one matrix product each).
     """
     fb = mel_filterbank(rate=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
     nonzero = [np.flatnonzero(row) for row in fb]
@@ -91,7 +90,7 @@ def mel_bands(*, rate: int, n_fft: int, n_mels: int = 80, fmin: float = 0.0, fma
         i = cut[j]
         spans = [(lo[m], hi[m]) for m in range(i, j) if lo[m] is not None]
         b0, b1 = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (0, 0)
-        weights = np.repeat(fb[i:j, b0:b1], 2, axis=1).astype(np.float32)
+        weights = np.ascontiguousarray(fb[i:j, b0:b1], dtype=np.float32)
         weights.setflags(write=False)
         bands.append((i, j, b0, b1, weights))
         j = i
@@ -159,7 +158,7 @@ def mel_features(kind: str, clips: Sequence[np.ndarray], *, rate: int, n_fft: in
     if power != 2.0:
         raise ValueError("packed mel features compute power 2 only")
     fp = FrameParams(rate=rate, n_fft=n_fft, hop=hop, win_length=win_length, center=center)
-    bands = [(m0, m1, 2 * b0, 2 * b1, torch.from_numpy(w.copy()))
+    bands = [(m0, m1, b0, b1, torch.from_numpy(w.copy()))
              for m0, m1, b0, b1, w in mel_bands(rate=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                                                 htk=htk, norm=norm)]
     post = _Post(kind, n_mels=n_mels, top_db=top_db, amin=amin, n_mfcc=n_mfcc, lifter=lifter)
@@ -203,6 +202,7 @@ def _run_group(clips, index, out, fp: FrameParams, bands, post: _Post, block: in
     sink = _Clips([fp.n_frames(len(c)) for c in clips], index, out, post)
     window = _window(fp)
     framed = torch.empty(block, fp.n_fft)
+    power = torch.empty(block, fp.n_fft // 2 + 1)
     mel = torch.empty(post.n_mels, block)
     row = 0
     for src, offset, count in pieces:
@@ -212,21 +212,19 @@ def _run_group(clips, index, out, fp: FrameParams, bands, post: _Post, block: in
             torch.mul(frames, window, out=framed[row : row + take])
             row, offset, count = row + take, offset + take * fp.hop, count - take
             if row == block:
-                sink.add(_block(framed, mel, block, bands, post))
+                sink.add(_block(framed, power, mel, block, bands, post))
                 row = 0
     if row:
-        sink.add(_block(framed, mel, row, bands, post))
+        sink.add(_block(framed, power, mel, row, bands, post))
     sink.add(mel[:, :0])  # clips of 0 frames at the end
 
 
-def _block(framed, mel, k: int, bands, post: _Post):
+def _block(framed, power, mel, k: int, bands, post: _Post):
     """Windowed frames ``framed[:k]`` -> mel power in ``mel[:, :k]``, or its ``log10`` (dB / 10) for
-    log-mel and MFCC; returns that view."""
+    log-mel and MFCC; returns that view. ``power``: room for the frames' power spectra."""
     import torch
 
-    # no out=: rfft's out= computes into a temporary and copies (~10% of the FFT); the temporary is freed
-    # each block and comes back from the same chunk, as the clips' outputs are allocated up front
-    sq = torch.view_as_real(torch.fft.rfft(framed[:k])).view(k, -1).square_()  # re², im² interleaved
+    sq = halfspectrum.power(framed[:k], power[:k])
     dst = mel[:, :k]
     for m0, m1, b0, b1, w in bands:
         torch.mm(w, sq[:, b0:b1].T, out=dst[m0:m1])
