@@ -1,8 +1,8 @@
 """Reusing earlier work: finished-record cache entries, and the previous build of a shard.
 
 A finished record is what the shard writer needs for it: the samples it produced, each
-``(key, [(field, bytes)], meta)``, and its errors; or, for a record copied from the previous build of
-the shard, the range of that build's rows (``copy``) whose bytes go over unread.
+``(key, [(field, bytes)], meta)``, and its errors. A record copied from the previous build of the shard
+(:class:`Previous`) has its rows and errors there, and its bytes go over unread.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class Previous:
         self.stamps: dict[str, str] = {}
         self.rows: dict[str, tuple[int, int]] = {}  # record -> its rows' range in ``_lines``
         self.errors: dict[str, list[dict[str, Any]]] = {}
+        self._again: set[str] = set()
         self._files: dict[str, int] = {}
         self._lines: list[str] = []
         self._places: list[tuple[str, str, str]] = []  # per row: size, tar, offset (digits)
@@ -175,6 +176,7 @@ class Previous:
             start += n
         for err in doc["errors"]:
             self.errors.setdefault(err.get("record", ""), []).append(err)
+        self._again = {key for key, errs in self.errors.items() if retried(errs)}  # computed, not copied
         # kept open: a run of samples is one copy, and an open file stays readable after the new tars
         # replace the old names
         try:
@@ -185,22 +187,54 @@ class Previous:
             return
         part_paths(out, name)[0].unlink()
 
-    def entry(self, record: Record) -> dict[str, Any] | None:
-        """The record's outcome when its files are unchanged: its rows to copy (``copy``) and errors."""
-        if not self._files or self.stamps.get(record.key) != record.stamp:
-            return None
-        return {"samples": [], "copy": self.rows[record.key], "errors": self.errors.get(record.key, [])}
+    def reusable(self, records: list[Record]) -> list[bool]:
+        """Whether each record can be copied: its files kept their stamp and its errors are not worth
+        computing again (``retried``)."""
+        if not self._files:
+            return [False] * len(records)
+        stamps, again = self.stamps, self._again
+        return [stamps.get(r.key) == r.stamp and r.key not in again for r in records]
 
-    def copy(self, writer: ShardWriter, rows: tuple[int, int]) -> list[str]:
-        """Append these rows' samples to ``writer`` as the old tar holds them; their rows at the new place.
-        The writer copies neighbours in one call, inside the kernel."""
-        files, lines, places = self._files, self._lines, self._places
-        out = []
-        for i in range(*rows):
-            size, tar, offset = places[i]
-            shard, new = writer.copy(files[tar], int(offset), int(size))
-            out.append(_placed(_fixed(lines[i]), size, shard, new))
-        return out
+    def copy(self, writer: ShardWriter, records: list[Record]) -> tuple[list[str], list[int]]:
+        """Append the samples of these records (all ``reusable``) to ``writer`` as the old tar holds them.
+        Returns their index rows at the new place, and how many rows each record has. Records that were
+        neighbours in the old rows file are copied together (``_copy_rows``)."""
+        lines: list[str] = []
+        counts: list[int] = []
+        lo = hi = -1
+        for record in records:
+            start, end = self.rows[record.key]
+            counts.append(end - start)
+            if start != hi:
+                lines += self._copy_rows(writer, lo, hi)
+                lo = start
+            hi = end
+        lines += self._copy_rows(writer, lo, hi)
+        return lines, counts
+
+    def _copy_rows(self, writer: ShardWriter, lo: int, hi: int) -> list[str]:
+        """Rows ``lo:hi`` of the old rows file: their samples copied with one ``writer.copy`` (they are
+        contiguous in one old tar), and their rows at the new place; unchanged lines when the place is
+        the same (the usual case: a rebuild where no sample before them changed size). Past
+        ``max_bytes`` the writer may roll over between two samples, so then they go one by one."""
+        if hi <= lo:
+            return []
+        lines, places = self._lines[lo:hi], self._places[lo:hi]
+        tar, start = places[0][1], int(places[0][2])
+        size = sum(int(p[0]) for p in places)
+        if writer.max_bytes or any(p[1] != tar for p in places) or int(places[-1][2]) + int(places[-1][0]) \
+                != start + size:
+            return [self._copy_row(writer, line, place) for line, place in zip(lines, places, strict=True)]
+        shard, new = writer.copy(self._files[tar], start, size)
+        if shard == tar and new == start:
+            return lines
+        return [_placed(_fixed(line), n, shard, int(offset) + new - start)
+                for line, (n, _, offset) in zip(lines, places, strict=True)]
+
+    def _copy_row(self, writer: ShardWriter, line: str, place: tuple[str, str, str]) -> str:
+        size, tar, offset = place
+        shard, new = writer.copy(self._files[tar], int(offset), int(size))
+        return _placed(_fixed(line), size, shard, new)
 
     def samples(self, rows: tuple[int, int]) -> list[tuple[str, list[tuple[str, bytes]]]]:
         """(key, [(field, member bytes)]) of these rows, read back for a summarizing stage to replay."""

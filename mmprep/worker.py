@@ -291,35 +291,36 @@ class ShardBuilder:
             for key, members in samples:
                 stage.replay({KEY: key, **dict(members)})
 
-    def _reused(self, record: Record, previous: Previous | None) -> dict[str, Any] | None:
-        """The record's outcome in the previous build, when it can be copied (its rows, errors)."""
-        reused = previous.entry(record) if previous is not None else None
-        if reused is None or retried(reused["errors"]):
-            return None
-        if self.summarizers:
-            self._replay(previous.samples(reused["copy"]))
-        self.reused_records += 1
-        return reused
-
-    def _outcomes(self, records: list[Record], previous: Previous | None) -> Iterator[tuple[Record, dict[str, Any]]]:
-        """Each record with its outcome, in order. A copied record costs no stage work, so the records to
-        compute are gathered past the copied ones into full batches: the changed 1% of a rerun reach a
-        batched (GPU) stage ``batch_size`` at a time, not one by one between their copied neighbours."""
+    def _outcomes(self, records: list[Record], previous: Previous | None
+                  ) -> Iterator[tuple[list[Record], dict[str, Any] | None]]:
+        """The records in order, as ``(records, None)`` for a run of records copied from the previous build
+        and ``([record], outcome)`` for each one computed. A copied record costs no stage work, so the
+        records to compute are gathered past the copied ones into full batches: the changed 1% of a
+        rerun reach a batched (GPU) stage ``batch_size`` at a time, not one by one between their copied
+        neighbours."""
         size = self.spec.execution.batch_size
+        copied = previous.reusable(records) if previous is not None else [False] * len(records)
+        self.reused_records += sum(copied)
         i, n = 0, len(records)
         while i < n:
-            group: list[tuple[Record, dict[str, Any] | None]] = []
-            todo: list[Record] = []
-            while i < n and len(todo) < size and len(group) - len(todo) < _LOOKAHEAD:
-                record = records[i]
-                i += 1
-                reused = self._reused(record, previous)
-                group.append((record, reused))
-                if reused is None:
-                    todo.append(record)
+            end, todo, passed = i, [], 0
+            while end < n and len(todo) < size and passed < _LOOKAHEAD:
+                if not copied[end]:
+                    todo.append(records[end])
+                elif self.summarizers:
+                    self._replay(previous.samples(previous.rows[records[end].key]))
+                passed += copied[end]
+                end += 1
             computed = iter(self._process_batch(todo) if todo else ())
-            for record, reused in group:
-                yield record, reused if reused is not None else next(computed)
+            while i < end:
+                if not copied[i]:
+                    yield [records[i]], next(computed)
+                    i += 1
+                    continue
+                run = i
+                while i < end and copied[i]:
+                    i += 1
+                yield records[run:i], None
 
     def _process_batch(self, records: list[Record]) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
@@ -375,23 +376,29 @@ class ShardBuilder:
         rows: list[str] = []  # index rows as JSON lines
         counts: list[int] = []  # rows per record
         errors: list[dict[str, Any]] = []
-        done = 0
+        done = reported = 0
         try:
             for stage in self.stages:
                 stage.begin_shard()
-            for record, entry in self._outcomes(task.records, previous):
-                for err in entry["errors"]:
-                    errors.append({**err, "record": record.key})
-                before = len(rows)
-                if "copy" in entry:
-                    rows += previous.copy(writer, entry["copy"])
-                for key, members, meta in entry["samples"]:
-                    info = writer.write(key, members)
-                    rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard, info.offset))
-                counts.append(len(rows) - before)
-                done += 1
-                if done % spec.execution.batch_size == 0:
+            for run, entry in self._outcomes(task.records, previous):
+                if entry is None:  # copied: their rows and errors as the previous build has them
+                    lines, copied = previous.copy(writer, run)
+                    rows += lines
+                    counts += copied
+                    for record in run:
+                        errors += ({**err, "record": record.key} for err in previous.errors.get(record.key, ()))
+                else:
+                    record = run[0]
+                    errors += ({**err, "record": record.key} for err in entry["errors"])
+                    before = len(rows)
+                    for key, members, meta in entry["samples"]:
+                        info = writer.write(key, members)
+                        rows.append(row_line(index_row(info, meta, record.key), info.size, info.shard, info.offset))
+                    counts.append(len(rows) - before)
+                done += len(run)
+                if done - reported >= spec.execution.batch_size:
                     self.progress(done, len(errors))
+                    reported = done
             tars = writer.close()
         except BaseException:
             writer.abort()
