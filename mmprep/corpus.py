@@ -25,6 +25,7 @@ How a folder's file names become samples and fields:
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -87,8 +88,7 @@ def printable(text: str) -> str:
 
 
 def hash_text(text: str) -> str:
-    import hashlib
-
+    """The digest that record stamps are (``_records`` computes it inline)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
@@ -142,39 +142,40 @@ def _records(listing: list[Folder], skipped: list[Skipped]) -> list[Record]:
     groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
     fields: dict[str, str] = {}  # extension -> field name, one string shared by every record; "" if invalid
     dotted: list[str] = []  # stems with a dot in their base name: maybe fields of a shorter stem
-    sep = os.sep
     for folder in listing:
-        rel_dir, base, stats = folder.rel, folder.path, folder.stats
-        for i, name in enumerate(folder.names):
+        rel_dir, base, stats = folder.rel, folder.path + os.sep, folder.stats
+        # this loop runs once per file: sizes, mtimes and ctimes come as three slices of the stats
+        for name, size, mtime, ctime in zip(folder.names, stats[0::3], stats[1::3], stats[2::3], strict=True):
             stem, _, raw = name.rpartition(".")
             ext = fields.get(raw) or _field_name(raw, fields)
-            path = f"{base}{sep}{name}"
             if not ext:
-                _bad_field(path, raw, skipped)
+                _bad_field(base + name, raw, skipped)
                 continue
             full = rel_dir + stem
             group = groups.get(full)
             if group is not None and ext in group[0]:
-                _clash(group[0][ext], path, ext, full, skipped)
+                _clash(group[0][ext], base + name, ext, full, skipped)
                 continue
-            size = stats[3 * i]
             if size < 0:  # GONE: vanished, or cannot be read
                 stamp, size = f"{ext}:missing", 0
             else:
-                stamp = f"{ext}:{size}:{stats[3 * i + 1]}:{stats[3 * i + 2]}"
+                stamp = f"{ext}:{size}:{mtime}:{ctime}"
             if group is None:
-                groups[full] = [{ext: path}, stamp, size]
+                groups[full] = [{ext: base + name}, stamp, size]
                 if "." in stem:
                     dotted.append(full)
             else:
-                group[0][ext] = path
+                group[0][ext] = base + name
                 group[1] = f"{group[1]}|{stamp}"
                 group[2] += size
         folder.names, folder.stats = [], folder.stats[:0]
     for stem in dotted:
         _merge_dotted(stem, groups, skipped)
     keys = unique_keys(list(groups))
-    records = [Record(keys[stem], printable(stem), paths, _NONE, hash_text(stamp), size)
+    # tuple.__new__ and blake2b called here: no Python frame per record (Record's own __new__ is one)
+    blake2b, new = hashlib.blake2b, tuple.__new__
+    records = [new(Record, (keys[stem], printable(stem), paths, _NONE,
+                            blake2b(stamp.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), size))
                for stem, (paths, stamp, size) in groups.items()]
     del groups, keys
     records.sort(key=_KEY)

@@ -213,19 +213,19 @@ class Previous:
         return lines, counts
 
     def _copy_rows(self, writer: ShardWriter, lo: int, hi: int) -> list[str]:
-        """Rows ``lo:hi`` of the old rows file: their samples copied with one ``writer.copy`` (they are
-        contiguous in one old tar), and their rows at the new place; unchanged lines when the place is
-        the same (the usual case: a rebuild where no sample before them changed size). Past
-        ``max_bytes`` the writer may roll over between two samples, so then they go one by one."""
+        """Rows ``lo:hi`` of the old rows file: their samples copied with one ``writer.copy``, and their
+        rows at the new place; the lines as they are when the place is the same (the usual case: no
+        sample before them changed size). The old writer filled its tars one after the other with
+        samples back to back, so rows whose first and last are in one tar are all in it, contiguous.
+        Past ``max_bytes`` the writer may roll over between two samples, so then they go one by one."""
         if hi <= lo:
             return []
         lines, places = self._lines[lo:hi], self._places[lo:hi]
-        tar, start = places[0][1], int(places[0][2])
-        size = sum(int(p[0]) for p in places)
-        if writer.max_bytes or any(p[1] != tar for p in places) or int(places[-1][2]) + int(places[-1][0]) \
-                != start + size:
+        (_, tar, first), (size, last_tar, last) = places[0], places[-1]
+        start, end = int(first), int(last) + int(size)
+        if writer.max_bytes or last_tar != tar:
             return [self._copy_row(writer, line, place) for line, place in zip(lines, places, strict=True)]
-        shard, new = writer.copy(self._files[tar], start, size)
+        shard, new = writer.copy(self._files[tar], start, end - start)
         if shard == tar and new == start:
             return lines
         return [_placed(_fixed(line), n, shard, int(offset) + new - start)
