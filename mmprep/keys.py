@@ -35,6 +35,23 @@ def sanitize_key(raw: str) -> str:
     return "/".join(parts)
 
 
+_SAFE = re.compile(r"[\w-]+(?:/[\w-]+)*", re.UNICODE)
+
+
+def is_safe_key(key: str) -> bool:
+    """True for a key that is safe as a tar member name: word characters and dashes in non-empty
+    ``/``-separated parts (no dots, so no ``..``; not absolute). Every sanitized key is one, and so is
+    every :func:`child_key` of one."""
+    return isinstance(key, str) and _SAFE.fullmatch(key) is not None and key == unicodedata.normalize("NFC", key)
+
+
+def child_key(parent: str, kind: str, index: int) -> str:
+    """The key of a fan-out's child sample: ``a/b/x`` -> ``a/b/x/_seg0003``. No corpus key has a part
+    that starts with ``_`` (sanitizing strips it; the one exception, a name with nothing left, becomes
+    ``_`` and 8 hex digits, and never has a parent), so a child never takes a real file's key."""
+    return f"{parent}/_{kind}{index:04d}"
+
+
 def _short_hash(text: str) -> str:
     # surrogatepass: a name with undecodable bytes (lone surrogates in Python) hashes like any other
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()

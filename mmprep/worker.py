@@ -28,7 +28,7 @@ from mmprep.codecs import encode_field, to_json
 from mmprep.config import parse_validated, stage_fingerprint
 from mmprep.corpus import Record
 from mmprep.errors import Drop
-from mmprep.keys import sanitize_key
+from mmprep.keys import is_safe_key
 from mmprep.loading import chain, input_hash, load_record
 from mmprep.reuse import (
     PART_FORMAT,
@@ -167,7 +167,7 @@ class ShardBuilder:
         kids = []
         for child in children:
             key = child[KEY]
-            if key != sanitize_key(key):
+            if not is_safe_key(key):
                 self._error(item, slot, Drop(f"{self.stages[i].name}.bad_key", f"child key {key!r}"), "dropped")
                 continue
             hashes = item.hashes[: i + 1] + chain(digest(item.hashes[i + 1], key), self.fps[i + 1 :])

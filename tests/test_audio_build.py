@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from mmprep.build import BuildOptions, run_build
 from mmprep.config import parse_pipeline
@@ -98,7 +99,27 @@ def test_subtitle_segments_become_samples(tmp_path):
            "output": {"name": "seg", "required": ["wav", "txt", "logmel.npy"]}}
     build(doc, inp, tmp_path / "out")
     got = members(tmp_path / "out")
-    assert got["talk/seg0001.txt"] == b"second line"
-    meta = json.loads(got["talk/seg0001.meta.json"])
+    assert got["talk/_seg0001.txt"] == b"second line"
+    meta = json.loads(got["talk/_seg0001.meta.json"])
     assert meta["segment"]["start"] == 2.0 and meta["segment"]["end"] == 3.0
-    assert np.load(io.BytesIO(got["talk/seg0001.logmel.npy"])).shape == (80, 101)
+    assert np.load(io.BytesIO(got["talk/_seg0001.logmel.npy"])).shape == (80, 101)
+
+
+def test_fan_out_children_never_take_a_real_files_key(tmp_path):
+    """``talk/seg0001.txt`` is a real sample beside ``talk.wav``; the segments of ``talk.wav`` are
+    ``talk/_seg0000``... (a part starting with ``_`` is never a corpus key), so both land."""
+    inp = tmp_path / "in"
+    write(inp / "talk.wav", wav_bytes(burst_signal([(0.2, 1.8)], 2.0)))
+    write(inp / "talk" / "seg0001.txt", "a real caption")
+    write(inp / "talk" / "_seg0000.txt", "another real caption")  # sanitized: talk/seg0000
+    doc = {"stages": [{"stage": "audio.decode"}, {"stage": "text.decode"},
+                      {"stage": "audio.segment", "mode": "fixed", "window": 1.0, "step": 1.0, "pad_ms": 0}],
+           "output": {"name": "seg"}}
+    build(doc, inp, tmp_path / "out")
+    got = members(tmp_path / "out")
+    keys = sorted({name.split(".", 1)[0] for name in got})
+    assert keys == ["talk/_seg0000", "talk/_seg0001", "talk/seg0000", "talk/seg0001"]
+    assert got["talk/seg0001.txt"] == b"a real caption" and got["talk/seg0000.txt"] == b"another real caption"
+    assert "talk/_seg0001.wav" in got
+    index = pq.read_table(tmp_path / "out" / "index.parquet").column("key").to_pylist()
+    assert sorted(index) == keys

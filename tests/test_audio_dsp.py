@@ -129,7 +129,7 @@ def test_trim_cuts_silence_and_drops_all_silent():
 
 def test_fixed_segments_fan_out_with_exact_times():
     kids = make_stage("audio.segment", mode="fixed", window=2.0, min_seconds=0.5).process(sample_of(chirp(5.3)))
-    assert [k["__key__"] for k in kids] == ["k/seg0000", "k/seg0001", "k/seg0002"]
+    assert [k["__key__"] for k in kids] == ["k/_seg0000", "k/_seg0001", "k/_seg0002"]
     assert [(k["__meta__"]["segment"]["start"], k["__meta__"]["segment"]["end"]) for k in kids] == [
         (0.0, 2.0), (2.0, 4.0), (4.0, 5.3)]
     assert [len(k["wav"].samples) for k in kids] == [32000, 32000, 20800]

@@ -92,3 +92,21 @@ def test_missing_input_is_a_config_error(tmp_path):
     (tmp_path / "m.xyz").write_text("")
     with pytest.raises(ConfigError, match="input.format"):
         read_corpus(tmp_path / "m.xyz")
+
+
+@pytest.mark.parametrize("raw", ["a/b/x.jpg", "/abs/x", "../up", "a/./b", "_lead", "名字/x y", "a..b", "", "__"])
+def test_child_keys_are_safe_and_never_a_corpus_key(raw):
+    from mmprep.keys import child_key, is_safe_key
+
+    key = sanitize_key(raw)
+    assert is_safe_key(key)
+    child = child_key(key, "seg", 3)
+    assert is_safe_key(child) and child == f"{key}/_seg0003"
+    assert sanitize_key(child) != child  # sanitizing strips the "_": no file can be given this key
+
+
+@pytest.mark.parametrize("bad", ["a.b", "/a", "a//b", "a/", "../a", "a/../b", "a b", "", "e\u0301"])
+def test_unsafe_child_keys_are_refused(bad):
+    from mmprep.keys import is_safe_key
+
+    assert not is_safe_key(bad)

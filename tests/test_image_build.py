@@ -73,16 +73,16 @@ def test_video_pipeline_clips_audio_frames_and_bad_videos(tmp_path):
     summary = run_build(parse_pipeline(doc), BuildOptions(input=str(inp), output=str(out), workers=1, progress=False))
     got = members(out)
     keys = sorted({name.split(".")[0] for name in got})
-    assert keys == ["mute/clip0000", "talk/clip0000", "talk/clip0001", "talk/clip0002"]
-    assert "talk/clip0002.wav" in got and "mute/clip0000.wav" not in got  # no audio: field omitted, sample kept
-    assert "talk/clip0001.frame000.jpg" in got
-    meta = json.loads(got["talk/clip0002.meta.json"])
+    assert keys == ["mute/_clip0000", "talk/_clip0000", "talk/_clip0001", "talk/_clip0002"]
+    assert "talk/_clip0002.wav" in got and "mute/_clip0000.wav" not in got  # no audio: field omitted, sample kept
+    assert "talk/_clip0001.frame000.jpg" in got
+    meta = json.loads(got["talk/_clip0002.meta.json"])
     assert meta["clip"]["start"] == 2.0 and meta["clip"]["end"] == 2.5 and meta["clip"]["frames"] == 5
     reasons = sorted((e["key"], e["reason"], e["action"]) for e in
                      map(json.loads, (out / "errors.jsonl").read_text().splitlines()))
-    assert reasons == [("broken", "video.corrupt", "dropped"), ("mute/clip0000", "video.no_audio", "omitted")]
+    assert reasons == [("broken", "video.corrupt", "dropped"), ("mute/_clip0000", "video.no_audio", "omitted")]
     assert summary["samples_out"] == 4
-    wav = io.BytesIO(got["talk/clip0000.wav"])
+    wav = io.BytesIO(got["talk/_clip0000.wav"])
     import soundfile as sf
 
     samples, rate = sf.read(wav)

@@ -60,7 +60,7 @@ def test_frames_count_from_the_first_frame(container, start):
 @pytest.mark.parametrize(("container", "start"), CASES)
 def test_window_clips_and_their_audio_count_from_the_first_frame(container, start):
     clips = make_stage("video.clips", length=1.0).process({KEY: "v", "mp4": flash_video(container, start=start)})
-    assert [c[KEY] for c in clips] == ["v/clip0000", "v/clip0001"]  # were clip0010, clip0011 for a 10 s start
+    assert [c[KEY] for c in clips] == ["v/_clip0000", "v/_clip0001"]  # were clip0010, clip0011 for a 10 s start
     second = clips[1]
     assert (second[META]["clip"]["start"], second[META]["clip"]["end"]) == (0.0 + 1.0, 2.0)
     with av.open(io.BytesIO(second["mp4"])) as c:

@@ -76,7 +76,7 @@ def test_frames_count_keyframes_and_npy(video):
 
 def test_window_clips_are_frame_exact(video):
     clips = run("video.clips", {KEY: "vid", "mp4": video}, length=1.2)
-    assert [c[KEY] for c in clips] == ["vid/clip0000", "vid/clip0001", "vid/clip0002"]
+    assert [c[KEY] for c in clips] == ["vid/_clip0000", "vid/_clip0001", "vid/_clip0002"]
     spans = [(c[META]["clip"]["start"], c[META]["clip"]["end"], c[META]["clip"]["frames"]) for c in clips]
     assert spans == [(0.0, 1.2, 30), (1.2, 2.4, 30), (2.4, 3.0, 15)]
     for c in clips:

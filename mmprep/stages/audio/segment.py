@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from mmprep.errors import Drop
+from mmprep.keys import child_key
 from mmprep.sample import KEY, META, Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, frame_db, mono
@@ -85,10 +86,12 @@ def split_long(spans: list[tuple[int, int]], max_len: int) -> list[tuple[int, in
 
 @register
 class AudioSegment(Stage):
-    """Split audio into child samples ``KEY/seg0000``... by fixed windows, speech activity or subtitle cues."""
+    """Split audio into child samples ``KEY/_seg0000``... by fixed windows, speech activity or subtitle cues."""
 
     name = "audio.segment"
-    version = "2"  # 2: cues parsed as align parses them (WebVTT ids and notes were cue text, CRLF kept "\r")
+    # 3: child keys KEY/_seg0000 (KEY/seg0000 could be a real file's key); 2: cues parsed as align
+    # parses them (WebVTT ids and notes were cue text, CRLF kept "\r")
+    version = "3"
     reads = ("audio",)
     writes = ("audio", "txt")
 
@@ -173,7 +176,7 @@ class AudioSegment(Stage):
                                      "start": s / audio.rate, "end": e / audio.rate, "start_sample": s,
                                      "end_sample": e, "rate": audio.rate}
             child_meta["duration"] = round((e - s) / audio.rate, 6)
-            child: Sample = {KEY: f"{sample[KEY]}/seg{i:04d}", META: child_meta,
+            child: Sample = {KEY: child_key(sample[KEY], "seg", i), META: child_meta,
                              ext: audio.replace(np.ascontiguousarray(audio.samples[..., s:e]))}
             for name in self.config.keep:
                 if name in sample:

@@ -3,7 +3,7 @@
 Every clip is re-encoded from decoded frames (not cut at keyframes), so clip ``[start, end)`` holds
 exactly the frames whose timestamps fall in it: its first frame is the first at or after ``start``
 (1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus one frame duration.
-Each clip becomes its own sample ``KEY/clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
+Each clip becomes its own sample ``KEY/_clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
 
 Times count from the video stream's first timestamp (an MPEG-TS starting at 10 s has its first frame
 at 0; windows and cues are on that clock, and each clip's audio is cut on the same clock, wherever the
@@ -24,6 +24,7 @@ from pydantic import Field
 
 from mmprep.codecs import held_rate
 from mmprep.errors import ConfigError, Drop
+from mmprep.keys import child_key
 from mmprep.sample import KEY, META, SOURCE, Sample, fields_of
 from mmprep.stage import Stage, register
 from mmprep.stages.video.audio_track import decode_track, plausible_offset, shift
@@ -248,11 +249,12 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
 
 @register
 class VideoClips(Stage):
-    """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/clip0003."""
+    """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/_clip0003."""
 
     name = "video.clips"
-    # 11: cues parsed as align parses them; 10: offsets over 60 s ignored; 9: silent stream; 8: rate changes
-    version = "11"
+    # 12: child keys KEY/_clip0003 (KEY/clip0003 could be a real file's key); 11: cues parsed as align
+    # parses them; 10: offsets over 60 s ignored; 9: silent stream; 8: rate changes
+    version = "12"
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
@@ -294,7 +296,7 @@ class VideoClips(Stage):
         parent_meta = {k: v for k, v in sample.get(META, {}).items() if k not in ("duration", "video")}
         children = []
         for clip in cut(sample[ext], spans, c, field=ext):
-            child: Sample = {KEY: f"{sample[KEY]}/clip{clip['index']:04d}", SOURCE: sample.get(SOURCE, {}),
+            child: Sample = {KEY: child_key(sample[KEY], "clip", clip["index"]), SOURCE: sample.get(SOURCE, {}),
                              "mp4": clip["mp4"]}
             child[META] = {**parent_meta, "duration": round(clip["end"] - clip["start"], 6),
                            "clip": {k: v for k, v in clip.items() if k not in ("mp4", "text")}
