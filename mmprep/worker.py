@@ -385,8 +385,9 @@ class ShardBuilder:
                     lines, copied = previous.copy(writer, run)
                     rows += lines
                     counts += copied
-                    for record in run:
-                        errors += ({**err, "record": record.key} for err in previous.errors.get(record.key, ()))
+                    if previous.errors:  # few records have any: no loop over the run without them
+                        for record in run:
+                            errors += ({**err, "record": record.key} for err in previous.errors.get(record.key, ()))
                 else:
                     record = run[0]
                     errors += ({**err, "record": record.key} for err in entry["errors"])

@@ -3,6 +3,8 @@ worker pool of a rerun starts. Every rebuild is compared with a fresh build, byt
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 
 from mmprep import build as build_module
@@ -91,6 +93,10 @@ def test_on_two_cores_a_rerun_starts_its_pool_after_the_listing_not_beside_it(tm
     starts = _start_times(monkeypatch, cores=2)
     assert build(text_doc(), corpus, out, workers=2)["shards_built"] == 1
     assert starts == [True]
+    # the folders' first halves are still noted: a machine with cores to spare reading this .scan.json
+    # starts no pool for a folder that did not change
+    scan = json.loads((out / ".scan.json").read_text())
+    assert sorted(scan["heads"]) == sorted(scan["folders"]) == ["", "d0/", "d1/", "d2/", "d3/"]
     build(text_doc(), corpus, fresh, workers=2)
     assert outputs(out) == outputs(fresh)
 
