@@ -98,11 +98,22 @@ class Run:
         found: dict[str, Any] = {}
         first: list[str] = []
         low, high = 0, -1
+        # mlp sizes its input from one example: every sample's .npy must have that shape (header only)
+        fixed = {m.field: name for name, m in self.cfg.modalities.items() if m.encoder == "mlp" and
+                 m.field.endswith(".npy")}
+        shapes: dict[str, tuple[tuple[int, ...], str]] = {}
         for shard, key, raw in stream.located():
             first = first or sorted(raw)
             if any(f in raw and f not in found for f in self.fields):
                 batch = self.collate([self.decoder(key, raw, shard=shard.url, sidecars=shard.sidecars)])
                 found.update({f: batch[f] for f in self.fields if f in batch and f not in found})
+            for field in fixed.keys() & raw.keys():
+                shape = _npy_shape(raw[field])
+                seen = shapes.setdefault(field, (shape, key))
+                if shape is not None and seen[0] is not None and shape != seen[0]:
+                    raise ConfigError(f"modalities.{fixed[field]}.encoder", f"mlp needs one shape in every sample, "
+                                      f"but field {field!r} holds {seen[0]} in {seen[1]!r} and {shape} in {key!r}: "
+                                      "sequences take conv1d or gru (features, time), token ids bag or transformer")
             if label in raw:
                 value = _label_value(only_label(key, raw, shard=shard.url, sidecars=shard.sidecars)[label], label)
                 low, high = min(low, value), max(high, value)
@@ -279,6 +290,19 @@ def train(cfg: TrainConfig, *, ablate: bool = False) -> dict[str, Any]:
                              **{n: r["metrics"]["accuracy"] for n, r in report["single"].items()}}
         (out / "ablation.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _npy_shape(data: bytes) -> tuple[int, ...] | None:
+    """The shape in a ``.npy`` member's header, or None when it has no valid header (decoding says why)."""
+    import io
+
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return tuple(read(buf)[0])
+    except ValueError:
+        return None
 
 
 def _label_value(value: Any, field: str) -> int:
