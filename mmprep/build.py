@@ -32,6 +32,7 @@ from mmprep.executors import check_start_method, default_workers, preload, run_d
 from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
 from mmprep.report import Merger
+from mmprep.report import preload as preload_merge
 from mmprep.shardtask import ShardTask
 from mmprep.stage import summary_slots
 from mmprep.warmup import WarmUp
@@ -290,7 +291,8 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         elif executor == "dask":
             stream = run_dask(build_shard, tasks, workers=workers, scheduler=scheduler)
         else:
-            stream = run_local(build_shard, tasks, workers, pool=warmup.take_pool())
+            stream = run_local(build_shard, tasks, workers, pool=warmup.take_pool(),
+                               submitted=preload_merge if merging else None)
         for task, result in stream:
             progress.shard_done()
             if isinstance(result, BaseException):

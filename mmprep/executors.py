@@ -163,8 +163,10 @@ def _submit(pool: ProcessPoolExecutor, n: int, fn: Callable[..., Any], args: tup
         pass
 
 
-def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: ProcessPoolExecutor | None = None
-              ) -> Iterator[tuple[Any, Any]]:
+def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: ProcessPoolExecutor | None = None,
+              submitted: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
+    """``submitted``: called once the tasks are with the pool, before the first result is waited for (the
+    driver has time on its hands then: the merge imports its libraries)."""
     if workers == 1 or len(tasks) <= 1:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -184,7 +186,8 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
         for group in groups:
             if pool is None:
                 pool = start_pool(min(workers, len(group)))
-            for task, result in _pool_round(fn, group, pool):
+            for task, result in _pool_round(fn, group, pool, submitted):
+                submitted = None
                 if not isinstance(result, BrokenProcessPool):
                     yield task, result
                 elif attempt < 2:
@@ -197,7 +200,8 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
             log.warning("a worker process died; retrying %d shard(s)", len(todo))
 
 
-def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExecutor) -> Iterator[tuple[Any, Any]]:
+def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExecutor,
+                submitted: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
     try:
         futures = {}
         for task in tasks:
@@ -205,6 +209,8 @@ def _pool_round(fn: Callable[[Any], Any], tasks: list[Any], pool: ProcessPoolExe
                 futures[pool.submit(fn, task)] = task
             except BrokenProcessPool as exc:  # a worker died before (setting the stages up): retried
                 yield task, exc
+        if submitted is not None:
+            submitted()
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
