@@ -37,8 +37,9 @@ def overview(out: Path, *, examples: int = 2) -> dict[str, Any]:
         **_index_facts(out / "index.parquet"),
         "stages": stats.get("stages", {}),
         "reasons": _reasons(out / "errors.jsonl", examples),
-        "last_run": {k: run[k] for k in ("seconds", "shards_built", "shards_skipped", "workers", "executor",
-                                         "rebuilt_because", "phases_seconds") if k in run},
+        "last_run": {**{k: run[k] for k in ("seconds", "shards_built", "shards_skipped", "workers", "executor",
+                                            "rebuilt_because", "phases_seconds") if k in run},
+                     **({"shards_failed": len(run["failed_shards"])} if run.get("failed_shards") else {})},
         "embeddings": sorted(p.name for p in (out / "embeddings").iterdir() if p.is_dir())
         if (out / "embeddings").is_dir() else [],
     }
@@ -87,15 +88,18 @@ def _reasons(path: Path, examples: int) -> dict[str, dict[str, Any]]:
 
 def render(view: dict[str, Any]) -> str:
     """The overview as plain text: a headline, the fields, the stage table and the reasons table."""
-    lines = [f"{view['output']}: {view['samples_out']}/{view['samples_in']} samples in {view['shards']} shards "
-             f"({_size(view['shard_bytes'])}): {view['samples_dropped']} dropped, {view['samples_failed']} in "
-             f"failed shards, {view['fields_omitted']} field(s) omitted"]
+    last = view["last_run"]
+    # "shards" counts the tars the index covers; past output.max_bytes a shard is several tars
+    planned = last.get("shards_built", 0) + last.get("shards_skipped", 0) + last.get("shards_failed", 0)
+    tars = f"{view['shards']} tars, " if planned and planned != view["shards"] else ""
+    lines = [f"{view['output']}: {view['samples_out']}/{view['samples_in']} samples in {planned or view['shards']} "
+             f"shards ({tars}{_size(view['shard_bytes'])}): {view['samples_dropped']} dropped, "
+             f"{view['samples_failed']} in failed shards, {view['fields_omitted']} field(s) omitted"]
     if view["fields"]:
         lines.append("fields: " + ", ".join(f"{f} {n}" for f, n in view["fields"].items()))
     if view["status"]:
         extra = f"; audio/video {view['duration_seconds']} s" if view["duration_seconds"] else ""
         lines.append("status: " + ", ".join(f"{s} {n}" for s, n in view["status"].items()) + extra)
-    last = view["last_run"]
     if last:
         phases = ", ".join(f"{k} {v} s" for k, v in (last.get("phases_seconds") or {}).items())
         lines.append(f"last run: {last.get('seconds')} s, {last.get('shards_built')} shards built, "

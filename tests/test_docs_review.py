@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mmprep.testing.fusion import write_fusion_shards
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +41,22 @@ def test_train_mlp_on_arrays_of_varying_shape_is_a_config_error(fusion_shards, t
         "holds (11,) in 's00000' and (7,) in 's00001': sequences take conv1d or gru (features, time), token ids "
         "bag or transformer")
     assert not (tmp_path / "run").exists()
+
+
+def test_build_line_and_show_count_shards_not_tars_past_max_bytes(tmp_path, corpus, demo_doc):
+    """README: output.max_bytes rolls a shard over into NAME-000000_01.tar... The closing line and
+    `mmprep show` said '8/8 samples in 6 shards (2 already complete)' for 2 shards of 3 tars each."""
+    doc = {**demo_doc, "output": {**demo_doc["output"], "max_bytes": "20KB"}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out"
+    first = run_cli("build", str(tmp_path / "p.yaml"), "-i", str(corpus), "-o", str(out), "-w", "1", "-q")
+    assert first.returncode == 0, first.stderr
+    tars = len(list((out / "shards").glob("*.tar")))
+    assert tars > 2
+    assert first.stdout.startswith(f"8/8 samples in 2 shards ({tars} tars; 0 already complete), 0 dropped, ")
+    again = run_cli("build", str(tmp_path / "p.yaml"), "-i", str(corpus), "-o", str(out), "-w", "1", "-q")
+    assert again.stdout.startswith(f"8/8 samples in 2 shards ({tars} tars; 2 already complete), 0 dropped, ")
+    show = run_cli("show", str(out))
+    assert show.stdout.splitlines()[0].startswith(f"{out}: 8/8 samples in 2 shards ({tars} tars, ")
+    plain = run_cli("build", "pipelines/demo.yaml", "-i", str(corpus), "-o", str(tmp_path / "plain"), "-w", "1", "-q")
+    assert plain.stdout.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped, ")

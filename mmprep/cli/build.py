@@ -55,8 +55,11 @@ def build(
 
 def _built(summary: dict, output: Path) -> str:
     """The closing line, and the reason codes of the samples dropped and the fields omitted."""
-    line = (f"{summary['samples_out']}/{summary['samples_in']} samples in {summary['shards']} shards "
-            f"({summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
+    # a shard is several tars past output.max_bytes: count the shards the plan has, and the tars apart
+    planned = summary["shards_built"] + summary["shards_skipped"] + len(summary.get("failed_shards") or ())
+    tars = f"{summary['shards']} tars; " if summary["shards"] != planned else ""
+    line = (f"{summary['samples_out']}/{summary['samples_in']} samples in {planned} shards "
+            f"({tars}{summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
             f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
     reasons = summary.get("errors_by_reason") or {}
     if reasons:
