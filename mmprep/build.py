@@ -322,7 +322,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         phases.end("merge")
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
-    if not failed:
+    if not failed and not stats.get("errors_to_retry"):  # else the next run is no "nothing changed"
         warmup.save(len(shards))
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return _summary(out, stats, run)
@@ -339,10 +339,10 @@ class _Triage:
         self.changed = 0  # records new or changed in shards built on an earlier build
         for i, (name, chunk, plan_hash) in enumerate(shards):
             prev, problem = (None, "forced") if force else reuse.read_part(out, name)
-            if prev is not None and prev.get("plan") == plan_hash:
+            if prev is not None and prev.get("plan") == plan_hash and not reuse.transient(prev["errors"]):
                 self.complete += len(chunk)
                 continue
-            reason, n = _why(prev, problem, chunk, pipeline_hash)
+            reason, n = _why(prev, problem, chunk, pipeline_hash, plan_hash)
             self.why[reason] = self.why.get(reason, 0) + 1
             self.changed += n
             self.todo.append((i, name, chunk, plan_hash, prev))
@@ -365,13 +365,16 @@ def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: s
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str) -> tuple[str, int]:
+def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str,
+         plan_hash: str) -> tuple[str, int]:
     """Why a shard is built (``problem``: why its part file was not read, ``forced`` included), and how
     many of its records are new or changed since its last build."""
     if prev is None:
         return problem, 0
     if prev.get("pipeline") != pipeline_hash:
         return "pipeline changed", 0
+    if prev.get("plan") == plan_hash:  # complete but for errors that may go now (a download timed out)
+        return "errors to retry", len({e.get("record") for e in prev["errors"] if e.get("transient")})
     stamps = prev.get("stamps", {})
     return "inputs changed", sum(stamps.get(r.key) != r.stamp for r in chunk)  # same stamps: same plan
 

@@ -32,11 +32,13 @@ class Drop(MmprepError):
     """Drop one sample, or only one of its fields when ``field`` is set and declared optional.
 
     ``reason`` is a short stable code (``image.corrupt``, ``text.undecodable``...) that users can
-    group by; ``message`` says what exactly was wrong with this sample.
+    group by; ``message`` says what exactly was wrong with this sample. ``transient``: the same input
+    may succeed later (a download timed out): the outcome is not cached, and a rerun tries again.
     """
 
-    def __init__(self, reason: str, message: str = "", *, field: str | None = None):
+    def __init__(self, reason: str, message: str = "", *, field: str | None = None, transient: bool = False):
         self.reason = reason
         self.message = message
         self.field = field
+        self.transient = transient
         super().__init__(f"{reason}: {message}" if message else reason)

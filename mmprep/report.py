@@ -99,6 +99,7 @@ class Merger:
         self.reasons: Counter[str] = Counter()
         self.summaries: dict[str, list[dict[str, Any]]] = {}
         self.records = self.rows = self.dropped = self.omitted = self.cached = self.reused = 0
+        self.to_retry = 0  # transient errors (a download timed out): their shards are built again next run
         self.shards: list[str] = []
         self._next = 0  # see add_ready
         import pyarrow.parquet as pq
@@ -139,6 +140,7 @@ class Merger:
             slot = self.per_stage.setdefault(err["stage"], {"dropped": {}, "omitted": {}})[err["action"]]
             slot[err["reason"]] = slot.get(err["reason"], 0) + 1
             self.reasons[err["reason"]] += 1
+            self.to_retry += bool(err.get("transient"))
             self.dropped += err["action"] == "dropped"
             self.omitted += err["action"] == "omitted"
             self._errors.write(json.dumps(_error_row(err), ensure_ascii=False))
@@ -165,6 +167,7 @@ class Merger:
             "samples_out": self.rows,
             "samples_failed": failed,
             "samples_dropped": self.dropped,
+            "errors_to_retry": self.to_retry,
             "fields_omitted": self.omitted,
             "errors_by_reason": dict(sorted(self.reasons.items())),
             "shards": sorted(self.shards),

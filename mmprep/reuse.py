@@ -47,8 +47,16 @@ def _fixed(line: str) -> str:
 
 def retried(errors: list[dict[str, Any]]) -> bool:
     """Whether a record's outcome is worth computing again next run, rather than reusing (from the cache
-    or the previous build): an unreadable file may be readable now, and a stage's crash is a bug."""
-    return bool(errors) and any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") for e in errors)
+    or the previous build): an unreadable file may be readable now, a download that timed out may
+    finish (``Drop(transient=True)``), and a stage's crash is a bug."""
+    return bool(errors) and any(e["reason"] in _TRANSIENT or e["reason"].endswith(".error") or e.get("transient")
+                                for e in errors)
+
+
+def transient(errors: list[dict[str, Any]]) -> bool:
+    """Whether some of a shard's errors may go on their own (a download timed out): then a rerun of the
+    same command builds the shard again, computing only those records (``retried``)."""
+    return any(e.get("transient") for e in errors)
 
 
 def index_row(info: SampleInfo, meta: dict[str, Any], record: str) -> dict[str, Any]:

@@ -118,6 +118,8 @@ class ShardBuilder:
             path = item.sample.get(SOURCE, {}).get(drop.field)
             if path:
                 rec["path"] = path
+        if drop.transient:
+            rec["transient"] = True
         item.errors.append(rec)
 
     def _survives(self, item: Item, stage: str, drop: Drop) -> bool:
@@ -176,7 +178,7 @@ class ShardBuilder:
         # the parent's errors are the record's once, not once per child (each child's row would repeat them)
         item.entry["errors"].extend(item.errors)
         self.counters[slot]["out"] += len(kids)
-        if self.cacheable[i]:
+        if self.cacheable[i] and not retried(item.errors):
             blobs = {str(n): self._state(kid) for n, kid in enumerate(kids)}
             self.cache.put("s" + item.hashes[i + 1], serialize.dumps({"children": len(kids), "errors": item.errors,
                                                                       **blobs}))
@@ -191,7 +193,7 @@ class ShardBuilder:
 
     def _ran(self, i: int, item: Item) -> Item:
         self.counters[self.slots[i]]["out"] += 1
-        if self.cacheable[i]:
+        if self.cacheable[i] and not retried(item.errors):  # an omitted field may come next run
             self.cache.put("s" + item.hashes[i + 1], self._state(item))
         return item
 

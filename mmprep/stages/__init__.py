@@ -25,6 +25,7 @@ MODULES = {
     "audio.zcr": "mmprep.stages.audio.features",
     "debug.trace": "mmprep.stages.debug",
     "embed": "mmprep.stages.embed.stage",
+    "fetch": "mmprep.stages.fetch.http",
     "image.augment": "mmprep.stages.image.augment",
     "image.decode": "mmprep.stages.image.decode",
     "image.denoise": "mmprep.stages.image.filters",

@@ -1,0 +1,1 @@
+"""Stages that bring inputs in from elsewhere (URLs)."""

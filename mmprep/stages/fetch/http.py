@@ -1,0 +1,234 @@
+"""``fetch``: download the URL in a field (a manifest column) into a media field, many at a time.
+
+What img2dataset does for URL lists, as one stage in front of the others: a manifest row
+``{"key": "a", "url": "https://.../a.jpg", "txt": "a caption"}`` becomes a sample with ``jpg`` (named
+from the response's ``Content-Type``, else from the URL's extension, or ``out`` when set), which
+``image.decode``, ``image.resize``... then take like any local file.
+
+- **Many at a time**: each batch of samples (``execution.batch_size``) is fetched by ``concurrency``
+  threads per worker, over pooled keep-alive connections (urllib3).
+- **No hang at the end**: ``timeout`` bounds each connect and each read, ``time_limit`` the whole
+  download of one URL (a server that drips a byte at a time is cut off), and ``Retry-After`` is not
+  obeyed (a server asking for an hour would stall the build): retries back off ``backoff`` x 2^n s.
+- **Retry only what failed, and only what may succeed later**: timeouts, connection errors, 408, 429
+  and 5xx are retried ``retries`` times, then the sample is dropped as ``fetch.timeout`` or
+  ``fetch.unavailable``, marked transient: a rerun of the same command fetches those URLs again
+  (and nothing else). A 404, a bad URL or a too-large body is permanent (``fetch.http_status``,
+  ``fetch.bad_url``, ``fetch.too_large``, ``fetch.empty``, ``fetch.unknown_type``) and not retried.
+- **Fetched once**: the downloaded bytes go into the content cache (keyed by the URL and these
+  parameters), so a change to a later stage, or a re-shard, downloads nothing.
+
+Metadata ``fetch``: ``url``, ``final_url`` (after redirects), ``status``, ``content_type``, ``bytes``;
+the field's source path (as ``errors.jsonl`` shows it for later stages) is the URL.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field, field_validator
+
+from mmprep import __version__
+from mmprep.errors import Drop
+from mmprep.sample import SOURCE, Sample, ext_modality, meta
+from mmprep.stage import Stage, StageConfig, register
+
+_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+_CHUNK = 1 << 16
+# Content-Type -> field name where the standard table names another (or none)
+_TYPES = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/pjpeg": "jpg", "audio/mpeg": "mp3", "audio/mp3": "mp3",
+          "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
+          "audio/flac": "flac", "audio/x-flac": "flac", "audio/ogg": "ogg", "audio/opus": "opus",
+          "audio/mp4": "m4a", "audio/x-m4a": "m4a", "audio/aac": "aac", "video/quicktime": "mov",
+          "video/x-matroska": "mkv", "video/webm": "webm", "video/x-msvideo": "avi", "text/plain": "txt",
+          "application/x-subrip": "srt", "text/vtt": "vtt", "image/tiff": "tif"}
+
+
+@register
+class Fetch(Stage):
+    """Download the URL in ``field`` into a media field (named from the response's Content-Type)."""
+
+    name = "fetch"
+    version = "1"
+    writes = ("image", "audio", "video", "text", "subtitle")
+    cacheable = True
+    batched = True
+
+    class Config(StageConfig):
+        field: str = Field("url", description="The field that holds the URL (a manifest column, or a .url file).")
+        out: str = Field("auto", description="Field to write: 'auto' names it from the response's Content-Type, "
+                                             "else from the URL's extension (jpg, png, wav, mp4...).")
+        keep_url: bool = Field(True, description="Keep the URL field in the sample (written as its own member).")
+        timeout: float = Field(10.0, gt=0, le=600, description="Seconds for each connect and each read.")
+        time_limit: float = Field(60.0, gt=0, le=3600, description="Seconds for the whole download of one URL.")
+        retries: int = Field(2, ge=0, le=10, description="Retries after a timeout, a connection error, 408, 429 "
+                                                        "or 5xx.")
+        backoff: float = Field(0.5, ge=0, le=60, description="Seconds before the first retry, doubling after.")
+        max_bytes: int = Field(64 * 2**20, ge=1, description="Larger bodies are dropped (fetch.too_large).")
+        concurrency: int = Field(16, ge=1, le=256, description="Downloads at once per worker.")
+        user_agent: str = Field(f"mmprep/{__version__}", min_length=1, description="User-Agent header.")
+        schemes: list[str] = Field(["http", "https"], min_length=1, description="URL schemes allowed.")
+
+        @field_validator("field", "out")
+        @classmethod
+        def _field_name(cls, value: str) -> str:
+            from mmprep.corpus import FIELD_NAME
+
+            if not FIELD_NAME.match(value):
+                raise ValueError(f"{value!r} is not a field name (lowercase letters, digits, _ and inner dots)")
+            return value
+
+        @field_validator("schemes")
+        @classmethod
+        def _schemes(cls, value: list[str]) -> list[str]:
+            bad = [s for s in value if s not in ("http", "https")]
+            if bad:
+                raise ValueError(f"only http and https can be fetched, not {bad}")
+            return value
+
+    def params(self) -> dict[str, Any]:
+        """How the bytes are fetched (threads, timeouts, retries, User-Agent) is not in the cache key:
+        changing it downloads nothing again."""
+        return {k: v for k, v in super().params().items() if k in ("field", "out", "keep_url", "max_bytes", "schemes")}
+
+    def creates(self) -> tuple[tuple[str, str], ...]:
+        return (("out", self.config.out),) if self.config.out != "auto" else ()
+
+    def applies(self, sample: Sample) -> bool:
+        return self.config.field in sample
+
+    def setup(self) -> None:
+        import logging
+
+        import urllib3
+
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry: the errors say it
+
+        cfg = self.config
+        retry = urllib3.Retry(total=cfg.retries, redirect=5, status_forcelist=_RETRY_STATUS, allowed_methods=["GET"],
+                              backoff_factor=cfg.backoff, respect_retry_after_header=False, raise_on_status=False,
+                              raise_on_redirect=False)
+        self._pool = urllib3.PoolManager(num_pools=64, maxsize=cfg.concurrency, retries=retry, block=False,
+                                         timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
+                                         headers={"User-Agent": cfg.user_agent})
+
+    def process(self, sample: Sample) -> Sample:
+        result = self.process_batch([sample])[0]
+        if isinstance(result, Drop):
+            raise result
+        return result
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Drop]:
+        if not hasattr(self, "_pool"):
+            self.setup()
+        workers = min(self.config.concurrency, len(samples))
+        if workers <= 1:
+            return [self._one(s) for s in samples]
+        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+            return list(pool.map(self._one, samples))
+
+    def _one(self, sample: Sample) -> Sample | Drop:
+        cfg = self.config
+        field = cfg.out if cfg.out != "auto" else None
+        url = sample[cfg.field]
+        if isinstance(url, bytes):
+            url = url.decode("utf-8", errors="replace")
+        url = str(url).strip()
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            return Drop("fetch.bad_url", f"{url!r}: {exc}", field=field)
+        if parts.scheme not in cfg.schemes or not parts.hostname:
+            return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
+        try:
+            body, info = self._download(url)
+        except Drop as drop:
+            drop.field = field
+            return drop
+        ext = cfg.out if cfg.out != "auto" else _field_for(info["content_type"], parts.path)
+        if ext is None:
+            return Drop("fetch.unknown_type", f"{url}: Content-Type {info['content_type'] or 'none'} and no known "
+                                              "extension in the URL; set out:", field=field)
+        if not cfg.keep_url:
+            del sample[cfg.field]
+        sample[ext] = body
+        sample.setdefault(SOURCE, {})[ext] = url
+        meta(sample)["fetch"] = info
+        return sample
+
+    def _download(self, url: str) -> tuple[bytes, dict[str, Any]]:
+        import urllib3
+
+        cfg = self.config
+        start = time.monotonic()
+        try:
+            resp = self._pool.request("GET", url, preload_content=False)
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise _transient(url, exc.reason) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _transient(url, exc) from None
+        done = False
+        try:
+            if resp.status in _RETRY_STATUS:
+                raise Drop("fetch.unavailable", f"{url}: HTTP {resp.status} after {cfg.retries} retries",
+                           transient=True)
+            if not 200 <= resp.status < 300:
+                raise Drop("fetch.http_status", f"{url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > cfg.max_bytes:
+                raise Drop("fetch.too_large", f"{url}: Content-Length {length} > max_bytes {cfg.max_bytes}")
+            chunks, size = [], 0
+            while chunk := resp.read1(_CHUNK):  # what has arrived: a slow body still meets time_limit
+                size += len(chunk)
+                if size > cfg.max_bytes:
+                    raise Drop("fetch.too_large", f"{url}: more than max_bytes {cfg.max_bytes}")
+                if time.monotonic() - start > cfg.time_limit:
+                    raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s "
+                                                f"({size} bytes)", transient=True)
+                chunks.append(chunk)
+            done = True
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _transient(url, exc) from None
+        finally:
+            if not done:  # the rest of the body is not wanted: close the connection, do not read it
+                resp.close()
+            resp.release_conn()
+        if not size:
+            raise Drop("fetch.empty", f"{url}: empty body (HTTP {resp.status})")
+        ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        final = url
+        for hop in resp.retries.history if resp.retries else ():
+            if hop.redirect_location:
+                final = urljoin(final, hop.redirect_location)
+        return b"".join(chunks), {"url": url, "final_url": final, "status": resp.status, "content_type": ctype,
+                                  "bytes": size}
+
+
+def _transient(url: str, exc: BaseException | None) -> Drop:
+    import urllib3
+
+    timeout = isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError)  # a refused connection is one too, for urllib3
+    what = " ".join(str(exc).split()) or type(exc).__name__
+    return Drop("fetch.timeout" if timeout else "fetch.unavailable", f"{url}: {what}", transient=True)
+
+
+def _field_for(content_type: str, path: str) -> str | None:
+    """The field name for a response: from its Content-Type, else from the URL path's extension."""
+    ext = _TYPES.get(content_type)
+    if ext is None and content_type and content_type != "application/octet-stream":
+        guess = mimetypes.guess_extension(content_type, strict=False)
+        ext = guess[1:] if guess else None
+    if ext is not None and ext_modality(ext) is not None:
+        return ext
+    tail = path.rsplit("/", 1)[-1]
+    if "." in tail:
+        ext = tail.rsplit(".", 1)[1].lower()
+        if ext_modality(ext) is not None:
+            return "jpg" if ext == "jpeg" else ext
+    return None
+

@@ -1,0 +1,210 @@
+"""The ``fetch`` stage against a real HTTP server on localhost (``http.server``), in real builds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from mmprep.testing.media import image_bytes, wav_bytes
+from tests.conftest import build
+from tests.conftest import shard_members as members
+
+JPG = image_bytes(32, 24, seed=1)
+PNG = image_bytes(20, 10, ext="png", seed=2)
+WAV = wav_bytes(np.zeros(1600, np.float32))
+
+
+class Server:
+    """Serves fixed routes; counts requests per path; ``down`` paths answer 503 while listed."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        self.down: set[str] = set()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                path = self.path.split("?")[0]
+                server.hits[path] = server.hits.get(path, 0) + 1
+                server.route(self, path)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.block_on_close = False  # the dripping handler may still run at the end
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def route(self, h: BaseHTTPRequestHandler, path: str) -> None:
+        if path in self.down:
+            return self.send(h, 503, b"busy", "text/plain")
+        if path == "/a.jpg":
+            return self.send(h, 200, JPG, "image/jpeg")
+        if path == "/img":  # no extension: named from Content-Type
+            return self.send(h, 200, PNG, "image/png; charset=binary")
+        if path == "/sound.wav":  # generic type: named from the URL's extension
+            return self.send(h, 200, WAV, "application/octet-stream")
+        if path == "/moved":
+            h.send_response(302)
+            h.send_header("Location", "/a.jpg")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
+        if path == "/big.jpg":
+            return self.send(h, 200, b"x" * 5000, "image/jpeg")
+        if path == "/empty.jpg":
+            return self.send(h, 200, b"", "image/jpeg")
+        if path == "/blob":
+            return self.send(h, 200, b"data", "application/octet-stream")
+        if path == "/slow.jpg":  # headers at once, then a byte every 0.3 s: only time_limit stops it
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Length", "100")
+            h.end_headers()
+            try:
+                for _ in range(100):
+                    h.wfile.write(b"x")
+                    h.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            return None
+        return self.send(h, 404, b"no", "text/plain")
+
+    @staticmethod
+    def send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def manifest(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def fetch_doc(**params):
+    return {"stages": [{"stage": "fetch", "timeout": 2, "time_limit": 1.5, "retries": 1, "backoff": 0,
+                        "max_bytes": 4000, **params}],
+            "output": {"name": "web"}}
+
+
+def errors_of(out):
+    return {e["key"]: e for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+
+
+def test_urls_become_media_fields_and_failures_have_reasons(tmp_path, server):
+    u = server.url
+    rows = [{"key": "ok", "url": f"{u}/a.jpg", "txt": "a caption"},
+            {"key": "typed", "url": f"{u}/img"},
+            {"key": "by_ext", "url": f"{u}/sound.wav"},
+            {"key": "moved", "url": f"{u}/moved"},
+            {"key": "missing", "url": f"{u}/nothing.jpg"},
+            {"key": "big", "url": f"{u}/big.jpg"},
+            {"key": "empty", "url": f"{u}/empty.jpg"},
+            {"key": "blob", "url": f"{u}/blob"},
+            {"key": "slow", "url": f"{u}/slow.jpg"},
+            {"key": "ftp", "url": "ftp://example.org/a.jpg"},
+            {"key": "refused", "url": "http://127.0.0.1:9/a.jpg"}]
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), out)
+    got = members(out)
+    assert got["ok.jpg"] == JPG and got["ok.txt"] == b"a caption" and got["ok.url"] == f"{u}/a.jpg".encode()
+    assert got["typed.png"] == PNG and got["by_ext.wav"] == WAV and got["moved.jpg"] == JPG
+    meta = json.loads(got["moved.meta.json"])["fetch"]
+    assert meta == {"url": f"{u}/moved", "final_url": f"{u}/a.jpg", "status": 200, "content_type": "image/jpeg",
+                    "bytes": len(JPG)}
+    errors = errors_of(out)
+    assert {k: e["reason"] for k, e in errors.items()} == {
+        "missing": "fetch.http_status", "big": "fetch.too_large", "empty": "fetch.empty",
+        "blob": "fetch.unknown_type", "slow": "fetch.timeout", "ftp": "fetch.bad_url",
+        "refused": "fetch.unavailable"}
+    assert "HTTP 404" in errors["missing"]["message"]
+    assert errors["slow"].get("transient") and errors["refused"].get("transient")
+    assert not errors["missing"].get("transient")
+    assert summary["samples_out"] == 4 and summary["samples_dropped"] == 7
+    assert server.hits["/nothing.jpg"] == 1  # a 404 is not retried
+    assert server.hits["/slow.jpg"] == 1  # time_limit: not retried either (it would take as long again)
+
+
+def test_retry_after_503_and_transient_failures_fetched_again_on_rerun(tmp_path, server):
+    u = server.url
+    rows = [{"key": f"k{i}", "url": f"{u}/a.jpg?{i}"} for i in range(5)] + [{"key": "flaky", "url": f"{u}/img"}]
+    m = manifest(tmp_path / "m.jsonl", rows)
+    out = tmp_path / "out"
+    server.down.add("/img")
+    build(fetch_doc(), m, out)
+    assert server.hits["/img"] == 2  # one try and one retry
+    assert errors_of(out)["flaky"]["reason"] == "fetch.unavailable"
+    assert "flaky.png" not in members(out)
+    server.down.clear()
+    hits = dict(server.hits)
+    summary = build(fetch_doc(), m, out)  # the same command: only the failed URL is fetched again
+    assert server.hits["/img"] == hits["/img"] + 1 and server.hits["/a.jpg"] == hits["/a.jpg"]
+    assert members(out)["flaky.png"] == PNG and summary["samples_out"] == 6
+    assert not (out / "errors.jsonl").read_text().strip()
+
+
+def test_downloads_are_cached_for_later_stage_changes(tmp_path, server):
+    m = manifest(tmp_path / "m.jsonl", [{"key": "a", "url": f"{server.url}/a.jpg"}])
+    doc = fetch_doc()
+    doc["stages"].append({"stage": "image.decode"})
+    build(doc, m, tmp_path / "o1", cache_dir=str(tmp_path / "cache"))
+    doc["stages"].append({"stage": "image.resize", "size": 8})
+    doc["stages"][0]["concurrency"] = 3  # how it is fetched is not in the cache key
+    build(doc, m, tmp_path / "o2", cache_dir=str(tmp_path / "cache"))
+    assert server.hits["/a.jpg"] == 1
+    assert len(members(tmp_path / "o2")["a.jpg"]) < len(JPG)
+
+
+@pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0)])
+def test_bad_fetch_config_fails_before_work(tmp_path, key, value):
+    from mmprep.config import parse_pipeline
+    from mmprep.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        parse_pipeline({"stages": [{"stage": "fetch", key: value}]})
+    assert key in str(err.value)
+
+
+def test_url_files_in_a_folder_and_a_rerun_retries_only_the_timed_out(tmp_path, server):
+    """Folder input (``x.url`` files), where a rerun with nothing changed normally does nothing at all:
+    after a build with transient errors it builds those shards again, and afterwards does nothing."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.url").write_text(f"{server.url}/a.jpg\n")
+    (inp / "b.url").write_text(f"{server.url}/img")
+    (inp / "b.txt").write_text("caption b")
+    out = tmp_path / "out"
+    server.down.add("/img")
+    first = build(fetch_doc(keep_url=False), inp, out)
+    assert first["samples_out"] == 1 and json.loads((out / "stats.json").read_text())["errors_to_retry"] == 1
+    server.down.clear()
+    second = build(fetch_doc(keep_url=False), inp, out)
+    assert second["shards_built"] == 1 and second["samples_out"] == 2
+    got = members(out)
+    assert got["b.png"] == PNG and got["b.txt"] == b"caption b" and "b.url" not in got
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["errors_to_retry"] == 0 and stats["run"]["rebuilt_because"] == {"errors to retry": 1}
+    hits = dict(server.hits)
+    third = build(fetch_doc(keep_url=False), inp, out)
+    assert third["shards_built"] == 0 and server.hits == hits
