@@ -35,7 +35,8 @@ def embed(
                              "when another model already owns that)."),
     modality: str = typer.Option(None, "--modality", help="text, image or audio (default: from the field)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inputs per model call (text 64, image 32)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1,
+                                   help="Inputs per model call (text 64, image 32, audio 16)."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     normalize: bool = typer.Option(None, "--normalize/--no-normalize", help="L2-normalize (default: text follows "
                                    "the model, image yes, audio no)."),
