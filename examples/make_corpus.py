@@ -6,8 +6,8 @@ Two broken inputs show how bad files are reported instead of crashing the build.
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from mmprep.testing.corpus import multimodal_corpus
@@ -25,4 +25,7 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "corpus")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", type=Path, default=Path(__file__).resolve().parent / "corpus",
+                    help="folder to write (replaced if it exists; default examples/corpus)")
+    main(ap.parse_args().root)

@@ -60,3 +60,18 @@ def test_build_line_and_show_count_shards_not_tars_past_max_bytes(tmp_path, corp
     assert show.stdout.splitlines()[0].startswith(f"{out}: 8/8 samples in 2 shards ({tars} tars, ")
     plain = run_cli("build", "pipelines/demo.yaml", "-i", str(corpus), "-o", str(tmp_path / "plain"), "-w", "1", "-q")
     assert plain.stdout.startswith("8/8 samples in 2 shards (0 already complete), 0 dropped, ")
+
+
+def test_make_corpus_help_prints_usage_and_writes_nothing(tmp_path):
+    """README quick start names examples/make_corpus.py; `--help` wrote the demo corpus into a folder
+    named '--help' (and would have replaced one of that name)."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "make_corpus.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: make_corpus.py [-h] [root]")
+    assert list(tmp_path.iterdir()) == []
+    made = subprocess.run([sys.executable, str(script), "c"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["broken", "part0", "part1"]
