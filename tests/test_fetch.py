@@ -208,3 +208,21 @@ def test_url_files_in_a_folder_and_a_rerun_retries_only_the_timed_out(tmp_path, 
     hits = dict(server.hits)
     third = build(fetch_doc(keep_url=False), inp, out)
     assert third["shards_built"] == 0 and server.hits == hits
+
+
+def test_shipped_url_pipeline_gives_square_jpegs(tmp_path, server):
+    import cv2
+    import yaml
+
+    from tests.conftest import ROOT
+
+    doc = yaml.safe_load((ROOT / "pipelines" / "urls.yaml").read_text())
+    rows = [{"key": "a", "url": f"{server.url}/a.jpg", "txt": "one"}, {"key": "b", "url": f"{server.url}/img"},
+            {"key": "gone", "url": f"{server.url}/gone.jpg"}]
+    summary = build(doc, manifest(tmp_path / "urls.jsonl", rows), tmp_path / "out")
+    got = members(tmp_path / "out")
+    assert summary["samples_out"] == 2 and errors_of(tmp_path / "out")["gone"]["reason"] == "fetch.http_status"
+    images = {name: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for name, data in got.items()
+              if name.split(".", 1)[1] in ("jpg", "png")}
+    assert {name: img.shape for name, img in images.items()} == {"a.jpg": (256, 256, 3), "b.jpg": (256, 256, 3)}
+    assert got["a.txt"] == b"one"
