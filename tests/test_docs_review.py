@@ -75,3 +75,12 @@ def test_make_corpus_help_prints_usage_and_writes_nothing(tmp_path):
                           timeout=120)
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["broken", "part0", "part1"]
+
+
+def test_vocab_on_a_folder_that_is_no_build_says_so(tmp_path):
+    """`mmprep vocab OUT` on a missing or unbuilt folder said it had 'no text.vocab shard counts'."""
+    for out in (tmp_path / "missing", tmp_path):
+        res = run_cli("vocab", str(out))
+        assert res.returncode == 2
+        assert res.stderr.strip() == (f"mmprep: config error: OUT: {out} is no build's output folder (no .parts/): "
+                                      "no text.vocab counts to read")

@@ -34,6 +34,8 @@ def vocab(
     if max_size is not None and max_size < len(dict.fromkeys(specials)):
         fail_config(ConfigError("--max-size", f"{max_size} is below the {len(dict.fromkeys(specials))} special "
                                               "tokens it includes"))
+    if not (out / ".parts").is_dir():
+        fail_config(ConfigError("OUT", f"{out} is no build's output folder (no .parts/): no text.vocab counts to read"))
     summaries = vocablib.shard_summaries(out, "text.vocab", lowercase=lowercase)
     if not summaries:
         fail_config(ConfigError("OUT", f"{out} has no text.vocab shard counts (.parts/*.json)"))
