@@ -150,6 +150,8 @@ def parse_pipeline(data: Any, *, source: str = "pipeline") -> BaseModel:
             msg = "each stage needs a `stage:` name"
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "value_error":  # a validator's message, less pydantic's "Value error, "
+            msg = str(err.get("ctx", {}).get("error") or msg.removeprefix("Value error, "))
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(_loc(err["loc"]) or "pipeline", f"{msg}{more}") from None
 
@@ -188,6 +190,8 @@ def load_pipeline(path: str | Path) -> BaseModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("pipeline", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("pipeline", f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
