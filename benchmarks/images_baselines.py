@@ -50,15 +50,17 @@ def img2dataset_version(py: Path) -> str:
 
 
 def run_img2dataset(py: Path, files: list[Path], work: Path, *, processes: int, size: int, quality: int,
-                    threads: int = 4) -> dict:
-    """Wall-clock seconds of ``download()`` on file:// URLs, and how many images it wrote."""
+                    threads: int = 4, base_url: str | None = None) -> dict:
+    """Wall-clock seconds of ``download()`` on file:// URLs (or ``base_url/NAME``), and how many images it
+    wrote."""
     work.mkdir(parents=True, exist_ok=True)
     table = work / "urls.csv"
     with table.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["url", "caption"])
         for f in files:
-            w.writerow([f.resolve().as_uri(), f.with_suffix(".txt").read_text(encoding="utf-8")])
+            url = f"{base_url}/{f.name}" if base_url else f.resolve().as_uri()
+            w.writerow([url, f.with_suffix(".txt").read_text(encoding="utf-8")])
     out = work / f"i2d-out-{processes}x{threads}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     args = {"csv": str(table), "out": str(out), "processes": processes, "threads": threads, "size": size,

@@ -51,6 +51,9 @@ class Stage:
     writes: ClassVar[tuple[str, ...]] = ()
     cacheable: ClassVar[bool] = False
     batched: ClassVar[bool] = False
+    # waits on the network, not the CPU: as a pipeline's first stage it runs one batch ahead of the
+    # others (in a thread of the worker), so that its waiting overlaps their work
+    io_bound: ClassVar[bool] = False
     summarizes: ClassVar[bool] = False  # keeps per-shard summaries: sees replayed samples, is never skipped
     Config: ClassVar[type[StageConfig]] = StageConfig
     # The model actually validated from YAML: ``Config`` plus ``stage: Literal[name]``.

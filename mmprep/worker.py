@@ -17,6 +17,7 @@ import os
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,11 @@ class ShardBuilder:
         self.resume_limit = next((i for i, s in enumerate(self.stages) if s.summarizes), len(self.stages))
         self.cached_records = 0
         self.reused_records = 0
+        # a first stage that waits on the network (fetch) runs one batch ahead, in a thread, while the
+        # other stages work on the batch before: downloads overlap decoding. Not with a summarizing
+        # stage (it would see samples from two threads) nor when the first stage's counters are shared
+        self.ahead = bool(self.stages) and self.stages[0].io_bound and not self.summarizers and \
+            self.slots[0] not in self.slots[1:]
         self.out = Path(task.out_dir)
         self.progress_path = self.out / ".progress" / f"{task.name}.json"
         self._last_progress = 0.0
@@ -300,20 +306,9 @@ class ShardBuilder:
         records to compute are gathered past the copied ones into full batches: the changed 1% of a
         rerun reach a batched (GPU) stage ``batch_size`` at a time, not one by one between their copied
         neighbours."""
-        size = self.spec.execution.batch_size
         copied = previous.reusable(records) if previous is not None else [False] * len(records)
         self.reused_records += sum(copied)
-        i, n = 0, len(records)
-        while i < n:
-            end, todo, passed = i, [], 0
-            while end < n and len(todo) < size and passed < _LOOKAHEAD:
-                if not copied[end]:
-                    todo.append(records[end])
-                elif self.summarizers:
-                    self._replay(previous.samples(previous.rows[records[end].key]))
-                passed += copied[end]
-                end += 1
-            computed = iter(self._process_batch(todo) if todo else ())
+        for i, end, computed in self._computed(self._batches(records, copied, previous)):
             while i < end:
                 if not copied[i]:
                     yield [records[i]], next(computed)
@@ -324,8 +319,53 @@ class ShardBuilder:
                     i += 1
                 yield records[run:i], None
 
+    def _batches(self, records: list[Record], copied: list[bool], previous: Previous | None
+                 ) -> Iterator[tuple[int, int, list[Record]]]:
+        """``(start, end, records to compute)``: each stretch of records that holds one batch to compute."""
+        size = self.spec.execution.batch_size
+        i, n = 0, len(records)
+        while i < n:
+            end, todo, passed = i, [], 0
+            while end < n and len(todo) < size and passed < _LOOKAHEAD:
+                if not copied[end]:
+                    todo.append(records[end])
+                elif self.summarizers:
+                    self._replay(previous.samples(previous.rows[records[end].key]))
+                passed += copied[end]
+                end += 1
+            yield i, end, todo
+            i = end
+
+    def _computed(self, batches: Iterator[tuple[int, int, list[Record]]]
+                  ) -> Iterator[tuple[int, int, Iterator[dict[str, Any]]]]:
+        """Each stretch with the outcomes of its batch, in order; with ``ahead``, the next batch is loaded
+        and through the first stage (in a thread) while this one goes through the others."""
+        if not self.ahead:
+            for i, end, todo in batches:
+                yield i, end, iter(self._process_batch(todo) if todo else ())
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="ahead") as thread:
+            pending = None
+            for i, end, todo in batches:
+                started = thread.submit(self._start, todo, 1) if todo else None
+                if pending is not None:
+                    yield self._finished(*pending)
+                pending = (i, end, started)
+            if pending is not None:
+                yield self._finished(*pending)
+
+    def _finished(self, i: int, end: int, started: Future | None) -> tuple[int, int, Iterator[dict[str, Any]]]:
+        if started is None:
+            return i, end, iter(())
+        entries, items = started.result()
+        return i, end, iter(self._finish(entries, items, 1))
+
     def _process_batch(self, records: list[Record]) -> list[dict[str, Any]]:
         """The outcome of each record: the samples to write (several after a fan-out) and its errors."""
+        return self._finish(*self._start(records, 0), 0)
+
+    def _start(self, records: list[Record], through: int) -> tuple[list[dict[str, Any]], list[Item]]:
+        """Load the records (or their finished outcome from the cache) and run the first ``through`` stages."""
         entries: list[dict[str, Any]] = []
         items: list[Item] = []
         for record in records:
@@ -348,8 +388,14 @@ class ShardBuilder:
             # the first problem that drops the sample ends it: one record, one drop (no row per problem)
             if all(self._survives(item, "input", drop) for drop in problems):
                 items += self._resume(item)
-        for i, stage in enumerate(self.stages):
-            items = self.run_stage(i, stage, items)
+        for i in range(through):
+            items = self.run_stage(i, self.stages[i], items)
+        return entries, items
+
+    def _finish(self, entries: list[dict[str, Any]], items: list[Item], first: int) -> list[dict[str, Any]]:
+        """Run the stages from ``first`` on, and make each record's outcome (cached when final)."""
+        for i in range(first, len(self.stages)):
+            items = self.run_stage(i, self.stages[i], items)
         for item in items:
             members = self.members(item)
             if members is not None:

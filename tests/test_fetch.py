@@ -226,3 +226,25 @@ def test_shipped_url_pipeline_gives_square_jpegs(tmp_path, server):
               if name.split(".", 1)[1] in ("jpg", "png")}
     assert {name: img.shape for name, img in images.items()} == {"a.jpg": (256, 256, 3), "b.jpg": (256, 256, 3)}
     assert got["a.txt"] == b"one"
+
+
+def test_fetch_runs_a_batch_ahead_and_pipelines_default_to_two_workers_per_core(tmp_path, server):
+    """Batches of 2 through fetch (one batch ahead, in a thread) and image stages: every sample lands in
+    order, errors included; without --workers a fetch pipeline runs two workers per core."""
+    import os
+
+    rows = [{"key": f"k{i}", "url": f"{server.url}/{'a.jpg' if i % 3 else 'gone.jpg'}?{i}"} for i in range(9)]
+    doc = fetch_doc()
+    doc["stages"] += [{"stage": "image.decode"}, {"stage": "image.resize", "size": 8, "mode": "center_crop"}]
+    doc["execution"] = {"batch_size": 2}
+    out = tmp_path / "out"
+    summary = build(doc, manifest(tmp_path / "m.jsonl", rows), out, workers=1)
+    got = members(out)
+    assert sorted(n for n in got if n.endswith(".jpg")) == [f"k{i}.jpg" for i in (1, 2, 4, 5, 7, 8)]
+    assert sorted(errors_of(out)) == ["k0", "k3", "k6"] and summary["samples_out"] == 6
+    with __import__("tarfile").open(next((out / "shards").glob("*.tar"))) as tar:
+        keys = [m.name.split(".", 1)[0] for m in tar.getmembers()]
+    assert list(dict.fromkeys(keys)) == ["k1", "k2", "k4", "k5", "k7", "k8"]  # the records' order
+    build(doc, manifest(tmp_path / "m.jsonl", rows), tmp_path / "o2")
+    stats = json.loads((tmp_path / "o2" / "stats.json").read_text())
+    assert stats["run"]["workers"] == 2 * len(os.sched_getaffinity(0))

@@ -25,6 +25,9 @@ the field's source path (as ``errors.jsonl`` shows it for later stages) is the U
 from __future__ import annotations
 
 import mimetypes
+import os
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,7 +41,6 @@ from mmprep.sample import SOURCE, Sample, ext_modality, meta
 from mmprep.stage import Stage, StageConfig, register
 
 _RETRY_STATUS = (408, 429, 500, 502, 503, 504)
-_CHUNK = 1 << 16
 # Content-Type -> field name where the standard table names another (or none)
 _TYPES = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/pjpeg": "jpg", "audio/mpeg": "mp3", "audio/mp3": "mp3",
           "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
@@ -57,6 +59,7 @@ class Fetch(Stage):
     writes = ("image", "audio", "video", "text", "subtitle")
     cacheable = True
     batched = True
+    io_bound = True  # first in a pipeline, it fetches the next batch while the other stages work
 
     class Config(StageConfig):
         field: str = Field("url", description="The field that holds the URL (a manifest column, or a .url file).")
@@ -181,17 +184,25 @@ class Fetch(Stage):
             length = resp.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > cfg.max_bytes:
                 raise Drop("fetch.too_large", f"{url}: Content-Length {length} > max_bytes {cfg.max_bytes}")
-            chunks, size = [], 0
-            while chunk := resp.read1(_CHUNK):  # what has arrived: a slow body still meets time_limit
-                size += len(chunk)
-                if size > cfg.max_bytes:
-                    raise Drop("fetch.too_large", f"{url}: more than max_bytes {cfg.max_bytes}")
-                if time.monotonic() - start > cfg.time_limit:
-                    raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s "
-                                                f"({size} bytes)", transient=True)
-                chunks.append(chunk)
+            # one read of the whole body (a read per arriving packet costs more CPU than the decode after
+            # it); time_limit by a timer that shuts the socket, which ends a read a slow server drips
+            timer = threading.Timer(cfg.time_limit, _shut, (resp,))
+            timer.start()
+            try:
+                body = _read(resp, int(length) if length and length.isdigit() else None, cfg.max_bytes)
+            finally:
+                timer.cancel()
+            size = len(body)
+            if time.monotonic() - start >= cfg.time_limit:
+                raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s "
+                                            f"({size} bytes)", transient=True)
+            if size > cfg.max_bytes:
+                raise Drop("fetch.too_large", f"{url}: more than max_bytes {cfg.max_bytes}")
             done = True
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() - start >= cfg.time_limit:
+                raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s",
+                           transient=True) from None
             raise _transient(url, exc) from None
         finally:
             if not done:  # the rest of the body is not wanted: close the connection, do not read it
@@ -204,8 +215,36 @@ class Fetch(Stage):
         for hop in resp.retries.history if resp.retries else ():
             if hop.redirect_location:
                 final = urljoin(final, hop.redirect_location)
-        return b"".join(chunks), {"url": url, "final_url": final, "status": resp.status, "content_type": ctype,
+        return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype,
                                   "bytes": size}
+
+
+def _read(resp: Any, length: int | None, max_bytes: int) -> bytes:
+    """The body: in one read of its ``Content-Length``, else in reads of 1 MiB up to just past
+    ``max_bytes`` (http.client allocates each read's full size up front: one read of ``max_bytes``
+    would zero 64 MiB per URL)."""
+    if length is not None:
+        return resp.read(length)
+    chunks, size = [], 0
+    while size <= max_bytes and (chunk := resp.read(min(1 << 20, max_bytes + 1 - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _shut(resp: Any) -> None:
+    """End a read that is still going at ``time_limit`` (from the timer's thread): shut the connection's
+    socket down, through a duplicate of its descriptor (the response's own socket object is private)."""
+    try:
+        sock = socket.socket(fileno=os.dup(resp.fileno()))
+    except (OSError, ValueError):  # the body is read and the connection gone already
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _transient(url: str, exc: BaseException | None) -> Drop:
