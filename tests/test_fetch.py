@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -60,6 +61,15 @@ class Server:
             return self.send(h, 200, b"x" * 5000, "image/jpeg")
         if path == "/empty.jpg":
             return self.send(h, 200, b"", "image/jpeg")
+        if path == "/gz.jpg":  # compressed on the wire: Content-Length is the gzip's
+            body = gzip.compress(JPG)
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return None
         if path == "/blob":
             return self.send(h, 200, b"data", "application/octet-stream")
         if path == "/slow.jpg":  # headers at once, then a byte every 0.3 s: only time_limit stops it
@@ -118,6 +128,7 @@ def test_urls_become_media_fields_and_failures_have_reasons(tmp_path, server):
             {"key": "typed", "url": f"{u}/img"},
             {"key": "by_ext", "url": f"{u}/sound.wav"},
             {"key": "moved", "url": f"{u}/moved"},
+            {"key": "gz", "url": f"{u}/gz.jpg"},
             {"key": "missing", "url": f"{u}/nothing.jpg"},
             {"key": "big", "url": f"{u}/big.jpg"},
             {"key": "empty", "url": f"{u}/empty.jpg"},
@@ -129,7 +140,7 @@ def test_urls_become_media_fields_and_failures_have_reasons(tmp_path, server):
     summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), out)
     got = members(out)
     assert got["ok.jpg"] == JPG and got["ok.txt"] == b"a caption" and got["ok.url"] == f"{u}/a.jpg".encode()
-    assert got["typed.png"] == PNG and got["by_ext.wav"] == WAV and got["moved.jpg"] == JPG
+    assert got["typed.png"] == PNG and got["by_ext.wav"] == WAV and got["moved.jpg"] == JPG and got["gz.jpg"] == JPG
     meta = json.loads(got["moved.meta.json"])["fetch"]
     assert meta == {"url": f"{u}/moved", "final_url": f"{u}/a.jpg", "status": 200, "content_type": "image/jpeg",
                     "bytes": len(JPG)}
@@ -141,7 +152,7 @@ def test_urls_become_media_fields_and_failures_have_reasons(tmp_path, server):
     assert "HTTP 404" in errors["missing"]["message"]
     assert errors["slow"].get("transient") and errors["refused"].get("transient")
     assert not errors["missing"].get("transient")
-    assert summary["samples_out"] == 4 and summary["samples_dropped"] == 7
+    assert summary["samples_out"] == 5 and summary["samples_dropped"] == 7
     assert server.hits["/nothing.jpg"] == 1  # a 404 is not retried
     assert server.hits["/slow.jpg"] == 1  # time_limit: not retried either (it would take as long again)
 

@@ -189,7 +189,9 @@ class Fetch(Stage):
             timer = threading.Timer(cfg.time_limit, _shut, (resp,))
             timer.start()
             try:
-                body = _read(resp, int(length) if length and length.isdigit() else None, cfg.max_bytes)
+                # a compressed body's length is not the length read (urllib3 decodes it): read to the end
+                plain = resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+                body = _read(resp, int(length) if plain and length and length.isdigit() else None, cfg.max_bytes)
             finally:
                 timer.cancel()
             size = len(body)
