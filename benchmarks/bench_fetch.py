@@ -22,14 +22,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchutil import save  # noqa: E402
+from benchmarks.benchutil import save, timed_build  # noqa: E402
 from benchmarks.images_baselines import ensure_img2dataset, img2dataset_version, run_img2dataset  # noqa: E402
 from benchmarks.images_corpus import files, make_corpus  # noqa: E402
 
@@ -86,14 +85,8 @@ def run_mmprep(rows: list[dict], work: Path, *, workers: int | None, threads: in
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = work / "fetch-out"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "mmprep", "build", str(pipeline), "-i", str(manifest), "-o", str(out),
-           *(["-w", str(workers)] if workers else []), "--json", "-q"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"mmprep build failed: {proc.stderr[-2000:]}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    wall, summary = timed_build([str(pipeline), "-i", str(manifest), "-o", str(out),
+                                 *(["-w", str(workers)] if workers else [])], ROOT)
     return {"seconds": wall, "images_ok": summary["samples_out"], "errors": summary["errors_by_reason"]}
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.benchutil import timed_build  # noqa: E402
 from benchmarks.images_baselines import (  # noqa: E402
     ensure_img2dataset,
     img2dataset_version,
@@ -76,14 +76,7 @@ def run_mmprep(corpus: Path, work: Path, *, n: int, workers: int, cache: bool) -
     out = work / f"mmprep-out-{'cache' if cache else 'nocache'}"
     shutil.rmtree(out, ignore_errors=True)
     pipeline = pipeline_file(work, cache=cache, n=n, workers=workers)
-    cmd = [sys.executable, "-m", "mmprep", "build", str(pipeline), "-i", str(corpus), "-o", str(out),
-           "-w", str(workers), "--json", "-q"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"mmprep build failed: {proc.stderr[-2000:]}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    wall, summary = timed_build([str(pipeline), "-i", str(corpus), "-o", str(out), "-w", str(workers)], ROOT)
     stats = json.loads((out / "stats.json").read_text())
     stage_s = {k: v["seconds"] for k, v in stats["stages"].items()}
     return {"seconds": wall, "images_ok": summary["samples_out"], "build_seconds": summary["seconds"],

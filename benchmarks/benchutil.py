@@ -107,3 +107,16 @@ def save(name: str, doc: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def timed_build(cmd: list[str], cwd: Path) -> tuple[float, dict]:
+    """Run an ``mmprep build ... --json`` command: its wall seconds and its closing JSON summary."""
+    import sys
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mmprep", "build", *cmd, "--json", "-q"], capture_output=True,
+                          text=True, cwd=cwd)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"mmprep build failed: {proc.stderr[-2000:]}")
+    return wall, json.loads(proc.stdout.strip().splitlines()[-1])
