@@ -4,6 +4,7 @@ between tasks: its stages, set up once per pipeline (possibly ahead of the first
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,17 @@ class ShardTask:
 
 
 def setup_stages(pipeline: dict[str, Any], pipeline_hash: str) -> list[Stage]:
-    """This process's stages for the pipeline, set up on first use (the pool may call it ahead)."""
-    stages = _STAGES.get(pipeline_hash)
+    """This process's stages for the pipeline, set up on first use (the pool may call it ahead).
+
+    Keyed by the whole pipeline, not only ``pipeline_hash``: that leaves out settings that do not change
+    the output (fetch's timeout, retries, User-Agent), which the stages set up must still follow."""
+    key = f"{pipeline_hash}:{json.dumps(pipeline, sort_keys=True, default=str)}"
+    stages = _STAGES.get(key)
     if stages is None:
         stages = instantiate(parse_validated(pipeline))
         for stage in stages:
             stage.setup()
-        _STAGES[pipeline_hash] = stages
+        _STAGES[key] = stages
     return stages
 
 

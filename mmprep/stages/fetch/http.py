@@ -24,8 +24,11 @@ the field's source path (as ``errors.jsonl`` shows it for later stages) is the U
 
 from __future__ import annotations
 
+import functools
+import itertools
 import mimetypes
 import os
+import re
 import socket
 import threading
 import time
@@ -112,9 +115,12 @@ class Fetch(Stage):
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry: the errors say it
 
         cfg = self.config
-        retry = urllib3.Retry(total=cfg.retries, redirect=5, status_forcelist=_RETRY_STATUS, allowed_methods=["GET"],
-                              backoff_factor=cfg.backoff, respect_retry_after_header=False, raise_on_status=False,
-                              raise_on_redirect=False)
+        # no total: it would count redirects too (retries: 0 followed none, an http -> https hop and a
+        # 503 after it took the one retry); each kind of failure gets ``retries``, redirects their own 5
+        n = cfg.retries
+        retry = _retry_class()(total=None, connect=n, read=n, status=n, other=n, redirect=5,
+                               status_forcelist=_RETRY_STATUS, allowed_methods=["GET"], backoff_factor=cfg.backoff,
+                               respect_retry_after_header=False, raise_on_status=False, raise_on_redirect=False)
         self._pool = urllib3.PoolManager(num_pools=64, maxsize=cfg.concurrency, retries=retry, block=False,
                                          timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
                                          headers={"User-Agent": cfg.user_agent})
@@ -140,9 +146,12 @@ class Fetch(Stage):
         url = sample[cfg.field]
         if isinstance(url, bytes):
             url = url.decode("utf-8", errors="replace")
-        url = str(url).strip()
+        url = str(url).strip().lstrip("\ufeff").strip()  # a .url file saved with a byte-order mark
         try:
             parts = urlsplit(url)
+            # what urllib3 would refuse (a port over 65535, a space in the host, two lines) is a bad URL
+            # here, not a failed connection that every rerun would try again
+            _check_url(url)
         except ValueError as exc:
             return Drop("fetch.bad_url", f"{url!r}: {exc}", field=field)
         if parts.scheme not in cfg.schemes or not parts.hostname:
@@ -232,6 +241,32 @@ def _read(resp: Any, length: int | None, max_bytes: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _check_url(url: str) -> None:
+    """Raise ValueError for a URL urllib3 cannot send: unparseable (``LocationParseError`` is a
+    ValueError), or with a control character or space left after it percent-encodes the path."""
+    from urllib3.util import parse_url
+
+    if _UNSENDABLE.search(parse_url(url).url):
+        raise ValueError("a space or control character outside the path")
+
+
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
+
+
+@functools.cache
+def _retry_class() -> type:
+    """urllib3's Retry, but the first retry waits ``backoff`` too (urllib3 retries at once the first
+    time, so a 429 or 503 was asked again with no pause), then 2x, 4x..."""
+    import urllib3
+
+    class Retry(urllib3.Retry):
+        def get_backoff_time(self) -> float:
+            errors = len(list(itertools.takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
+            return 0.0 if not errors else float(min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1)))
+
+    return Retry
 
 
 def _shut(resp: Any) -> None:
