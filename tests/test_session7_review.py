@@ -96,3 +96,25 @@ def test_fetch_settings_outside_the_cache_key_are_followed_in_the_same_process(t
     build(fetch_doc(user_agent="first/1"), m, tmp_path / "o1", workers=1)
     build(fetch_doc(user_agent="second/2"), m, tmp_path / "o2", workers=1)
     assert server.agents == ["first/1", "second/2"]
+
+
+def test_a_body_its_content_encoding_cannot_decode_is_permanent(tmp_path, server):
+    """A 'gzip' body that is no gzip raised urllib3's DecodeError, an HTTPError: fetch.unavailable,
+    transient, so every rerun rebuilt the shard to fetch it and fail again."""
+    def route(h, path, base=server.route):
+        if path == "/badgz.jpg":
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", "9")
+            h.end_headers()
+            h.wfile.write(b"not gzip!")
+            return None
+        return base(h, path)
+
+    server.route = route
+    out = tmp_path / "out"
+    build(fetch_doc(), manifest(tmp_path / "m.jsonl", [{"key": "a", "url": f"{server.url}/badgz.jpg"}]), out,
+          workers=1)
+    error = errors_of(out)["a"]
+    assert error["reason"] == "fetch.bad_encoding" and not error.get("transient")

@@ -14,7 +14,8 @@ from the response's ``Content-Type``, else from the URL's extension, or ``out`` 
   and 5xx are retried ``retries`` times, then the sample is dropped as ``fetch.timeout`` or
   ``fetch.unavailable``, marked transient: a rerun of the same command fetches those URLs again
   (and nothing else). A 404, a bad URL or a too-large body is permanent (``fetch.http_status``,
-  ``fetch.bad_url``, ``fetch.too_large``, ``fetch.empty``, ``fetch.unknown_type``) and not retried.
+  ``fetch.bad_url``, ``fetch.too_large``, ``fetch.empty``, ``fetch.unknown_type``,
+  ``fetch.bad_encoding``) and not retried.
 - **Fetched once**: the downloaded bytes go into the content cache (keyed by the URL and these
   parameters), so a change to a later stage, or a re-shard, downloads nothing.
 
@@ -210,6 +211,8 @@ class Fetch(Stage):
             if size > cfg.max_bytes:
                 raise Drop("fetch.too_large", f"{url}: more than max_bytes {cfg.max_bytes}")
             done = True
+        except urllib3.exceptions.DecodeError as exc:  # a body that is not what its Content-Encoding says
+            raise Drop("fetch.bad_encoding", f"{url}: {' '.join(str(exc).split())}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if time.monotonic() - start >= cfg.time_limit:
                 raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s",
