@@ -185,9 +185,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     execution = spec.execution
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)
     scheduler = opts.scheduler or execution.scheduler
-    # a pipeline that starts by waiting on the network (fetch) runs two workers per core: one's downloads
-    # overlap the other's decoding (measured: 1.4x the images/s of one per core on 2 cores)
-    workers = opts.workers or execution.workers or default_workers() * (2 if stages and stages[0].io_bound else 1)
+    workers = opts.workers or execution.workers or _default_workers(stages)
     out = Path(opts.output).resolve()
     inp = spec.input
     pipeline_hash = _pipeline_hash(spec, stages)
@@ -365,6 +363,21 @@ def _dry_run(out: Path, spec: BaseModel, records: list[Record], pipeline_hash: s
             "reports_current": not triage.todo and not tars and not parts and _reports_current(out, reports),
             "inputs_skipped": _inputs_skipped(skipped)["inputs_skipped"],
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _default_workers(stages: list) -> int:
+    """One worker per core; two for a pipeline that starts by waiting on the network (fetch), so that one's
+    downloads overlap the other's decoding (1.4x the images/s on 2 cores), unless a stage of it runs on
+    a GPU (each worker would load its model there)."""
+    n = default_workers()
+    if not stages or not stages[0].io_bound:
+        return n
+    if any(getattr(s.config, "device", "cpu") != "cpu" for s in stages):
+        import torch
+
+        if torch.cuda.is_available():
+            return n
+    return 2 * n
 
 
 def _why(prev: dict[str, Any] | None, problem: str, chunk: list[Record], pipeline_hash: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -101,6 +102,7 @@ class ShardBuilder:
         self.cache = Cache(task.cache_dir, read=task.read_cache)
         self.hashing = self.cache.root is not None and (self.spec.cache.final or any(self.cacheable))
         self.counters = {slot: {"in": 0, "out": 0, "skipped": 0, "cached": 0, "seconds": 0.0} for slot in self.slots}
+        self._counting = threading.Lock()  # the one-batch-ahead thread counts too (see ``ahead``)
         self.summarizers = [s for s in self.stages if s.summarizes]
         # never resume past a summarizer
         self.resume_limit = next((i for i, s in enumerate(self.stages) if s.summarizes), len(self.stages))
@@ -114,6 +116,10 @@ class ShardBuilder:
         self.out = Path(task.out_dir)
         self.progress_path = self.out / ".progress" / f"{task.name}.json"
         self._last_progress = 0.0
+
+    def _bump(self, slot: str, key: str, n: float) -> None:
+        with self._counting:
+            self.counters[slot][key] += n
 
     # -- drops -------------------------------------------------------------------------------------
     def _error(self, item: Item, stage: str, drop: Drop, action: str) -> None:
@@ -142,15 +148,14 @@ class ShardBuilder:
     # -- the stage loop ------------------------------------------------------------------------------
     def run_stage(self, i: int, stage: Stage, items: list[Item]) -> list[Item]:
         slot = self.slots[i]
-        counter = self.counters[slot]
         todo = [n for n, it in enumerate(items) if it.start <= i and stage.applies(it.sample)]
-        counter["skipped"] += sum(1 for it in items if it.start <= i) - len(todo)
+        self._bump(slot, "skipped", sum(1 for it in items if it.start <= i) - len(todo))
         if not todo:
             return items
         t0 = time.perf_counter()
         results = dict(zip(todo, self._call(stage, [items[n].sample for n in todo]), strict=True))
-        counter["seconds"] += time.perf_counter() - t0
-        counter["in"] += len(todo)
+        self._bump(slot, "seconds", time.perf_counter() - t0)
+        self._bump(slot, "in", len(todo))
         out: list[Item] = []
         for n, item in enumerate(items):
             if n not in results:
@@ -183,7 +188,7 @@ class ShardBuilder:
                              partial=item.partial))
         # the parent's errors are the record's once, not once per child (each child's row would repeat them)
         item.entry["errors"].extend(item.errors)
-        self.counters[slot]["out"] += len(kids)
+        self._bump(slot, "out", len(kids))
         if self.cacheable[i] and not retried(item.errors):
             blobs = {str(n): self._state(kid) for n, kid in enumerate(kids)}
             self.cache.put("s" + item.hashes[i + 1], serialize.dumps({"children": len(kids), "errors": item.errors,
@@ -198,7 +203,7 @@ class ShardBuilder:
                                 "partial": item.partial})
 
     def _ran(self, i: int, item: Item) -> Item:
-        self.counters[self.slots[i]]["out"] += 1
+        self._bump(self.slots[i], "out", 1)
         if self.cacheable[i] and not retried(item.errors):  # an omitted field may come next run
             self.cache.put("s" + item.hashes[i + 1], self._state(item))
         return item
@@ -240,7 +245,7 @@ class ShardBuilder:
             if "children" in doc:
                 if "errors" not in doc:  # written when every child carried its parent's errors: recompute
                     continue
-                self.counters[self.slots[i]]["cached"] += 1
+                self._bump(self.slots[i], "cached", 1)
                 item.entry["errors"].extend(_located(doc["errors"], source))
                 kids = []
                 for n in range(doc["children"]):
@@ -251,7 +256,7 @@ class ShardBuilder:
                                partial=state["partial"], errors=_located(state["errors"], source))
                     kids += self._resume(kid, after=i + 1, source=source)
                 return kids
-            self.counters[self.slots[i]]["cached"] += 1
+            self._bump(self.slots[i], "cached", 1)
             item.sample = _placed(serialize.loads(doc["sample"]), source)
             item.errors, item.partial, item.start = _located(doc["errors"], source), doc["partial"], i + 1
             return [item]

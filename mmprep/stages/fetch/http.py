@@ -196,7 +196,8 @@ class Fetch(Stage):
                 raise Drop("fetch.too_large", f"{url}: Content-Length {length} > max_bytes {cfg.max_bytes}")
             # one read of the whole body (a read per arriving packet costs more CPU than the decode after
             # it); time_limit by a timer that shuts the socket, which ends a read a slow server drips
-            timer = threading.Timer(cfg.time_limit, _shut, (resp,))
+            sock = _socket_of(resp)  # taken now: by the time the timer fires, its descriptor number may be reused
+            timer = threading.Timer(cfg.time_limit, _shut, (sock,))
             timer.start()
             try:
                 # a compressed body's length is not the length read (urllib3 decodes it): read to the end
@@ -204,6 +205,8 @@ class Fetch(Stage):
                 body = _read(resp, int(length) if plain and length and length.isdigit() else None, cfg.max_bytes)
             finally:
                 timer.cancel()
+                if sock is not None:
+                    sock.close()  # our duplicate only: the connection stays open
             size = len(body)
             if time.monotonic() - start >= cfg.time_limit:
                 raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s "
@@ -272,19 +275,23 @@ def _retry_class() -> type:
     return Retry
 
 
-def _shut(resp: Any) -> None:
-    """End a read that is still going at ``time_limit`` (from the timer's thread): shut the connection's
-    socket down, through a duplicate of its descriptor (the response's own socket object is private)."""
+def _socket_of(resp: Any) -> socket.socket | None:
+    """A duplicate of the response's socket (its own socket object is private to urllib3), or None."""
     try:
-        sock = socket.socket(fileno=os.dup(resp.fileno()))
-    except (OSError, ValueError):  # the body is read and the connection gone already
+        return socket.socket(fileno=os.dup(resp.fileno()))
+    except (OSError, ValueError):  # no socket under it (the body is in already)
+        return None
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """End a read that is still going at ``time_limit`` (from the timer's thread): shutting down the
+    duplicate shuts the connection down, so the blocked read returns."""
+    if sock is None:
         return
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-    finally:
-        sock.close()
 
 
 def _transient(url: str, exc: BaseException | None) -> Drop:
