@@ -26,6 +26,7 @@ class Server:
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
         self.down: set[str] = set()
+        self.proxied: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +35,9 @@ class Server:
 
             def do_GET(self):  # noqa: N802 - http.server's name
                 path = self.path.split("?")[0]
+                if path.startswith("http://"):  # a request to us as a proxy: GET http://host/path
+                    server.proxied.append(path)
+                    path = "/" + path.split("/", 3)[3]
                 server.hits[path] = server.hits.get(path, 0) + 1
                 server.route(self, path)
 
@@ -259,3 +263,17 @@ def test_fetch_runs_a_batch_ahead_and_pipelines_default_to_two_workers_per_core(
     build(doc, manifest(tmp_path / "m.jsonl", rows), tmp_path / "o2")
     stats = json.loads((tmp_path / "o2" / "stats.json").read_text())
     assert stats["run"]["workers"] == 2 * len(os.sched_getaffinity(0))
+
+
+def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, server, monkeypatch):
+    """HTTP_PROXY is used as urllib uses it (here the test server is the proxy; the host it is asked for
+    does not resolve), and NO_PROXY hosts are fetched directly."""
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, server.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    rows = [{"key": "via", "url": "http://images.invalid/a.jpg"}, {"key": "direct", "url": f"{server.url}/img"}]
+    summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), tmp_path / "out")
+    got = members(tmp_path / "out")
+    assert summary["samples_out"] == 2 and got["via.jpg"] == JPG and got["direct.png"] == PNG
+    assert server.proxied == ["http://images.invalid/a.jpg"]

@@ -122,9 +122,27 @@ class Fetch(Stage):
         retry = _retry_class()(total=None, connect=n, read=n, status=n, other=n, redirect=5,
                                status_forcelist=_RETRY_STATUS, allowed_methods=["GET"], backoff_factor=cfg.backoff,
                                respect_retry_after_header=False, raise_on_status=False, raise_on_redirect=False)
-        self._pool = urllib3.PoolManager(num_pools=64, maxsize=cfg.concurrency, retries=retry, block=False,
-                                         timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
-                                         headers={"User-Agent": cfg.user_agent})
+        self._options = {"num_pools": 64, "maxsize": cfg.concurrency, "retries": retry, "block": False,
+                         "timeout": urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
+                         "headers": {"User-Agent": cfg.user_agent}}
+        self._pool = urllib3.PoolManager(**self._options)
+        self._proxied: dict[str, Any] = {}  # proxy URL -> its ProxyManager
+        self._lock = threading.Lock()
+
+    def _manager(self, scheme: str, host: str) -> Any:
+        """The connection pool for a URL: through the proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for
+        its scheme, unless ``NO_PROXY`` covers its host (read per URL, as urllib does); else direct."""
+        import urllib.request
+
+        import urllib3
+
+        proxy = urllib.request.getproxies().get(scheme)
+        if not proxy or urllib.request.proxy_bypass(host):
+            return self._pool
+        with self._lock:
+            if proxy not in self._proxied:
+                self._proxied[proxy] = urllib3.ProxyManager(proxy, **self._options)
+            return self._proxied[proxy]
 
     def process(self, sample: Sample) -> Sample:
         result = self.process_batch([sample])[0]
@@ -179,7 +197,8 @@ class Fetch(Stage):
         cfg = self.config
         start = time.monotonic()
         try:
-            resp = self._pool.request("GET", url, preload_content=False)
+            parts = urlsplit(url)
+            resp = self._manager(parts.scheme, parts.hostname or "").request("GET", url, preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
             raise _transient(url, exc.reason) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
