@@ -399,6 +399,7 @@ def _summary(out: Path, stats: dict[str, Any], run: dict[str, Any]) -> dict[str,
             "samples_out": stats["samples_out"], "samples_failed": stats.get("samples_failed", 0),
             "samples_dropped": stats["samples_dropped"],
             "fields_omitted": stats["fields_omitted"], "errors_by_reason": stats["errors_by_reason"],
+            "errors_to_retry": stats.get("errors_to_retry", 0),
             "shards": len(stats["shards"]), **{k: run[k] for k in ("shards_built", "shards_skipped", "seconds")},
             "records_from_cache": stats["run"]["records_from_cache"],
             "records_reused": stats["run"]["records_reused"], "failed_shards": run["failed_shards"]}

@@ -277,3 +277,18 @@ def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, server, monkeypa
     got = members(tmp_path / "out")
     assert summary["samples_out"] == 2 and got["via.jpg"] == JPG and got["direct.png"] == PNG
     assert server.proxied == ["http://images.invalid/a.jpg"]
+
+
+def test_the_closing_line_says_what_a_rerun_retries(tmp_path, server):
+    from tests.conftest import run_cli
+
+    rows = [{"key": "ok", "url": f"{server.url}/a.jpg"}, {"key": "busy", "url": f"{server.url}/img"}]
+    server.down.add("/img")
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(json.dumps(fetch_doc()))
+    res = run_cli("build", str(pipe), "-i", str(manifest(tmp_path / "m.jsonl", rows)), "-o", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[-2].startswith("errors by reason: fetch.unavailable 1"), res.stdout
+    assert lines[-1] == ("1 of them may pass later (a download timed out, a server was unavailable): the same "
+                         "command again retries those samples only")

@@ -66,6 +66,9 @@ def _built(summary: dict, output: Path) -> str:
         top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{reason} {n}" for reason, n in top[:6]) + (", ..." if len(top) > 6 else "")
         line += f"\nerrors by reason: {shown} (details in {os.path.join(str(output), 'errors.jsonl')})"
+    if summary.get("errors_to_retry"):
+        line += (f"\n{summary['errors_to_retry']} of them may pass later (a download timed out, a server was "
+                 "unavailable): the same command again retries those samples only")
     return line
 
 
