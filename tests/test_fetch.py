@@ -27,6 +27,8 @@ class Server:
         self.hits: dict[str, int] = {}
         self.down: set[str] = set()
         self.proxied: list[str] = []
+        self.gate = threading.Lock()
+        self.now = self.most = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +76,14 @@ class Server:
             h.end_headers()
             h.wfile.write(body)
             return None
+        if path == "/wait.jpg":  # in flight for 0.2 s: the server notes how many are at once
+            with self.gate:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.2)
+            with self.gate:
+                self.now -= 1
+            return self.send(h, 200, JPG, "image/jpeg")
         if path == "/blob":
             return self.send(h, 200, b"data", "application/octet-stream")
         if path == "/slow.jpg":  # headers at once, then a byte every 0.3 s: only time_limit stops it
@@ -292,3 +302,13 @@ def test_the_closing_line_says_what_a_rerun_retries(tmp_path, server):
     assert lines[-2].startswith("errors by reason: fetch.unavailable 1"), res.stdout
     assert lines[-1] == ("1 of them may pass later (a download timed out, a server was unavailable): the same "
                          "command again retries those samples only")
+
+
+@pytest.mark.parametrize(("per_host", "most"), [(2, 2), (0, None)])
+def test_per_host_bounds_downloads_at_once_from_one_host(tmp_path, server, per_host, most):
+    rows = [{"key": f"k{i}", "url": f"{server.url}/wait.jpg?{i}"} for i in range(8)]
+    doc = fetch_doc(concurrency=8, per_host=per_host, time_limit=10)
+    doc["execution"] = {"batch_size": 8}
+    summary = build(doc, manifest(tmp_path / "m.jsonl", rows), tmp_path / "out", workers=1)
+    assert summary["samples_out"] == 8
+    assert server.most == most if most else server.most > 2  # unbounded: up to concurrency (8) at once

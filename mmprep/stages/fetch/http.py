@@ -25,6 +25,7 @@ the field's source path (as ``errors.jsonl`` shows it for later stages) is the U
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import mimetypes
@@ -77,6 +78,8 @@ class Fetch(Stage):
         backoff: float = Field(0.5, ge=0, le=60, description="Seconds before the first retry, doubling after.")
         max_bytes: int = Field(64 * 2**20, ge=1, description="Larger bodies are dropped (fetch.too_large).")
         concurrency: int = Field(16, ge=1, le=256, description="Downloads at once per worker.")
+        per_host: int = Field(0, ge=0, le=256, description="Downloads at once per worker from one host (0: as "
+                                                           "many as concurrency): be polite to one CDN.")
         user_agent: str = Field(f"mmprep/{__version__}", min_length=1, description="User-Agent header.")
         schemes: list[str] = Field(["http", "https"], min_length=1, description="URL schemes allowed.")
 
@@ -128,6 +131,17 @@ class Fetch(Stage):
         self._pool = urllib3.PoolManager(**self._options)
         self._proxied: dict[str, Any] = {}  # proxy URL -> its ProxyManager
         self._lock = threading.Lock()
+        self._hosts: dict[str, threading.BoundedSemaphore] = {}  # per_host: a semaphore per host
+
+    def _gate(self, host: str) -> Any:
+        """What a download from ``host`` holds while it runs: a semaphore of ``per_host`` places per host,
+        or nothing to wait for."""
+        if not self.config.per_host:
+            return contextlib.nullcontext()
+        with self._lock:
+            if host not in self._hosts:
+                self._hosts[host] = threading.BoundedSemaphore(self.config.per_host)
+            return self._hosts[host]
 
     def _manager(self, scheme: str, host: str) -> Any:
         """The connection pool for a URL: through the proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for
@@ -176,7 +190,8 @@ class Fetch(Stage):
         if parts.scheme not in cfg.schemes or not parts.hostname:
             return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
         try:
-            body, info = self._download(url)
+            with self._gate(parts.hostname):
+                body, info = self._download(url)
         except Drop as drop:
             drop.field = field
             return drop
