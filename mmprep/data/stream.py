@@ -16,7 +16,8 @@ worker has read its share it repeats good samples (its own run's first, in file 
 delivered exactly its planned count: every rank still yields ``len(ds)`` samples, so DDP ranks step
 together. A worker's position counts the shuffle-buffer *positions* it consumed (skipped ones
 included), then the repeat candidates it tried, so a restore re-skips the same samples and the rest
-stays exact.
+stays exact. With ``on_error="drop"`` (a single rank: training on one process, evaluation) bad
+samples are skipped and counted the same way, and nothing is repeated.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ log = logging.getLogger("mmprep.data")
 Item = tuple[int, int]  # (shard index, sample index in that shard)
 Progress = tuple[int, int, int]  # one worker's (positions consumed, samples delivered, samples skipped)
 Tag = tuple[int, int, int, int]  # (plan worker, *Progress) after a sample
-OnError = Literal["raise", "skip"]
+OnError = Literal["raise", "skip", "drop"]
 
 
 def dist_info() -> tuple[int, int]:
@@ -91,7 +92,8 @@ class ShardStream(IterableDataset):
     ``world``/``rank`` default to :func:`dist_info`. ``chunk_bytes``: bytes read per ``read`` call.
     ``on_error``: a member that fails to decode raises :class:`DecodeError` (``"raise"``), or its
     sample is skipped, counted in ``skipped``, logged as one warning line and made up for by a
-    repeated good sample at the end of the worker's run, so ``len(ds)`` still holds (``"skip"``).
+    repeated good sample at the end of the worker's run, so ``len(ds)`` still holds (``"skip"``), or
+    only skipped (``"drop"``: one rank only; ``len(ds)`` is then an upper bound, and nothing repeats).
     """
 
     def __init__(self, source: str | Path | list[str | Path], *, fields: list[str] | tuple[str, ...] | None = None,
@@ -100,8 +102,8 @@ class ShardStream(IterableDataset):
                  chunk_bytes: int = 4 << 20, keys: set[str] | None = None, on_error: OnError = "raise"):
         if even not in ("pad", "drop"):
             raise ConfigError("even", f"must be 'pad' or 'drop', got {even!r}")
-        if on_error not in ("raise", "skip"):
-            raise ConfigError("on_error", f"must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ("raise", "skip", "drop"):
+            raise ConfigError("on_error", f"must be 'raise', 'skip' or 'drop', got {on_error!r}")
         self.on_error = on_error
         self.shards: list[Shard] = resolve(source)
         if keys is not None:
@@ -120,6 +122,10 @@ class ShardStream(IterableDataset):
         self.rank = rank if rank is not None else auto_rank
         if not 0 <= self.rank < self.world:
             raise ConfigError("rank", f"rank {self.rank} is outside world size {self.world}")
+        if on_error == "drop" and self.world > 1:
+            raise ConfigError("on_error", f"'drop' would leave the {self.world} ranks different sample counts "
+                              "(DDP then hangs at a collective): use 'skip', which repeats good samples in "
+                              "the skipped ones' place")
         if even == "drop" and sum(self.counts) < self.world:  # every epoch would be empty on every rank
             raise ConfigError("even", f"'drop' leaves each of the {self.world} ranks no sample of the "
                               f"{sum(self.counts)}; use even='pad' (ranks then repeat samples)")
@@ -224,14 +230,15 @@ class ShardStream(IterableDataset):
                     raise
                 skipped += 1
                 self.skipped = skipped
-                log.warning("on_error=skip: skipped a sample (%d in this epoch by worker %d of rank %d; a good "
-                            "sample is repeated in its place at the end of the worker's run): %s",
-                            skipped, worker, self.rank, exc)
+                log.warning("on_error=%s: skipped a sample (%d in this epoch by worker %d of rank %d%s): %s",
+                            self.on_error, skipped, worker, self.rank,
+                            "; a good sample is repeated in its place at the end of the worker's run"
+                            if self.on_error == "skip" else "", exc)
                 continue
             delivered += 1
             self._progress = (pos, delivered, skipped)
             yield sample, (worker, pos, delivered, skipped)
-        for sample, *at in self._refill(workers, worker, pos, delivered):
+        for sample, *at in self._refill(workers, worker, pos, delivered) if self.on_error == "skip" else ():
             pos, delivered = at
             self._progress = (pos, delivered, skipped)
             yield sample, (worker, pos, delivered, skipped)
