@@ -27,6 +27,7 @@ class Server:
         self.hits: dict[str, int] = {}
         self.down: set[str] = set()
         self.proxied: list[str] = []
+        self.proxy_auth: list[str | None] = []
         self.gate = threading.Lock()
         self.now = self.most = 0
         server = self
@@ -39,6 +40,7 @@ class Server:
                 path = self.path.split("?")[0]
                 if path.startswith("http://"):  # a request to us as a proxy: GET http://host/path
                     server.proxied.append(path)
+                    server.proxy_auth.append(self.headers.get("Proxy-Authorization"))
                     path = "/" + path.split("/", 3)[3]
                 server.hits[path] = server.hits.get(path, 0) + 1
                 server.route(self, path)
@@ -287,6 +289,43 @@ def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, server, monkeypa
     got = members(tmp_path / "out")
     assert summary["samples_out"] == 2 and got["via.jpg"] == JPG and got["direct.png"] == PNG
     assert server.proxied == ["http://images.invalid/a.jpg"]
+
+
+def test_a_proxy_without_a_scheme_and_with_a_password_is_used_as_urllib_uses_it(tmp_path, server, monkeypatch):
+    """``HTTP_PROXY=user:pw@host:port`` (no scheme) is an http proxy, as urllib, requests and curl read it
+    (urllib3 refused it: every URL was a transient fetch.unavailable), and its user and password go to it
+    as Proxy-Authorization (urllib3 does not send them: the proxy's 407 was a permanent fetch.http_status)."""
+    import base64
+
+    proxy = server.url.split("://", 1)[1]
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"me:p%40ss@{proxy}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    rows = [{"key": "via", "url": "http://images.invalid/a.jpg"}]
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), out)
+    assert summary["samples_out"] == 1, (out / "errors.jsonl").read_text()
+    assert members(out)["via.jpg"] == JPG and server.proxied == ["http://images.invalid/a.jpg"]
+    assert server.proxy_auth == ["Basic " + base64.b64encode(b"me:p@ss").decode()]
+
+
+def test_no_proxy_with_a_port_as_urllib_reads_it(tmp_path, server, monkeypatch):
+    """urllib matches a NO_PROXY entry ``host:port`` against the URL's host and port: such a URL is
+    fetched directly (only the host name was matched, so it went to the proxy, here one that is down)."""
+    import urllib.request
+
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    host = server.url.split("://", 1)[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, f"other.invalid,{host}")
+    assert urllib.request.proxy_bypass(host) and not urllib.request.proxy_bypass("127.0.0.1")
+    rows = [{"key": "direct", "url": f"{server.url}/img"}]
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), out)
+    assert summary["samples_out"] == 1, (out / "errors.jsonl").read_text()
+    assert members(out)["direct.png"] == PNG and server.proxied == []
 
 
 def test_the_closing_line_says_what_a_rerun_retries(tmp_path, server):

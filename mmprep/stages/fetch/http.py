@@ -145,8 +145,12 @@ class Fetch(Stage):
 
     def _manager(self, scheme: str, host: str) -> Any:
         """The connection pool for a URL: through the proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for
-        its scheme, unless ``NO_PROXY`` covers its host (read per URL, as urllib does); else direct."""
+        its scheme, unless ``NO_PROXY`` covers its host (``host``: with its port, if the URL names one, as
+        urllib passes it: a ``NO_PROXY`` entry ``host:8080`` matches that port only); else direct. Read per
+        URL, as urllib does; as urllib, a proxy without a scheme (``proxy:3128``) is an http one, and the
+        user and password in its URL are sent to it (``Proxy-Authorization``)."""
         import urllib.request
+        from urllib.parse import unquote
 
         import urllib3
 
@@ -155,7 +159,13 @@ class Fetch(Stage):
             return self._pool
         with self._lock:
             if proxy not in self._proxied:
-                self._proxied[proxy] = urllib3.ProxyManager(proxy, **self._options)
+                url = proxy if "://" in proxy else "http://" + proxy  # urllib3 refused it: every URL failed
+                auth = urlsplit(url)
+                headers = {}
+                if auth.username is not None:
+                    headers = urllib3.util.make_headers(
+                        proxy_basic_auth=f"{unquote(auth.username)}:{unquote(auth.password or '')}")
+                self._proxied[proxy] = urllib3.ProxyManager(url, proxy_headers=headers, **self._options)
             return self._proxied[proxy]
 
     def process(self, sample: Sample) -> Sample:
@@ -213,7 +223,8 @@ class Fetch(Stage):
         start = time.monotonic()
         try:
             parts = urlsplit(url)
-            resp = self._manager(parts.scheme, parts.hostname or "").request("GET", url, preload_content=False)
+            resp = self._manager(parts.scheme, parts.netloc.rpartition("@")[2]).request("GET", url,
+                                                                                      preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
             raise _transient(url, exc.reason) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
