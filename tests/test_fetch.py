@@ -28,8 +28,9 @@ class Server:
         self.down: set[str] = set()
         self.proxied: list[str] = []
         self.proxy_auth: list[str | None] = []
-        self.gate = threading.Lock()
+        self.gate = threading.Condition()
         self.now = self.most = 0
+        self.want = 1  # /wait.jpg: requests in flight at once before the first of them answer
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,10 +79,14 @@ class Server:
             h.end_headers()
             h.wfile.write(body)
             return None
-        if path == "/wait.jpg":  # in flight for 0.2 s: the server notes how many are at once
+        if path == "/wait.jpg":  # the server notes how many are in flight at once
+            # the first ones wait until ``want`` are (not on timing: on a loaded machine the third thread's
+            # request could come after the first two's sleep), then each stays 0.2 s
             with self.gate:
                 self.now += 1
                 self.most = max(self.most, self.now)
+                self.gate.notify_all()
+                self.gate.wait_for(lambda: self.most >= self.want, timeout=10)
             time.sleep(0.2)
             with self.gate:
                 self.now -= 1
@@ -346,8 +351,9 @@ def test_the_closing_line_says_what_a_rerun_retries(tmp_path, server):
 @pytest.mark.parametrize(("per_host", "most"), [(2, 2), (0, None)])
 def test_per_host_bounds_downloads_at_once_from_one_host(tmp_path, server, per_host, most):
     rows = [{"key": f"k{i}", "url": f"{server.url}/wait.jpg?{i}"} for i in range(8)]
-    doc = fetch_doc(concurrency=8, per_host=per_host, time_limit=10)
+    doc = fetch_doc(concurrency=8, per_host=per_host, time_limit=30, timeout=30)
     doc["execution"] = {"batch_size": 8}
+    server.want = most or 3  # the first two (or three) meet at the server: no race with its 0.2 s
     summary = build(doc, manifest(tmp_path / "m.jsonl", rows), tmp_path / "out", workers=1)
     assert summary["samples_out"] == 8
     assert server.most == most if most else server.most > 2  # unbounded: up to concurrency (8) at once
