@@ -344,8 +344,8 @@ def test_the_closing_line_says_what_a_rerun_retries(tmp_path, server):
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert lines[-2].startswith("errors by reason: fetch.unavailable 1"), res.stdout
-    assert lines[-1] == ("1 of them may pass later (a download timed out, a server was unavailable): the same "
-                         "command again retries those samples only")
+    assert lines[-1] == ("1 of them may pass later (a download timed out, a server was unavailable): a rerun "
+                         "without --force retries those samples only")
 
 
 @pytest.mark.parametrize(("per_host", "most"), [(2, 2), (0, None)])

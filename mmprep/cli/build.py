@@ -68,7 +68,7 @@ def _built(summary: dict, output: Path) -> str:
         line += f"\nerrors by reason: {shown} (details in {os.path.join(str(output), 'errors.jsonl')})"
     if summary.get("errors_to_retry"):
         line += (f"\n{summary['errors_to_retry']} of them may pass later (a download timed out, a server was "
-                 "unavailable): the same command again retries those samples only")
+                 "unavailable): a rerun without --force retries those samples only")
     return line
 
 

@@ -250,6 +250,7 @@ class Fetch(Stage):
                 body = _read(resp, int(length) if plain and length and length.isdigit() else None, cfg.max_bytes)
             finally:
                 timer.cancel()
+                timer.join()  # a shutdown under way ends before the duplicate closes (and its number is reused)
                 if sock is not None:
                     sock.close()  # our duplicate only: the connection stays open
             size = len(body)
