@@ -357,3 +357,17 @@ def test_per_host_bounds_downloads_at_once_from_one_host(tmp_path, server, per_h
     summary = build(doc, manifest(tmp_path / "m.jsonl", rows), tmp_path / "out", workers=1)
     assert summary["samples_out"] == 8
     assert server.most == most if most else server.most > 2  # unbounded: up to concurrency (8) at once
+
+
+def test_a_socks_proxy_in_the_environment_fails_before_work(tmp_path, monkeypatch):
+    from tests.conftest import run_cli
+
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(json.dumps(fetch_doc()))
+    (tmp_path / "m.jsonl").write_text(json.dumps({"key": "a", "url": "http://example.invalid/a.jpg"}) + "\n")
+    res = run_cli("build", str(pipe), "-i", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "out"),
+                  env_extra={"HTTP_PROXY": "socks5://127.0.0.1:1080", "http_proxy": "socks5://127.0.0.1:1080"})
+    assert res.returncode == 2 and not (tmp_path / "out").exists()
+    assert res.stderr.strip().splitlines()[-1] == (
+        "mmprep: config error: stages[0].HTTP_PROXY: socks5:// proxies are not supported by fetch (http:// and "
+        "https:// ones are); unset it or point it at an http proxy")

@@ -133,6 +133,18 @@ class Fetch(Stage):
         self._lock = threading.Lock()
         self._hosts: dict[str, threading.BoundedSemaphore] = {}  # per_host: a semaphore per host
 
+    def check(self) -> None:
+        """A proxy in the environment that urllib3 cannot use (``socks5://``) fails before any work: else
+        every URL would fail, as a transient error retried on every rerun."""
+        import urllib.request
+
+        from mmprep.errors import ConfigError
+
+        for scheme, proxy in urllib.request.getproxies().items():
+            if scheme in self.config.schemes and "://" in proxy and urlsplit(proxy).scheme not in ("http", "https"):
+                raise ConfigError(f"{scheme.upper()}_PROXY", f"{urlsplit(proxy).scheme}:// proxies are not supported "
+                                  "by fetch (http:// and https:// ones are); unset it or point it at an http proxy")
+
     def _gate(self, host: str) -> Any:
         """What a download from ``host`` holds while it runs: a semaphore of ``per_host`` places per host,
         or nothing to wait for."""
