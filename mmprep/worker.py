@@ -110,9 +110,8 @@ class ShardBuilder:
         self.reused_records = 0
         # a first stage that waits on the network (fetch) runs one batch ahead, in a thread, while the
         # other stages work on the batch before: downloads overlap decoding. Not with a summarizing
-        # stage (it would see samples from two threads) nor when the first stage's counters are shared
-        self.ahead = bool(self.stages) and self.stages[0].io_bound and not self.summarizers and \
-            self.slots[0] not in self.slots[1:]
+        # stage (it would see samples from two threads); counters are shared safely (``_bump``)
+        self.ahead = bool(self.stages) and self.stages[0].io_bound and not self.summarizers
         self.out = Path(task.out_dir)
         self.progress_path = self.out / ".progress" / f"{task.name}.json"
         self._last_progress = 0.0

@@ -213,7 +213,7 @@ class Fetch(Stage):
             return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
         try:
             with self._gate(parts.hostname):
-                body, info = self._download(url)
+                body, info = self._download(url, parts)
         except Drop as drop:
             drop.field = field
             return drop
@@ -228,13 +228,18 @@ class Fetch(Stage):
         meta(sample)["fetch"] = info
         return sample
 
-    def _download(self, url: str) -> tuple[bytes, dict[str, Any]]:
+    def _download(self, url: str, parts: Any) -> tuple[bytes, dict[str, Any]]:
+        """The body and the ``fetch`` metadata of ``url`` (``parts``: its ``urlsplit``)."""
         import urllib3
 
         cfg = self.config
         start = time.monotonic()
+
+        def late(what: str = "") -> Drop:
+            return Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s{what}",
+                        transient=True)
+
         try:
-            parts = urlsplit(url)
             resp = self._manager(parts.scheme, parts.netloc.rpartition("@")[2]).request("GET", url,
                                                                                       preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
@@ -248,8 +253,9 @@ class Fetch(Stage):
                            transient=True)
             if not 200 <= resp.status < 300:
                 raise Drop("fetch.http_status", f"{url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > cfg.max_bytes:
+            header = resp.headers.get("Content-Length") or ""
+            length = int(header) if header.isdigit() else None
+            if length is not None and length > cfg.max_bytes:
                 raise Drop("fetch.too_large", f"{url}: Content-Length {length} > max_bytes {cfg.max_bytes}")
             # one read of the whole body (a read per arriving packet costs more CPU than the decode after
             # it); time_limit by a timer that shuts the socket, which ends a read a slow server drips
@@ -259,7 +265,7 @@ class Fetch(Stage):
             try:
                 # a compressed body's length is not the length read (urllib3 decodes it): read to the end
                 plain = resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
-                body = _read(resp, int(length) if plain and length and length.isdigit() else None, cfg.max_bytes)
+                body = _read(resp, length if plain else None, cfg.max_bytes)
             finally:
                 timer.cancel()
                 timer.join()  # a shutdown under way ends before the duplicate closes (and its number is reused)
@@ -267,8 +273,7 @@ class Fetch(Stage):
                     sock.close()  # our duplicate only: the connection stays open
             size = len(body)
             if time.monotonic() - start >= cfg.time_limit:
-                raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s "
-                                            f"({size} bytes)", transient=True)
+                raise late(f" ({size} bytes)")
             if size > cfg.max_bytes:
                 raise Drop("fetch.too_large", f"{url}: more than max_bytes {cfg.max_bytes}")
             done = True
@@ -276,8 +281,7 @@ class Fetch(Stage):
             raise Drop("fetch.bad_encoding", f"{url}: {' '.join(str(exc).split())}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if time.monotonic() - start >= cfg.time_limit:
-                raise Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s",
-                           transient=True) from None
+                raise late() from None
             raise _transient(url, exc) from None
         finally:
             if not done:  # the rest of the body is not wanted: close the connection, do not read it
@@ -290,8 +294,7 @@ class Fetch(Stage):
         for hop in resp.retries.history if resp.retries else ():
             if hop.redirect_location:
                 final = urljoin(final, hop.redirect_location)
-        return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype,
-                                  "bytes": size}
+        return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype, "bytes": size}
 
 
 def _read(resp: Any, length: int | None, max_bytes: int) -> bytes:
