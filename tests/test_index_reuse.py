@@ -1,0 +1,75 @@
+"""The merge takes a shard's index rows from the last index.parquet when its rows file is the same bytes
+(``report._LastIndex``): a rerun that rebuilt one shard of many does not parse every shard's rows again.
+Every index so made is compared with a fresh build's, row for row and byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+
+from mmprep.report import ROWS_KEY
+from tests.conftest import build
+from tests.test_incremental_copy import outputs, text_corpus, text_doc
+
+
+def stats(out) -> dict:
+    return json.loads((out / "stats.json").read_text())
+
+
+def footer(out) -> list:
+    return json.loads(pq.ParquetFile(out / "index.parquet").metadata.metadata[ROWS_KEY.encode()])
+
+
+def test_unchanged_shards_rows_come_from_the_last_index_and_equal_a_fresh_build(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus")  # 100 records, 40 per shard: 3 shards
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(), corpus, out, workers=1)
+    assert stats(out)["run"]["index_shards_reused"] == 0  # nothing to reuse on a first build
+    assert [(name, rows) for name, _, rows in footer(out)] == [("t-000000", 39), ("t-000001", 40),
+                                                              ("t-000002", 20)]
+    (corpus / "d1" / "s050.txt").write_text("a new caption for s050")  # shard 1 only
+    again = build(text_doc(), corpus, out, workers=1)
+    assert again["shards_built"] == 1
+    assert stats(out)["run"]["index_shards_reused"] == 2  # shards 0 and 2: read back, not parsed
+    build(text_doc(), corpus, fresh, workers=1)
+    assert outputs(out) == outputs(fresh)
+    assert (out / "index.parquet").read_bytes() == (fresh / "index.parquet").read_bytes()
+
+
+def test_a_rows_file_that_changed_since_the_last_merge_is_parsed_again(tmp_path):
+    """The footer's digest is of the rows file's bytes: a rows file rewritten since (here by hand, one
+    row's status, with the part's byte count kept true) is not served from the last index."""
+    corpus = text_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    build(text_doc(), corpus, out, workers=1)
+    part, rows = out / ".parts" / "t-000002.json", out / ".parts" / "t-000002.rows"
+    text = rows.read_text()
+    first = text.split("\n", 1)[0]
+    edited = first.replace('"status":"ok"', '"status":"OK"')
+    assert edited != first
+    rows.write_text(text.replace(first, edited, 1))
+    doc = json.loads(part.read_text())
+    doc["rows_bytes"] = rows.stat().st_size
+    part.write_text(json.dumps(doc))
+    os.remove(out / "stats.json")  # the reports are merged again
+    build(text_doc(), corpus, out, workers=1)
+    assert stats(out)["run"]["index_shards_reused"] == 2  # t-000002's digest no longer matches
+    statuses = {r["key"]: r["status"] for r in pq.read_table(out / "index.parquet").to_pylist()}
+    assert statuses["d2/s080"] == "OK"  # parsed from the rows file as it is now
+
+
+def test_an_index_without_the_footer_or_with_another_schema_is_not_read(tmp_path):
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(), corpus, out, workers=1)
+    table = pq.read_table(out / "index.parquet")
+    pq.write_table(table.drop_columns(["duration"]).replace_schema_metadata(
+        {**(table.schema.metadata or {}), ROWS_KEY.encode(): json.dumps(footer(out)).encode()}),
+        out / "index.parquet")  # the footer kept, a column gone
+    (corpus / "d1" / "s050.txt").write_text("a new caption for s050")
+    build(text_doc(), corpus, out, workers=1)
+    assert stats(out)["run"]["index_shards_reused"] == 0
+    build(text_doc(), corpus, fresh, workers=1)
+    assert outputs(out) == outputs(fresh)
