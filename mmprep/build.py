@@ -31,6 +31,7 @@ from mmprep.errors import ConfigError
 from mmprep.executors import check_start_method, default_workers, preload, run_dask, run_local
 from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
+from mmprep.recordstore import RecordStore
 from mmprep.report import Merger
 from mmprep.report import preload as preload_merge
 from mmprep.shardtask import ShardTask
@@ -215,6 +216,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                     force=opts.force, folder_input=folder_input, reports=reports)
     phases = _Phases()  # where the time went, in stats.json: a slow scan or merge shows there
     skipped: list[Skipped] = []  # what the listing left out: reported in stats.json every run
+    store: RecordStore | None = None  # the records of the last run, by folder (OUT/.records)
     try:
         # a folder whose first half differs starts the pool at once (WarmUp.head) where cores are to spare.
         # The listing keeps two busy (it stats half the files in a forked child), and on two a pool started
@@ -233,12 +235,20 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                 if summary is not None:
                     warmup.abandon()  # none should have started; if one did, stop it
                     return summary
+        if listing is not None and not dry:  # the records are saved by folder as they are made, in OUT
+            lock.acquire(out)
+            out.mkdir(parents=True, exist_ok=True)  # acquire made it, but where there are no locks
+            store = RecordStore(out / ".records", digest(str(source), to_json([inp.include, inp.exclude]),
+                                                         __version__), read=not opts.force)
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
-                              include=inp.include, exclude=inp.exclude, listing=listing, skipped=skipped)
+                              include=inp.include, exclude=inp.exclude, listing=listing, skipped=skipped,
+                              store=store)
         if not dry:
             lock.acquire(out)
     except BaseException:  # a manifest's config error: stop the workers now, not at exit
         warmup.abandon()
+        if store is not None:
+            store.abandon()
         raise
     del listing
     phases.end("scan")

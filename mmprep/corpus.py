@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mmprep.errors import ConfigError
-from mmprep.keys import unique_keys
+from mmprep.keys import sanitize_key, unique_keys
 from mmprep.listing import Folder, Skipped, list_folder
+from mmprep.recordstore import RecordStore
 from mmprep.sample import RESERVED, ext_modality
 
 log = logging.getLogger(__name__)
@@ -93,19 +94,22 @@ def hash_text(text: str) -> str:
 
 
 def scan_folder(root: Path, *, include: list[str] = (), exclude: list[str] = (),
-                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None,
+                store: RecordStore | None = None) -> list[Record]:
     """Files sharing a path stem form one sample: ``a/b/x.jpg`` + ``a/b/x.txt`` -> key ``a/b/x``.
 
     The files are those :func:`mmprep.listing.list_folder` finds (pass ``listing`` when it was listed
     already: ``include`` and ``exclude`` were applied then, and are not used here). A folder's names
     come sorted, hence a stem's files by extension, and their stamps are joined in that order. Files
     left out (the module docstring says which) are appended to ``skipped``, for the build's report.
+    ``store``: records of the last run by folder (:class:`mmprep.recordstore.RecordStore`), used for the
+    folders that did not change, and written anew.
     """
     skipped = [] if skipped is None else skipped
     with _gc_paused():  # ~100k new objects and no cycles: the cyclic collector would only walk them
         if listing is None:
             listing = list_folder(str(root), list(include), list(exclude), skipped=skipped)
-        return _records(listing, skipped)
+        return _records(listing, skipped, store)
 
 
 # Matches a folder's names joined by "/" (no file name holds one) when some extension is no field name
@@ -136,50 +140,85 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _records(listing: list[Folder], skipped: list[Skipped]) -> list[Record]:
+def _records(listing: list[Folder], skipped: list[Skipped], store: RecordStore | None = None) -> list[Record]:
     """The records of a listing, which this consumes: each folder's names and stats are dropped once read,
-    so the listing and the records are not both whole in memory."""
-    groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
+    so the listing and the records are not both whole in memory. With a ``store``, a folder whose digest
+    is saved there gives its records back from it, and every folder's are saved for the next run.
+
+    A folder's records do not depend on other folders, but for keys: each is its stem sanitized, unless
+    two stems of the corpus sanitize alike (``a b/x`` and ``a_b/x``), then ``unique_keys`` decides over
+    all of them (the raw stems are kept for that: a record's ``origin``, or where that is no raw stem,
+    a name that is not UTF-8, in the folder's ``odd``)."""
     fields: dict[str, str] = {}  # extension -> field name, one string shared by every record; "" if invalid
-    dotted: list[str] = []  # stems with a dot in their base name: maybe fields of a shorter stem
+    records: list[Record] = []
+    odd: dict[int, str] = {}  # record index -> raw stem, where the origin is not it
+    new = tuple.__new__
     for folder in listing:
-        rel_dir, base, stats = folder.rel, folder.path + os.sep, folder.stats
-        # this loop runs once per file: sizes, mtimes and ctimes come as three slices of the stats
-        for name, size, mtime, ctime in zip(folder.names, stats[0::3], stats[1::3], stats[2::3], strict=True):
-            stem, _, raw = name.rpartition(".")
-            ext = fields.get(raw) or _field_name(raw, fields)
-            if not ext:
-                _bad_field(base + name, raw, skipped)
-                continue
-            full = rel_dir + stem
-            group = groups.get(full)
-            if group is not None and ext in group[0]:
-                _clash(group[0][ext], base + name, ext, full, skipped)
-                continue
-            if size < 0:  # GONE: vanished, or cannot be read
-                stamp, size = f"{ext}:missing", 0
-            else:
-                stamp = f"{ext}:{size}:{mtime}:{ctime}"
-            if group is None:
-                groups[full] = [{ext: base + name}, stamp, size]
-                if "." in stem:
-                    dotted.append(full)
-            else:
-                group[0][ext] = base + name
-                group[1] = f"{group[1]}|{stamp}"
-                group[2] += size
+        entry = store.get(folder.rel, folder.digest) if store is not None else None
+        if entry is not None:  # (record tuples, odd raw stems by index in them, left out: path, reason, message)
+            rows, raws, left = entry
+            for path, reason, message in left:
+                log.warning("input: %s left out: %s", printable(path), message)
+                skipped.append(Skipped(path, reason, message))
+            store.keep(folder.rel, folder.digest)
+        else:
+            before = len(skipped)
+            rows, raws = _folder_records(folder, fields, skipped)
+            if store is not None:
+                store.put(folder.rel, folder.digest, (rows, raws, [tuple(item) for item in skipped[before:]]))
+        odd.update((len(records) + i, raw) for i, raw in raws.items())
+        records += [new(Record, row) for row in rows]
         folder.names, folder.stats = [], folder.stats[:0]
-    for stem in dotted:
-        _merge_dotted(stem, groups, skipped)
-    keys = unique_keys(list(groups))
-    # tuple.__new__ and blake2b called here: no Python frame per record (Record's own __new__ is one)
-    blake2b, new = hashlib.blake2b, tuple.__new__
-    records = [new(Record, (keys[stem], printable(stem), paths, _NONE,
-                            blake2b(stamp.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), size))
-               for stem, (paths, stamp, size) in groups.items()]
-    del groups, keys
+    if store is not None:
+        store.commit()
+    if len(set(map(_KEY, records))) < len(records):  # two stems sanitize alike: unique_keys decides
+        keys = unique_keys([odd.get(i, r.origin) for i, r in enumerate(records)])
+        records = [r._replace(key=keys[odd.get(i, r.origin)]) for i, r in enumerate(records)]
     records.sort(key=_KEY)
     return records
+
+
+def _folder_records(folder: Folder, fields: dict[str, str], skipped: list[Skipped]
+                    ) -> tuple[list[tuple], dict[int, str]]:
+    """One folder's records as tuples (a :class:`Record`'s fields; ``inline`` is one empty dict, which
+    ``marshal`` keeps one per folder), each keyed by its stem sanitized, and the raw stems that are not
+    their records' origins, by index."""
+    groups: dict[str, list] = {}  # stem -> [fields, "ext:size:mtime:ctime|..." over its files, bytes]
+    dotted: list[str] = []  # stems with a dot in their base name: maybe fields of a shorter stem
+    rel_dir, base, stats = folder.rel, folder.path + os.sep, folder.stats
+    # this loop runs once per file: sizes, mtimes and ctimes come as three slices of the stats
+    for name, size, mtime, ctime in zip(folder.names, stats[0::3], stats[1::3], stats[2::3], strict=True):
+        stem, _, raw = name.rpartition(".")
+        ext = fields.get(raw) or _field_name(raw, fields)
+        if not ext:
+            _bad_field(base + name, raw, skipped)
+            continue
+        full = rel_dir + stem
+        group = groups.get(full)
+        if group is not None and ext in group[0]:
+            _clash(group[0][ext], base + name, ext, full, skipped)
+            continue
+        if size < 0:  # GONE: vanished, or cannot be read
+            stamp, size = f"{ext}:missing", 0
+        else:
+            stamp = f"{ext}:{size}:{mtime}:{ctime}"
+        if group is None:
+            groups[full] = [{ext: base + name}, stamp, size]
+            if "." in stem:
+                dotted.append(full)
+        else:
+            group[0][ext] = base + name
+            group[1] = f"{group[1]}|{stamp}"
+            group[2] += size
+    for stem in dotted:
+        _merge_dotted(stem, groups, skipped)
+    # blake2b called here: no Python frame per record
+    blake2b = hashlib.blake2b
+    rows = [(sanitize_key(stem), printable(stem), paths, _NONE,
+             blake2b(stamp.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), size)
+            for stem, (paths, stamp, size) in groups.items()]
+    raws = {i: stem for i, stem in enumerate(groups) if rows[i][1] != stem}
+    return rows, raws
 
 
 def _field_name(ext: str, fields: dict[str, str]) -> str:
@@ -194,7 +233,7 @@ def _field_name(ext: str, fields: dict[str, str]) -> str:
 def _bad_field(path: str, ext: str, skipped: list[Skipped]) -> None:
     why = "a reserved name" if ext.lower() in RESERVED else "not a field name (lowercase letters, digits, _)"
     message = f"extension {printable(ext)!r} is {why}"
-    log.warning("input: %s left out: its %s", printable(path), message)
+    log.warning("input: %s left out: %s", printable(path), message)
     skipped.append(Skipped(path, "input.bad_field_name", message))
 
 
@@ -354,7 +393,8 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
 
 def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
                 path_columns: list[str] | None = None, include=(), exclude=(),
-                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None) -> list[Record]:
+                listing: list[Folder] | None = None, skipped: list[Skipped] | None = None,
+                store: RecordStore | None = None) -> list[Record]:
     """A folder's or a manifest's records, sorted by key. Folder files left out go to ``skipped``
     (:class:`mmprep.listing.Skipped`, as the listing's own); a bad manifest is a :class:`ConfigError`."""
     path = Path(path)
@@ -371,5 +411,6 @@ def read_corpus(path: str | Path, *, fmt: str = "auto", key_column: str = "key",
     if fmt == "folder":
         if not path.is_dir():
             raise ConfigError("input.path", f"{path} is not a folder")
-        return scan_folder(path, include=list(include), exclude=list(exclude), listing=listing, skipped=skipped)
+        return scan_folder(path, include=list(include), exclude=list(exclude), listing=listing, skipped=skipped,
+                           store=store)
     return read_manifest(path, fmt=fmt, key_column=key_column, path_columns=path_columns)

@@ -167,9 +167,7 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
               submitted: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
     """``submitted``: called once the tasks are with the pool, before the first result is waited for (the
     driver has time on its hands then: the merge imports its libraries)."""
-    # one shard runs in the driver, unless a pool is up already: its workers have the stages set up,
-    # where the driver would set them up first (OpenCV's import alone is 0.03 s)
-    if workers == 1 or (len(tasks) <= 1 and pool is None):
+    if workers == 1 or len(tasks) <= 1:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         for task in tasks:
