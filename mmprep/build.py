@@ -1,9 +1,10 @@
 """``mmprep build``: plan shards, skip the complete ones, run the rest, then write the reports.
 
 Order of events, so a config error writes nothing: validate the spec, pre-flight every stage,
-read the corpus listing; only then create OUT. Shards are the unit of work: records sorted by key
-are cut into runs of ``output.max_samples``, so the same corpus always gives the same shards,
-whatever the worker count or executor.
+list the corpus; only then create OUT (for a folder, before its records are made: they are saved
+there). Shards are the unit of work: records sorted by key are cut into runs of
+``output.max_samples``, so the same corpus always gives the same shards, whatever the worker count or
+executor.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import platform
 import re
 import shutil
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,8 +240,10 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         if listing is not None and not dry:  # the records are saved by folder as they are made, in OUT
             lock.acquire(out)
             out.mkdir(parents=True, exist_ok=True)  # acquire made it, but where there are no locks
+            # keys are sanitized with the Unicode tables of this Python: another one may make others
             store = RecordStore(out / ".records", digest(str(source), to_json([inp.include, inp.exclude]),
-                                                         __version__), read=not opts.force)
+                                                         __version__, unicodedata.unidata_version),
+                                read=not opts.force)
         records = read_corpus(source, fmt=inp.format, key_column=inp.key_column, path_columns=inp.path_columns,
                               include=inp.include, exclude=inp.exclude, listing=listing, skipped=skipped,
                               store=store)
@@ -250,7 +254,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         if store is not None:
             store.abandon()
         raise
-    del listing
+    del listing, store
     phases.end("scan")
     if dry:
         return _dry_run(out, spec, records, pipeline_hash, opts, reports, skipped, t0)

@@ -108,12 +108,16 @@ class RecordStore:
             if self._fh is None and not self._failed and self._kept != list(self.saved):
                 self._open()  # no folder changed, but some went
             fh, self._fh = self._fh, None
-            if fh is None:
-                return
-            fh.close()
-            os.replace(self._tmp, self.path)
+            if fh is not None:
+                fh.close()
+                os.replace(self._tmp, self.path)
         except OSError as exc:
             self._give_up(exc)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was read: it is as big as the store, and the build goes on for long after."""
+        self.saved, self._kept = {}, []
 
     def abandon(self) -> None:
         fh, self._fh = self._fh, None
@@ -121,3 +125,4 @@ class RecordStore:
             fh.close()
         if self._tmp is not None:
             Path(self._tmp).unlink(missing_ok=True)
+        self._forget()

@@ -104,28 +104,30 @@ class _LastIndex:
         self.places: dict[tuple[str, str], tuple[int, int, int]] = {}  # (shard, digest) -> row groups, rows
         if os.name == "nt":  # an open file cannot be replaced there
             return
+        file = None
         try:
             import pyarrow.parquet as pq
 
             file = pq.ParquetFile(path)
             entries = json.loads((file.metadata.metadata or {})[ROWS_KEY.encode()])
             if not file.schema_arrow.equals(index_schema()):
-                file.close()
-                return
+                raise ValueError("another schema")
             group_at = {0: 0}  # first row -> row group starting there (and the end -> their count)
             total = 0
             for i in range(file.metadata.num_row_groups):
                 total += file.metadata.row_group(i).num_rows
                 group_at[total] = i + 1
-            start = 0
+            places, start = {}, 0
             for name, digest, n in entries:
                 first, end = group_at.get(start), group_at.get(start + n)
                 if digest and n and first is not None and end is not None:
-                    self.places[(name, digest)] = (first, end, n)
+                    places[(name, digest)] = (first, end, n)
                 start += n
-        except (OSError, ValueError, KeyError, TypeError):  # pyarrow's errors are OSError or ValueError
+        except Exception:  # noqa: BLE001 - no index, not ours, a footer of another shape: parse the rows
+            if file is not None:
+                file.close()
             return
-        self.file = file
+        self.file, self.places = file, places
 
     def rows(self, name: str, digest: str | None, n: int) -> Any:
         """The shard's rows as the last index holds them, or None."""
@@ -134,7 +136,7 @@ class _LastIndex:
             return None
         try:
             table = self.file.read_row_groups(range(place[0], place[1]))
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - any of pyarrow's errors: the rows file is parsed instead
             return None
         return table if table.num_rows == n else None
 

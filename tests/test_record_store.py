@@ -134,3 +134,14 @@ def test_a_dry_run_writes_no_store(tmp_path):
     out = tmp_path / "out"
     build(text_doc(), corpus, out, workers=1, dry_run=True)
     assert not out.exists()
+
+
+def test_the_store_read_is_dropped_once_the_records_are_made(tmp_path):
+    """What was read is as big as the store file: it is not kept through the rest of the build."""
+    root = text_corpus(tmp_path / "corpus")
+    path = tmp_path / "records"
+    scan(root, path)
+    store = RecordStore(path, "x")
+    assert len(store.saved) == 5  # the root and d0..d3
+    scan_folder(root, store=store)
+    assert store.saved == {} and store._kept == []
