@@ -160,7 +160,6 @@ def _records(listing: list[Folder], skipped: list[Skipped], store: RecordStore |
             for path, reason, message in left:
                 log.warning("input: %s left out: %s", printable(path), message)
                 skipped.append(Skipped(path, reason, message))
-            store.keep(folder.rel, folder.digest)
         else:
             before = len(skipped)
             rows, raws = _folder_records(folder, fields, skipped)

@@ -33,7 +33,7 @@ class RecordStore:
         self._fh: BinaryIO | None = None
         self._tmp: Path | None = None
         self._failed = False
-        self._kept: list[str] = []  # folders kept before the file was opened (see ``keep``)
+        self._kept: list[str] = []  # folders given back before the file was opened (see ``get``)
         if read:
             self._load()
 
@@ -54,30 +54,26 @@ class RecordStore:
         self.saved = saved
 
     def get(self, rel: str, digest: str) -> Any:
-        """What :meth:`put` saved for the folder with this digest (as it was given), or None."""
+        """What :meth:`put` saved for the folder with this digest (as it was given), or None. What is
+        given is carried over to the store being written, unread: written once a folder is ``put``, so a
+        run where none changed leaves the file as it is."""
         hit = self.saved.get(rel)
         if hit is None or not digest or hit[0] != digest:
             return None
         try:
-            return marshal.loads(hit[1])
+            entry = marshal.loads(hit[1])
         except (EOFError, ValueError, TypeError):
             return None
+        if self._fh is None:
+            self._kept.append(rel)
+        else:
+            self._write(rel, digest, hit[1])
+        return entry
 
     def put(self, rel: str, digest: str, entry: Any) -> None:
         """Save the folder's entry (marshal-able data) for the next run: written at once, published by
         :meth:`commit`."""
         self._write(rel, digest, marshal.dumps(entry))
-
-    def keep(self, rel: str, digest: str) -> None:
-        """Carry the folder's saved entry (``get`` gave it) over to the store being written, unread. Kept
-        entries are written once a folder is ``put``: a run where none changed leaves the file as it is."""
-        hit = self.saved.get(rel)
-        if hit is None or hit[0] != digest:
-            return
-        if self._fh is None:
-            self._kept.append(rel)
-        else:
-            self._write(rel, digest, hit[1])
 
     def _write(self, rel: str, digest: str, entry: bytes) -> None:
         """A store that cannot be written is given up with a warning: the build goes on without it."""

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from mmprep import build as build_module
 from mmprep import warmup as warmup_module
 from tests.conftest import build
+from tests.test_core_reuse import text_corpus as plain_corpus
 
 
 def text_doc(**output) -> dict:
@@ -18,10 +19,7 @@ def text_doc(**output) -> dict:
 
 
 def text_corpus(root, n: int = 100):
-    for i in range(n):
-        folder = root / f"d{i // 30}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"s{i:03d}.txt").write_text(f"caption {i} " + "word " * (i % 7))
+    plain_corpus(root, n)
     (root / "d0" / "s010.txt").write_text("")  # dropped (input.empty): a record with no row, and an error
     return root
 
