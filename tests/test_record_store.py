@@ -52,6 +52,35 @@ def test_only_changed_folders_are_made_again_and_the_records_equal_a_fresh_scan(
     assert scan(root, store)[0] == again and made == []  # the store now has the edited folders
 
 
+def test_a_folder_edited_in_place_makes_only_the_records_of_the_edited_samples_again(tmp_path, monkeypatch):
+    root = tmp_path / "corpus"
+    folder = root / "d"
+    folder.mkdir(parents=True)
+    for i in range(40):
+        (folder / f"s{i:02d}.txt").write_text(f"sample {i}")
+    # x.l-1 is a sample of its own whose file sorts between x's; x.mfcc.npy is a field of x;
+    # y.txt clashes with y.TXT (sorted first, so kept) and z.TX-T is no field name: both left out
+    for name in ("x.jpg", "x.l-1.jpg", "x.mfcc.npy", "x.txt", "y.txt", "y.TXT", "z.TX-T"):
+        (folder / name).write_text(name)
+    store = tmp_path / "records"
+    first, skipped = scan(root, store)
+    calls: list[list[str]] = []
+    real = corpus_module._folder_records
+    monkeypatch.setattr(corpus_module, "_folder_records", lambda f, *a: calls.append(f.names) or real(f, *a))
+    for name in ("x.mfcc.npy", "s07.txt", "y.txt", "z.TX-T"):  # the last two are in no sample
+        (folder / name).write_text(f"{name} edited, longer")
+    again, skipped_again = scan(root, store)
+    assert calls == [["s07.txt"], ["x.jpg", "x.mfcc.npy", "x.txt"]]
+    assert again != first and again == scan(root)[0]
+    assert skipped_again == skipped and {s.reason for s in skipped} == {"input.field_clash", "input.bad_field_name"}
+    assert [a.key for a, b in zip(again, first, strict=True) if a != b] == ["d/s07", "d/x"]
+    calls.clear()
+    for i in range(0, 40, 4):  # over an eighth of the folder: it is made again whole
+        (folder / f"s{i:02d}.txt").write_text("edited again")
+    assert scan(root, store)[0] == scan(root)[0]
+    assert [c for c in calls if c] == [sorted(os.listdir(folder))] * 2  # the store's scan, then the fresh one
+
+
 def test_keys_that_collide_across_folders_come_out_as_a_fresh_scan_gives_them(tmp_path, made):
     root = tmp_path / "corpus"
     for folder in ("a b", "a_b", "c"):
