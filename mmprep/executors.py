@@ -109,7 +109,8 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build.
     ``method``: the preferred start method (see ``_context``)."""
     ctx = _context(method)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)  # see below
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,  # see below
+                               initargs=(dict(os.environ),))
     log.info("starting %d worker processes (%s)", workers, ctx.get_start_method())
     if setup is None:
         return pool
@@ -127,7 +128,12 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     return pool
 
 
-def _worker_init() -> None:
+def _worker_init(environ: dict[str, str]) -> None:
+    """``environ``: the driver's when it started the pool. A worker forked by a forkserver that an earlier
+    build (of a library caller) started has that one's: a proxy set since would not reach the downloads."""
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
     gc.enable()  # off in a driver paused mid-scan, whose state a forked worker inherits
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (a worker forked from it has it)
     exit_with_parent()
@@ -167,7 +173,9 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
               submitted: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
     """``submitted``: called once the tasks are with the pool, before the first result is waited for (the
     driver has time on its hands then: the merge imports its libraries)."""
-    if workers == 1 or len(tasks) <= 1:
+    # one shard goes to a pool started already (its imports done beside the scan): the driver imports the
+    # merge's libraries meanwhile. With no pool, starting one costs more than the shard gains.
+    if workers == 1 or not tasks or (len(tasks) == 1 and pool is None):
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         for task in tasks:

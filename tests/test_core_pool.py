@@ -63,3 +63,20 @@ def test_a_build_from_a_script_read_on_stdin_starts_its_workers(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["ok"] and summary["shards_built"] == 3 and summary["samples_out"] == 6
+
+
+def test_workers_of_a_forkserver_started_earlier_get_the_environment_the_driver_has_now(tmp_path):
+    """A library caller's second build: the forkserver kept the environment of the first, and a proxy set
+    in between must reach the downloads all the same."""
+    code = ("import os\nfrom mmprep.executors import start_pool\n"
+            "def read(): return os.environ.get('MMPREP_TEST_PROXY', '-')\n"
+            "if __name__ == '__main__':\n"
+            "    first = start_pool(1, method='forkserver'); print(first.submit(read).result()); first.shutdown()\n"
+            "    os.environ['MMPREP_TEST_PROXY'] = 'http://proxy:3128'\n"
+            "    second = start_pool(1, method='forkserver')\n"
+            "    print(second._mp_context.get_start_method(), second.submit(read).result()); second.shutdown()\n")
+    script = tmp_path / "probe.py"  # a file: forkserver workers import the caller's main module by its path
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if k not in ("MMPREP_START_METHOD", "MMPREP_TEST_PROXY")}
+    res = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=120)
+    assert res.stdout.split() == ["-", "forkserver", "http://proxy:3128"], res.stderr
