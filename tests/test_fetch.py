@@ -20,6 +20,11 @@ PNG = image_bytes(20, 10, ext="png", seed=2)
 WAV = wav_bytes(np.zeros(1600, np.float32))
 
 
+ROBOTS = {"/noai.jpg": ["noai"], "/theirs.jpg": ["otherbot: noai"], "/ours.jpg": ["MMprep: noimageai"],
+          "/two.jpg": ["nofollow", "NoIndex"], "/joined.jpg": ["otherbot: nofollow, mmprep: noai"],
+          "/fine.jpg": ["nofollow, unavailable_after: 25 Jun 2030 15:00:00 PST"]}
+
+
 class Server:
     """Serves fixed routes; counts requests per path; ``down`` paths answer 503 while listed."""
 
@@ -91,6 +96,15 @@ class Server:
             with self.gate:
                 self.now -= 1
             return self.send(h, 200, JPG, "image/jpeg")
+        if path in ROBOTS:  # opted out (or not) by X-Robots-Tag headers
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            for value in ROBOTS[path]:
+                h.send_header("X-Robots-Tag", value)
+            h.send_header("Content-Length", str(len(JPG)))
+            h.end_headers()
+            h.wfile.write(JPG)
+            return None
         if path == "/blob":
             return self.send(h, 200, b"data", "application/octet-stream")
         if path == "/slow.jpg":  # headers at once, then a byte every 0.3 s: only time_limit stops it
@@ -208,7 +222,24 @@ def test_downloads_are_cached_for_later_stage_changes(tmp_path, server):
     assert len(members(tmp_path / "o2")["a.jpg"]) < len(JPG)
 
 
-@pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0)])
+def test_x_robots_tag_opt_outs_are_dropped_with_their_directive_unless_none_are_disallowed(tmp_path, server):
+    m = manifest(tmp_path / "m.jsonl", [{"key": path[1:-4], "url": server.url + path} for path in ROBOTS])
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), m, out)
+    errors = errors_of(out)
+    assert {k: (e["reason"], e["message"].split(" X-Robots-Tag ")[1]) for k, e in errors.items()} == {
+        "noai": ("fetch.opted_out", "noai"), "ours": ("fetch.opted_out", "noimageai"),
+        "two": ("fetch.opted_out", "noindex"), "joined": ("fetch.opted_out", "noai")}
+    assert not any(e.get("transient") for e in errors.values())  # a rerun does not ask again
+    assert sorted(members(out)) == ["fine.jpg", "fine.meta.json", "fine.url", "theirs.jpg", "theirs.meta.json",
+                                    "theirs.url"]
+    assert summary["errors_by_reason"] == {"fetch.opted_out": 4}
+    everything = build(fetch_doc(disallowed_header_directives=[]), m, tmp_path / "all")
+    assert everything["samples_out"] == len(ROBOTS) and members(tmp_path / "all")["noai.jpg"] == JPG
+
+
+@pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0),
+                                            ("disallowed_header_directives", ["no ai"])])
 def test_bad_fetch_config_fails_before_work(tmp_path, key, value):
     from mmprep.config import parse_pipeline
     from mmprep.errors import ConfigError

@@ -16,6 +16,9 @@ from the response's ``Content-Type``, else from the URL's extension, or ``out`` 
   (and nothing else). A 404, a bad URL or a too-large body is permanent (``fetch.http_status``,
   ``fetch.bad_url``, ``fetch.too_large``, ``fetch.empty``, ``fetch.unknown_type``,
   ``fetch.bad_encoding``) and not retried.
+- **Opt-outs obeyed**: a response whose ``X-Robots-Tag`` header says ``noai``, ``noimageai``, ``noindex``
+  or ``noimageindex`` (``disallowed_header_directives``, as img2dataset), for every crawler or for
+  this one, is dropped as ``fetch.opted_out`` without reading its body. robots.txt is not read.
 - **Fetched once**: the downloaded bytes go into the content cache (keyed by the URL and these
   parameters), so a change to a later stage, or a re-shard, downloads nothing.
 
@@ -82,6 +85,19 @@ class Fetch(Stage):
                                                            "many as concurrency): be polite to one CDN.")
         user_agent: str = Field(f"mmprep/{__version__}", min_length=1, description="User-Agent header.")
         schemes: list[str] = Field(["http", "https"], min_length=1, description="URL schemes allowed.")
+        disallowed_header_directives: list[str] = Field(
+            ["noai", "noimageai", "noindex", "noimageindex"],
+            description="X-Robots-Tag directives that opt a URL out, for every crawler or for the product token "
+                        "of user_agent (img2dataset's default): its sample is dropped (fetch.opted_out), the "
+                        "body unread. [] fetches them.")
+
+        @field_validator("disallowed_header_directives")
+        @classmethod
+        def _directives(cls, value: list[str]) -> list[str]:
+            bad = [d for d in value if not _DIRECTIVE.fullmatch(d)]
+            if bad:
+                raise ValueError(f"{bad} are not X-Robots-Tag directives (letters, digits, _ and -)")
+            return sorted({d.lower() for d in value})
 
         @field_validator("field", "out")
         @classmethod
@@ -103,7 +119,12 @@ class Fetch(Stage):
     def params(self) -> dict[str, Any]:
         """How the bytes are fetched (threads, timeouts, retries, User-Agent) is not in the cache key:
         changing it downloads nothing again."""
-        return {k: v for k, v in super().params().items() if k in ("field", "out", "keep_url", "max_bytes", "schemes")}
+        kept = ("field", "out", "keep_url", "max_bytes", "schemes", "disallowed_header_directives")
+        return {**{k: v for k, v in super().params().items() if k in kept}, "crawler": self._crawler()}
+
+    def _crawler(self) -> str:
+        """The name X-Robots-Tag directives for one crawler use for this one: user_agent's product token."""
+        return self.config.user_agent.split("/")[0].split()[0].lower()
 
     def creates(self) -> tuple[tuple[str, str], ...]:
         return (("out", self.config.out),) if self.config.out != "auto" else ()
@@ -253,6 +274,10 @@ class Fetch(Stage):
                            transient=True)
             if not 200 <= resp.status < 300:
                 raise Drop("fetch.http_status", f"{url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
+            directive = opted_out(resp.headers.getlist("X-Robots-Tag"), self._crawler(),
+                                  cfg.disallowed_header_directives)
+            if directive is not None:
+                raise Drop("fetch.opted_out", f"{url}: X-Robots-Tag {directive}")
             header = resp.headers.get("Content-Length") or ""
             length = int(header) if header.isdigit() else None
             if length is not None and length > cfg.max_bytes:
@@ -295,6 +320,27 @@ class Fetch(Stage):
             if hop.redirect_location:
                 final = urljoin(final, hop.redirect_location)
         return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype, "bytes": size}
+
+
+_DIRECTIVE = re.compile(r"[A-Za-z0-9_-]+")
+_FOR_CRAWLER = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*:(.*)", re.DOTALL)  # "otherbot: noindex, nofollow"
+
+
+def opted_out(values: list[str], crawler: str, disallowed: list[str]) -> str | None:
+    """The first of the ``disallowed`` directives that X-Robots-Tag header ``values`` give ``crawler``, or
+    None. A value is a comma-separated list of directives, for every crawler until a ``name:`` prefix
+    makes the ones after it for that crawler alone (``otherbot: noindex, nofollow``; headers a proxy
+    joined: ``googlebot: nofollow, otherbot: noai``). ``unavailable_after: DATE`` is a directive, not a name."""
+    for value in values:
+        target = None  # every crawler
+        for item in value.split(","):
+            named = _FOR_CRAWLER.fullmatch(item)
+            if named is not None and named[1].lower() != "unavailable_after":
+                target, item = named[1].lower(), named[2]
+            directive = item.strip().lower()
+            if directive in disallowed and target in (None, crawler):
+                return directive
+    return None
 
 
 def _read(resp: Any, length: int | None, max_bytes: int) -> bytes:
