@@ -28,7 +28,7 @@ from mmprep.atomic import atomic_write
 from mmprep.cache import digest
 from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
-from mmprep.corpus import Record, printable, read_corpus, skipped_names
+from mmprep.corpus import NAME_REASONS, Record, printable, read_corpus, skipped_names
 from mmprep.errors import ConfigError
 from mmprep.executors import check_start_method, default_workers, preload, run_dask, run_local
 from mmprep.listing import Skipped, list_folder
@@ -233,7 +233,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                 phases.end("scan")
                 lock.acquire(out)
                 summary = _unchanged(out, t0, unchanged, workers, scheduler or executor, phases,
-                                     skipped + skipped_names(listing))
+                                     skipped + skipped_names(listing, warmup.left_out()))
                 if summary is not None:
                     warmup.abandon()  # none should have started; if one did, stop it
                     return summary
@@ -337,7 +337,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
     if not failed and not stats.get("errors_to_retry"):  # else the next run is no "nothing changed"
-        warmup.save(len(shards))
+        warmup.save(len(shards), [item for item in skipped if item.reason in NAME_REASONS])
     run["seconds"] = round(time.perf_counter() - t0, 3)
     return _summary(out, stats, run)
 

@@ -22,9 +22,11 @@ from typing import Any
 
 from mmprep.atomic import atomic_write
 from mmprep.executors import start_pool
+from mmprep.listing import Skipped
 from mmprep.shardtask import prepare
 
-FORMAT = 3  # of .scan.json: bump when the digests change meaning
+FORMAT = 4  # of .scan.json: bump when the digests change meaning
+_LEFT_OUT = 10_000  # files left out for their names that .scan.json keeps (past that: found again by a rerun)
 
 
 def output_signature(out: Path, reports: tuple[str, ...] = ()) -> dict[str, str] | None:
@@ -112,10 +114,19 @@ class WarmUp:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def save(self, shards: int) -> None:
-        """After a complete build: what the corpus and the output looked like (nothing for a manifest)."""
+    def left_out(self) -> list[Skipped] | None:
+        """What the last build left out of these folders for their names (bad field names, clashes): the
+        same, as the names are (a listing that found nothing changed). None if not saved."""
+        saved = (self.known or {}).get("left_out")
+        return None if saved is None else [Skipped(*item) for item in saved]
+
+    def save(self, shards: int, left_out: list[Skipped] = ()) -> None:
+        """After a complete build: what the corpus and the output looked like (nothing for a manifest), and
+        the files left out for their names (``left_out``; up to ``_LEFT_OUT``, else a rerun finds them)."""
         sig = output_signature(self.out, self.reports) if self.folders is not None else None
         if sig is not None:
             doc = {"format": FORMAT, "identity": self.identity, "folders": self.folders, "heads": self.heads,
                    "outputs": sig, "shards": shards}
+            if len(left_out) <= _LEFT_OUT:
+                doc["left_out"] = [list(item) for item in left_out]
             atomic_write(self.path, json.dumps(doc, sort_keys=True).encode())

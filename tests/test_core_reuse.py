@@ -175,6 +175,35 @@ def test_an_extension_that_is_not_utf8_is_left_out_not_the_sample(tmp_path):
     assert run["inputs_skipped"] == {"input.bad_field_name": 1}
 
 
+def test_a_rerun_with_nothing_changed_reports_the_names_left_out_as_the_build_did(tmp_path, monkeypatch, caplog):
+    """Read back from .scan.json, not found again (the names are as they were); without it, found again."""
+    from mmprep import corpus as corpus_module
+
+    corpus = text_corpus(tmp_path / "corpus", 3)
+    with open(os.fsencode(corpus / "d0") + b"/s001.t\xe9t", "wb") as fh:
+        fh.write(b"not a field name, nor UTF-8")
+    (corpus / "d0" / "s002.TXT").write_text("clashes with s002.txt")
+    out = tmp_path / "out"
+    build(text_doc(), corpus, out, workers=1)
+    first = json.loads((out / "stats.json").read_text())["run"]
+    assert first["inputs_skipped"] == {"input.bad_field_name": 1, "input.field_clash": 1}
+    real = corpus_module._records
+    monkeypatch.setattr(corpus_module, "_records", lambda *a, **k: pytest.fail("names looked at again"))
+    caplog.clear()
+    caplog.set_level("INFO", logger="mmprep")
+    again = build(text_doc(), corpus, out, workers=1)
+    run = json.loads((out / "stats.json").read_text())["run"]
+    assert again["shards_built"] == 0 and "nothing changed" in caplog.text and "s001.t\\udce9t left out" in caplog.text
+    assert [run[k] for k in ("inputs_skipped", "inputs_skipped_first")] == [
+        first[k] for k in ("inputs_skipped", "inputs_skipped_first")]
+    scan = json.loads((out / ".scan.json").read_text())
+    del scan["left_out"]  # as a build with more left out than .scan.json keeps writes it
+    (out / ".scan.json").write_text(json.dumps(scan))
+    monkeypatch.setattr(corpus_module, "_records", real)
+    build(text_doc(), corpus, out, workers=1)
+    assert json.loads((out / "stats.json").read_text())["run"]["inputs_skipped_first"] == first["inputs_skipped_first"]
+
+
 def test_stats_say_where_the_time_went(tmp_path):
     corpus = text_corpus(tmp_path / "corpus", 5)
     build(text_doc(), corpus, tmp_path / "out", workers=1)
