@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from mmprep.atomic import temp_name
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # bump when a folder's records would come out differently (keys, stamps, fields)
+FORMAT = 3  # bump when a folder's records would come out differently (keys, stamps, fields)
 
 
 class RecordStore:
@@ -31,7 +31,8 @@ class RecordStore:
     def __init__(self, path: Path, identity: str, *, read: bool = True):
         self.path = path
         self.identity = identity
-        self.saved: dict[str, tuple[str, bytes]] = {}  # folder (relative) -> (digest, entry)
+        # folder (relative) -> (digest, digest of its names, their stats, entry): all as written
+        self.saved: dict[str, tuple[str, str, bytes, bytes]] = {}
         self._fh: BinaryIO | None = None
         self._tmp: Path | None = None
         self._failed = False
@@ -47,13 +48,14 @@ class RecordStore:
                 saved = {}
                 while True:
                     try:
-                        rel, digest, entry = marshal.load(fh)
+                        rel, *hit = marshal.load(fh)
                     except EOFError:
                         break
-                    saved[rel] = (digest, entry)
+                    saved[rel] = tuple(hit)
         except (OSError, EOFError, ValueError, TypeError):  # missing, truncated or not ours: nothing saved
             return
-        self.saved = saved
+        if all(len(hit) == 4 for hit in saved.values()):
+            self.saved = saved
 
     def get(self, rel: str, digest: str) -> Any:
         """What :meth:`put` saved for the folder with this digest (as it was given), or None. What is
@@ -62,39 +64,37 @@ class RecordStore:
         hit = self.saved.get(rel)
         if hit is None or not digest or hit[0] != digest:
             return None
-        try:
-            entry = marshal.loads(hit[1])
-        except (EOFError, ValueError, TypeError):
+        entry = _unpacked(hit[3])
+        if entry is None:
             return None
         if self._fh is None:
             self._kept.append(rel)
         else:
-            self._write(rel, digest, hit[1])
+            self._write(rel, hit)
         return entry
 
-    def last(self, rel: str) -> Any:
-        """What the last run saved for the folder, whatever its digest then, or None (nothing carried over)."""
+    def last(self, rel: str, names: str) -> tuple[bytes, Any] | None:
+        """The stats and the entry the last run saved for the folder when it had the same ``names`` (their
+        digest), whatever its digest then; else None, having unpacked nothing. Nothing is carried over."""
         hit = self.saved.get(rel)
-        if hit is None:
+        if hit is None or not names or hit[1] != names:
             return None
-        try:
-            return marshal.loads(hit[1])
-        except (EOFError, ValueError, TypeError):
-            return None
+        entry = _unpacked(hit[3])
+        return None if entry is None else (hit[2], entry)
 
-    def put(self, rel: str, digest: str, entry: Any) -> None:
-        """Save the folder's entry (marshal-able data) for the next run: written at once, published by
-        :meth:`commit`."""
-        self._write(rel, digest, marshal.dumps(entry))
+    def put(self, rel: str, digest: str, entry: Any, names: str = "", stats: bytes = b"") -> None:
+        """Save the folder's entry (marshal-able data) for the next run, with a digest of its ``names``
+        and their ``stats`` (for :meth:`last`): written at once, published by :meth:`commit`."""
+        self._write(rel, (digest, names, stats, marshal.dumps(entry)))
 
-    def _write(self, rel: str, digest: str, entry: bytes) -> None:
+    def _write(self, rel: str, hit: tuple[str, str, bytes, bytes]) -> None:
         """A store that cannot be written is given up with a warning: the build goes on without it."""
-        if not digest or self._failed:
+        if not hit[0] or self._failed:
             return
         try:
             if self._fh is None:
                 self._open()
-            marshal.dump((rel, digest, entry), self._fh)
+            marshal.dump((rel, *hit), self._fh)
         except OSError as exc:
             self._give_up(exc)
 
@@ -134,3 +134,10 @@ class RecordStore:
         if self._tmp is not None:
             Path(self._tmp).unlink(missing_ok=True)
         self._forget()
+
+
+def _unpacked(entry: bytes) -> Any:
+    try:
+        return marshal.loads(entry)
+    except (EOFError, ValueError, TypeError):
+        return None

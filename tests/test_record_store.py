@@ -75,10 +75,29 @@ def test_a_folder_edited_in_place_makes_only_the_records_of_the_edited_samples_a
     assert skipped_again == skipped and {s.reason for s in skipped} == {"input.field_clash", "input.bad_field_name"}
     assert [a.key for a, b in zip(again, first, strict=True) if a != b] == ["d/s07", "d/x"]
     calls.clear()
-    for i in range(0, 40, 4):  # over an eighth of the folder: it is made again whole
+    for i in range(0, 40, 4):  # more than 8 (and a 16th) of the folder: it is made again whole
         (folder / f"s{i:02d}.txt").write_text("edited again")
     assert scan(root, store)[0] == scan(root)[0]
     assert [c for c in calls if c] == [sorted(os.listdir(folder))] * 2  # the store's scan, then the fresh one
+
+
+def test_a_folder_whose_names_changed_is_made_again_without_unpacking_its_old_entry(tmp_path, monkeypatch, made):
+    from mmprep import recordstore
+
+    root = text_corpus(tmp_path / "corpus")
+    (root / "d0" / "odd.TX-T").write_text("left out: no field name")
+    store = tmp_path / "records"
+    scan(root, store)
+    unpacked = []
+    real = recordstore._unpacked
+    monkeypatch.setattr(recordstore, "_unpacked", lambda entry: unpacked.append(entry) or real(entry))
+    (root / "d1" / "new.txt").write_text("a sample more")  # d1's names change
+    (root / "d0" / "odd.TX-T").write_text("edited, in no sample")  # d0's names do not
+    made.clear()
+    again, _ = scan(root, store)
+    assert again == scan(root)[0]
+    assert made == ["d1/", "d0/", "d1/", "d2/", "d3/"]  # d1 by the store's scan (d0 not at all), then the fresh one
+    assert len(unpacked) == 4  # the root, d0 (for _patched), d2 and d3 (unchanged): not d1
 
 
 def test_keys_that_collide_across_folders_come_out_as_a_fresh_scan_gives_them(tmp_path, made):
