@@ -268,14 +268,15 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     removed, parts = _clean(out, {name for name, _, _ in shards})
     if removed:
         log.warning("removed %d tar(s) of an earlier build that this plan does not have", removed)
-    triage = _Triage(out, shards, pipeline_hash, force=opts.force)
+    root = str(source) if folder_input else None
+    triage = _Triage(out, shards, pipeline_hash, force=opts.force, root=root)
     complete, why, changed = triage.complete, triage.why, triage.changed
     tasks = [ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
                        plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                        cache_dir=str(cache_dir) if spec.cache.enabled else None,
                        # copies read old tars by offset while new ones replace them: not on Windows
                        reuse=prev is not None and prev.get("pipeline") == pipeline_hash and os.name != "nt",
-                       progress=opts.progress)
+                       progress=opts.progress, root=root)
              for i, name, chunk, plan_hash, prev in triage.todo]
     # longest first, for a short tail (the output is the same in any order); shards of about the same
     # size in plan order, so they finish in about that order and the merge keeps pace
@@ -295,7 +296,8 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     plans = {name: plan_hash for name, _, plan_hash in shards}  # in plan order: the merge's order
     unfinished = {task.name for task in tasks}
     slots = summary_slots(stages)
-    merging = not _reports_current(out, reports)  # else nothing changed since the last merge
+    # else nothing changed since the last merge; but a moved input folder moves the paths in errors.jsonl
+    merging = triage.moved or not _reports_current(out, reports)
     merger: Merger | None = None  # made at the first finished shard (it imports pyarrow)
     with Progress(out / ".progress", total=len(records), shards=len(shards), base_done=complete,
                   shards_done=len(shards) - len(tasks), enabled=opts.progress) as progress:
@@ -318,7 +320,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
                 built.add(task.name)
             unfinished.discard(task.name)
             if merging:
-                merger = merger or Merger(out, slots, plans)
+                merger = merger or Merger(out, slots, plans, root)
                 merger.add_ready(unfinished, built, failed_names)
     shutil.rmtree(out / ".progress", ignore_errors=True)
     phases.end("shards")
@@ -328,7 +330,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
            "executor": scheduler or executor, "machine": _machine(), "phases_seconds": phases}
     stats = None if merging else _refresh_stats(out, run)
     if stats is None:
-        merger = merger or Merger(out, slots, plans)
+        merger = merger or Merger(out, slots, plans, root)
         merger.add_ready(set(), built, failed_names)
         for slot, stage in zip(slots, stages, strict=True):
             if slot in merger.summaries:
@@ -346,13 +348,15 @@ class _Triage:
     """Which planned shards are complete and which are to build, with why (from their part files)."""
 
     def __init__(self, out: Path, shards: list[tuple[str, list[Record], str]], pipeline_hash: str, *,
-                 force: bool) -> None:
+                 force: bool, root: str | None = None) -> None:
         self.todo: list[tuple[int, str, list[Record], str, dict[str, Any] | None]] = []  # with the part file
         self.complete = 0  # records in complete shards
         self.why: dict[str, int] = {}  # shards to build, by reason
         self.changed = 0  # records new or changed in shards built on an earlier build
+        self.moved = False  # a complete shard was built from the input folder under another path
         for i, (name, chunk, plan_hash) in enumerate(shards):
             prev, problem = (None, "forced") if force else reuse.read_part(out, name)
+            self.moved |= prev is not None and root is not None and prev.get("root") not in (None, root)
             if prev is not None and prev.get("plan") == plan_hash and not reuse.transient(prev["errors"]):
                 self.complete += len(chunk)
                 continue

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.atomic import atomic_write, temp_name
-from mmprep.reuse import part_paths, trusted_part
+from mmprep.reuse import moved, part_paths, trusted_part
 
 COUNTERS = ("in", "out", "skipped", "cached", "seconds")
 
@@ -148,8 +148,9 @@ class _LastIndex:
 class Merger:
     """Accumulates part files into the three outputs."""
 
-    def __init__(self, out: Path, stages: list[str], plans: dict[str, str]):
+    def __init__(self, out: Path, stages: list[str], plans: dict[str, str], root: str | None = None):
         self.out = out
+        self.root = root  # the input folder: a part made when it was elsewhere has its errors' paths moved
         self.plans = plans  # shard -> the plan hash its part file must carry to be merged, in plan order
         self._names = list(plans)
         self.stage_names = stages
@@ -198,7 +199,7 @@ class Merger:
             slot = self.per_stage.setdefault(name, {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}})
             for k, v in counts.items():
                 slot[k] = slot.get(k, 0) + v
-        for err in doc["errors"]:
+        for err in moved(doc["errors"], doc.get("root"), self.root):
             slot = self.per_stage.setdefault(err["stage"], {"dropped": {}, "omitted": {}})[err["action"]]
             slot[err["reason"]] = slot.get(err["reason"], 0) + 1
             self.reasons[err["reason"]] += 1

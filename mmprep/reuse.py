@@ -139,6 +139,23 @@ def trusted_part(out: Path, name: str) -> dict[str, Any] | None:
     return read_part(out, name)[0]
 
 
+def moved(errors: list[dict[str, Any]], old: str | None, new: str | None) -> list[dict[str, Any]]:
+    """Errors whose ``path`` (or message) names a file under the input folder ``old``, naming it under ``new``
+    instead: the folder was moved (``mv A B``) since they were made, and the shards that hold them are reused."""
+    if not old or not new or old == new:
+        return errors
+    prefix, root = os.path.join(old, ""), os.path.join(new, "")
+    out = []
+    for err in errors:
+        path, message = err.get("path"), err.get("message")
+        if isinstance(path, str) and path.startswith(prefix):
+            err = {**err, "path": root + path[len(prefix):]}
+        if isinstance(message, str) and prefix in message:  # "/a/d0/x.txt is empty"
+            err = {**err, "message": message.replace(prefix, root)}
+        out.append(err)
+    return out
+
+
 def write_rows(path: Path, lines: list[str]) -> None:
     tmp = temp_name(path)
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -155,7 +172,7 @@ class Previous:
     published, so a crash can never pair new tars with the old part file.
     """
 
-    def __init__(self, out: Path, name: str):
+    def __init__(self, out: Path, name: str, root: str | None = None):
         doc = trusted_part(out, name)
         self.stamps: dict[str, str] = {}
         self.rows: dict[str, tuple[int, int]] = {}  # record -> its rows' range in ``_lines``
@@ -182,7 +199,7 @@ class Previous:
         for key, n in zip(self.stamps, counts, strict=True):  # records in the order they were written
             self.rows[key] = (start, start + n)
             start += n
-        for err in doc["errors"]:
+        for err in moved(doc["errors"], doc.get("root"), root):
             self.errors.setdefault(err.get("record", ""), []).append(err)
         self._again = {key for key, errs in self.errors.items() if retried(errs)}  # computed, not copied
         # kept open: a run of samples is one copy, and an open file stays readable after the new tars

@@ -28,6 +28,7 @@ class ShardTask:
     read_cache: bool = True
     reuse: bool = False  # copy unchanged records from the previous build of this shard
     progress: bool = True  # write OUT/.progress/NAME.json for the driver's progress bar or log lines
+    root: str | None = None  # the input folder (its errors' paths are under it), None for a manifest
 
     def __getstate__(self) -> dict[str, Any]:
         # records travel as plain tuples: a named tuple pickles through its class, twice as slow

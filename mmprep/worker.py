@@ -423,7 +423,7 @@ class ShardBuilder:
     def build(self) -> dict[str, Any]:
         task, spec = self.task, self.spec
         shards = self.out / "shards"
-        previous = Previous(self.out, task.name) if task.reuse else None
+        previous = Previous(self.out, task.name, task.root) if task.reuse else None
         writer = ShardWriter(shards, task.name, max_bytes=spec.output.max_bytes)
         rows: list[str] = []  # index rows as JSON lines
         counts: list[int] = []  # rows per record
@@ -466,7 +466,7 @@ class ShardBuilder:
         self.progress(done, len(errors), final=True)
         return {
             "format": PART_FORMAT, "name": task.name, "index": task.index, "plan": task.plan_hash,
-            "pipeline": task.pipeline_hash,
+            "pipeline": task.pipeline_hash, "root": task.root,
             "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
             "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
             "summaries": {k: v for k, v in summaries.items() if v is not None},

@@ -107,3 +107,19 @@ def test_with_cores_to_spare_a_rerun_starts_its_pool_as_soon_as_a_folder_differs
     starts = _start_times(monkeypatch, cores=4)
     assert build(text_doc(), corpus, out, workers=2)["shards_built"] == 1
     assert starts == [False]
+
+
+def test_a_moved_input_folder_reuses_every_shard_and_errors_name_files_where_they_are_now(tmp_path):
+    old = text_corpus(tmp_path / "a")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(), old, out, workers=1)
+    assert str(old / "d0" / "s010.txt") in (out / "errors.jsonl").read_text()
+    new = old.rename(tmp_path / "b")  # mv a b
+    moved = build(text_doc(), new, out, workers=1)
+    assert moved["shards_built"] == 0
+    build(text_doc(), new, fresh, workers=1)
+    assert outputs(out) == outputs(fresh)  # errors.jsonl names b/d0/s010.txt, as a fresh build of b does
+    (new / "d0" / "s011.txt").write_text("an edit in the shard that holds the error, which it copies")
+    build(text_doc(), new, out, workers=1)
+    build(text_doc(), new, fresh, workers=1)
+    assert outputs(out) == outputs(fresh)
