@@ -26,7 +26,7 @@ from mmprep.listing import Skipped
 from mmprep.shardtask import prepare
 
 FORMAT = 4  # of .scan.json: bump when the digests change meaning
-_LEFT_OUT = 10_000  # files left out for their names that .scan.json keeps (past that: found again by a rerun)
+_LEFT_OUT = 1_000  # files left out for their names that .scan.json keeps (past that: found again by a rerun)
 
 
 def output_signature(out: Path, reports: tuple[str, ...] = ()) -> dict[str, str] | None:

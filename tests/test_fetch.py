@@ -22,7 +22,8 @@ WAV = wav_bytes(np.zeros(1600, np.float32))
 
 ROBOTS = {"/noai.jpg": ["noai"], "/theirs.jpg": ["otherbot: noai"], "/ours.jpg": ["MMprep: noimageai"],
           "/two.jpg": ["nofollow", "NoIndex"], "/joined.jpg": ["otherbot: nofollow, mmprep: noai"],
-          "/fine.jpg": ["nofollow, unavailable_after: 25 Jun 2030 15:00:00 PST"]}
+          "/fine.jpg": ["nofollow, unavailable_after: 25 Jun 2030 15:00:00 PST"],
+          "/preview.jpg": ["max-image-preview: large, noimageai"], "/none.jpg": ["none"]}
 
 
 class Server:
@@ -229,17 +230,18 @@ def test_x_robots_tag_opt_outs_are_dropped_with_their_directive_unless_none_are_
     errors = errors_of(out)
     assert {k: (e["reason"], e["message"].split(" X-Robots-Tag ")[1]) for k, e in errors.items()} == {
         "noai": ("fetch.opted_out", "noai"), "ours": ("fetch.opted_out", "noimageai"),
-        "two": ("fetch.opted_out", "noindex"), "joined": ("fetch.opted_out", "noai")}
+        "two": ("fetch.opted_out", "noindex"), "joined": ("fetch.opted_out", "noai"),
+        "preview": ("fetch.opted_out", "noimageai"), "none": ("fetch.opted_out", "none")}
     assert not any(e.get("transient") for e in errors.values())  # a rerun does not ask again
     assert sorted(members(out)) == ["fine.jpg", "fine.meta.json", "fine.url", "theirs.jpg", "theirs.meta.json",
                                     "theirs.url"]
-    assert summary["errors_by_reason"] == {"fetch.opted_out": 4}
+    assert summary["errors_by_reason"] == {"fetch.opted_out": 6}
     everything = build(fetch_doc(disallowed_header_directives=[]), m, tmp_path / "all")
     assert everything["samples_out"] == len(ROBOTS) and members(tmp_path / "all")["noai.jpg"] == JPG
 
 
 @pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0),
-                                            ("disallowed_header_directives", ["no ai"])])
+                                            ("disallowed_header_directives", ["no ai"]), ("user_agent", "/1.0")])
 def test_bad_fetch_config_fails_before_work(tmp_path, key, value):
     from mmprep.config import parse_pipeline
     from mmprep.errors import ConfigError

@@ -108,6 +108,13 @@ class Fetch(Stage):
                 raise ValueError(f"{value!r} is not a field name (lowercase letters, digits, _ and inner dots)")
             return value
 
+        @field_validator("user_agent")
+        @classmethod
+        def _agent(cls, value: str) -> str:
+            if not _PRODUCT.match(value):
+                raise ValueError(f"{value!r} does not start with a product token (name/version, e.g. mybot/1.0)")
+            return value
+
         @field_validator("schemes")
         @classmethod
         def _schemes(cls, value: list[str]) -> list[str]:
@@ -118,13 +125,17 @@ class Fetch(Stage):
 
     def params(self) -> dict[str, Any]:
         """How the bytes are fetched (threads, timeouts, retries, User-Agent) is not in the cache key:
-        changing it downloads nothing again."""
-        kept = ("field", "out", "keep_url", "max_bytes", "schemes", "disallowed_header_directives")
-        return {**{k: v for k, v in super().params().items() if k in kept}, "crawler": self._crawler()}
+        changing it downloads nothing again (but the opt-outs obeyed, and the crawler name they use)."""
+        kept = ("field", "out", "keep_url", "max_bytes", "schemes")
+        params = {k: v for k, v in super().params().items() if k in kept}
+        if self.config.disallowed_header_directives:  # [] fetches as before they were obeyed: the same key
+            params.update(disallowed_header_directives=self.config.disallowed_header_directives,
+                          crawler=self._crawler())
+        return params
 
     def _crawler(self) -> str:
         """The name X-Robots-Tag directives for one crawler use for this one: user_agent's product token."""
-        return self.config.user_agent.split("/")[0].split()[0].lower()
+        return _PRODUCT.match(self.config.user_agent)[0].lower()
 
     def creates(self) -> tuple[tuple[str, str], ...]:
         return (("out", self.config.out),) if self.config.out != "auto" else ()
@@ -323,6 +334,9 @@ class Fetch(Stage):
 
 
 _DIRECTIVE = re.compile(r"[A-Za-z0-9_-]+")
+_PRODUCT = re.compile(r"[^\s/]+")  # a User-Agent's first token, before its "/version"
+# directives with a value after a colon, which a crawler's name would look like
+_VALUED = ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview")
 _FOR_CRAWLER = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*:(.*)", re.DOTALL)  # "otherbot: noindex, nofollow"
 
 
@@ -330,15 +344,18 @@ def opted_out(values: list[str], crawler: str, disallowed: list[str]) -> str | N
     """The first of the ``disallowed`` directives that X-Robots-Tag header ``values`` give ``crawler``, or
     None. A value is a comma-separated list of directives, for every crawler until a ``name:`` prefix
     makes the ones after it for that crawler alone (``otherbot: noindex, nofollow``; headers a proxy
-    joined: ``googlebot: nofollow, otherbot: noai``). ``unavailable_after: DATE`` is a directive, not a name."""
+    joined: ``googlebot: nofollow, otherbot: noai``). ``unavailable_after: DATE`` and ``max-snippet: 50``
+    (``max-image-preview``, ``max-video-preview``) are directives, not names; ``none`` is ``noindex,
+    nofollow``."""
     for value in values:
         target = None  # every crawler
         for item in value.split(","):
             named = _FOR_CRAWLER.fullmatch(item)
-            if named is not None and named[1].lower() != "unavailable_after":
+            if named is not None and named[1].lower() not in _VALUED:
                 target, item = named[1].lower(), named[2]
             directive = item.strip().lower()
-            if directive in disallowed and target in (None, crawler):
+            if target in (None, crawler) and (directive in disallowed or
+                                              (directive == "none" and {"noindex", "nofollow"} & set(disallowed))):
                 return directive
     return None
 
