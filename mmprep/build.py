@@ -485,6 +485,7 @@ def _refresh_stats(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
         stats = json.loads((out / "stats.json").read_text())
     except (OSError, ValueError):
         return None
-    stats["run"] = {**run, "records_from_cache": 0, "records_reused": 0, "index_shards_reused": 0}
+    stats["run"] = {**run, "records_from_cache": 0, "records_reused": 0, "index_shards_reused": 0,
+                    "index_rows_parsed": 0}
     atomic_write(out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())
     return stats

@@ -434,7 +434,7 @@ class ShardBuilder:
                 stage.begin_shard()
             for run, entry in self._outcomes(task.records, previous):
                 if entry is None:  # copied: their rows and errors as the previous build has them
-                    lines, copied = previous.copy(writer, run)
+                    lines, copied = previous.copy(writer, run, len(rows))
                     rows += lines
                     counts += copied
                     if previous.errors:  # few records have any: no loop over the run without them
@@ -472,6 +472,8 @@ class ShardBuilder:
             "summaries": {k: v for k, v in summaries.items() if v is not None},
             "stamps": {r.key: r.stamp for r in task.records}, "rows_per_record": counts, "rows": rows,
             "errors": errors,
+            "rows_from": ({"digest": previous.rows_digest, "runs": previous.runs}
+                          if previous is not None and previous.runs else None),
         }
 
 

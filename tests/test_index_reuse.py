@@ -8,6 +8,7 @@ import json
 import os
 
 import pyarrow.parquet as pq
+import pytest
 
 from mmprep.report import ROWS_KEY
 from tests.conftest import build
@@ -33,7 +34,27 @@ def test_unchanged_shards_rows_come_from_the_last_index_and_equal_a_fresh_build(
     again = build(text_doc(), corpus, out, workers=1)
     assert again["shards_built"] == 1
     assert stats(out)["run"]["index_shards_reused"] == 2  # shards 0 and 2: read back, not parsed
+    assert stats(out)["run"]["index_rows_parsed"] == 1  # shard 1's other rows: from the last index too
     build(text_doc(), corpus, fresh, workers=1)
+    assert outputs(out) == outputs(fresh)
+    assert (out / "index.parquet").read_bytes() == (fresh / "index.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("output", [{}, {"max_bytes": 6000}], ids=["one tar per shard", "rolling over"])
+def test_a_rebuilt_shards_copied_rows_come_from_the_last_index_moved_and_only_new_rows_are_parsed(tmp_path, output):
+    corpus = text_corpus(tmp_path / "corpus")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build(text_doc(**output), corpus, out, workers=1)
+    for i in (1, 45, 98):  # a sample grows by a block or more in every shard: the rows after it move
+        (corpus / f"d{i // 30}" / f"s{i:03d}.txt").write_text(f"grown {i} " * 200)
+    (corpus / "d1" / "s050.txt").unlink()  # one goes, one comes: rows shift within shard 1
+    (corpus / "d1" / "s050b.txt").write_text("a new sample")
+    again = build(text_doc(**output), corpus, out, workers=1)
+    run = stats(out)["run"]
+    assert again["shards_built"] == 3 and run["index_shards_reused"] == 0
+    # one tar per shard: only the 4 new or changed rows are parsed; rolling over, copies go one by one
+    assert run["index_rows_parsed"] == (4 if not output else again["samples_out"])
+    build(text_doc(**output), corpus, fresh, workers=1)
     assert outputs(out) == outputs(fresh)
     assert (out / "index.parquet").read_bytes() == (fresh / "index.parquet").read_bytes()
 
