@@ -162,11 +162,14 @@ def rows_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
-def write_rows(path: Path, lines: list[str]) -> None:
+def write_rows(path: Path, lines: list[str]) -> str:
+    """Write the rows file; returns its digest (:func:`rows_digest`)."""
+    data = "".join(f"{line}\n" for line in lines).encode("utf-8")
     tmp = temp_name(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("".join(f"{line}\n" for line in lines))
+    with open(tmp, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
+    return rows_digest(data)
 
 
 class Previous:

@@ -483,7 +483,9 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     result = ShardBuilder(task).build()
     part, rows_path = part_paths(Path(task.out_dir), task.name)
     rows = result.pop("rows")
-    write_rows(rows_path, rows)
+    digest = write_rows(rows_path, rows)
+    if result["rows_from"]:  # for the merge to check that the runs describe this rows file
+        result["rows_from"]["rows"] = digest
     result["samples"], result["rows_bytes"] = len(rows), rows_path.stat().st_size
     tmp = temp_name(part)
     tmp.write_text(json.dumps(result, default=str))  # ASCII: error paths may hold undecodable bytes
