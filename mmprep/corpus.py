@@ -126,11 +126,10 @@ def skipped_names(listing: list[Folder], known: list[Skipped] | None = None) -> 
     whole: for a build that stops because no folder changed, so that its report still counts them
     (3 ms per 40,000 well-named files). ``known``: what it left out the last time the folders were as
     they are (names included): only logged again."""
-    if known is not None:
-        for path, _, message in known:
-            log.warning("input: %s left out: %s", printable(path), message)
-        return known
     skipped: list[Skipped] = []
+    if known is not None:
+        _left_again(known, skipped)
+        return skipped
     for folder in listing:
         if _SUSPECT.search("/".join(folder.names)):
             _records([Folder(folder.rel, folder.path, folder.names, folder.stats)], skipped)
@@ -165,9 +164,7 @@ def _records(listing: list[Folder], skipped: list[Skipped], store: RecordStore |
         entry = store.get(folder.rel, folder.digest) if store is not None else None
         if entry is not None:  # (record tuples, odd raw stems by index in them, left out: path, reason, message)
             rows, raws, left = entry
-            for path, reason, message in left:
-                log.warning("input: %s left out: %s", printable(path), message)
-                skipped.append(Skipped(path, reason, message))
+            _left_again(left, skipped)
         else:
             names = _names_digest(folder.names) if store is not None else ""
             last = store.last(folder.rel, names) if store is not None else None
@@ -175,9 +172,7 @@ def _records(listing: list[Folder], skipped: list[Skipped], store: RecordStore |
             del last  # as big as the folder's records: not kept while they are all made again
             if patched is not None:  # only some files' stats changed: those samples' records are made again
                 rows, raws, left = patched
-                for path, reason, message in left:
-                    log.warning("input: %s left out: %s", printable(path), message)
-                    skipped.append(Skipped(path, reason, message))
+                _left_again(left, skipped)
             else:
                 before = len(skipped)
                 rows, raws = _folder_records(folder, fields, skipped)
@@ -194,6 +189,13 @@ def _records(listing: list[Folder], skipped: list[Skipped], store: RecordStore |
         records = [r._replace(key=keys[odd.get(i, r.origin)]) for i, r in enumerate(records)]
     records.sort(key=_KEY)
     return records
+
+
+def _left_again(left: list[tuple[str, str, str]], skipped: list[Skipped]) -> None:
+    """Report files left out by an earlier run, as it did (the folder's names are the same)."""
+    for path, reason, message in left:
+        log.warning("input: %s left out: %s", printable(path), message)
+        skipped.append(Skipped(path, reason, message))
 
 
 def _folder_records(folder: Folder, fields: dict[str, str], skipped: list[Skipped]

@@ -63,13 +63,22 @@ def read_index_rows(data: bytes) -> Any:
     # one block for the whole file: a row must not straddle blocks (a megabyte-long key would)
     read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1))
     table = pj.read_json(pa.BufferReader(data), parse_options=options, read_options=read)
-    starts = table["member_starts"].combine_chunks()
-    bounds = _ints(starts.offsets, np.int32)
-    members = _ints(starts.values, np.int64)[bounds[0] : bounds[-1]]
-    absolute = members + np.repeat(_ints(table["offset"].combine_chunks(), np.int64), np.diff(bounds))
-    column = pa.ListArray.from_arrays(_arrow(bounds - bounds[0], pa.int32()), _arrow(absolute, pa.int64()))
+    offsets = _ints(table["offset"].combine_chunks(), np.int64)
+    column = _plus(table["member_starts"], lambda bounds: np.repeat(offsets, np.diff(bounds)))
     table = table.set_column(table.schema.get_field_index("member_starts"), "member_offsets", column)
     return table.select(index_schema().names)
+
+
+def _plus(lists: Any, added: Any) -> Any:
+    """A null-free list-of-int64 column with ``added(bounds)`` added to its values (``bounds``: the lists'
+    offsets into them; a number or one per value)."""
+    import numpy as np
+    import pyarrow as pa
+
+    lists = lists.combine_chunks()
+    bounds = _ints(lists.offsets, np.int32)
+    values = _ints(lists.values, np.int64)[bounds[0] : bounds[-1]] + added(bounds)
+    return pa.ListArray.from_arrays(_arrow(bounds - bounds[0], pa.int32()), _arrow(values, pa.int64()))
 
 
 def _moved(table: Any, delta: int, tar: str) -> Any:
@@ -82,13 +91,9 @@ def _moved(table: Any, delta: int, tar: str) -> Any:
         table = table.set_column(table.schema.get_field_index("shard"), "shard", pa.array([tar] * table.num_rows))
     if not delta:
         return table
-    offsets = table["offset"].combine_chunks()
-    members = table["member_offsets"].combine_chunks()
-    bounds = _ints(members.offsets, np.int32)
-    moved = _ints(members.values, np.int64)[bounds[0] : bounds[-1]] + delta
-    column = pa.ListArray.from_arrays(_arrow(bounds - bounds[0], pa.int32()), _arrow(moved, pa.int64()))
+    column = _plus(table["member_offsets"], lambda _: delta)
     table = table.set_column(table.schema.get_field_index("offset"), "offset",
-                             _arrow(_ints(offsets, np.int64) + delta, pa.int64()))
+                             _arrow(_ints(table["offset"].combine_chunks(), np.int64) + delta, pa.int64()))
     return table.set_column(table.schema.get_field_index("member_offsets"), "member_offsets", column)
 
 
