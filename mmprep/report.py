@@ -87,7 +87,10 @@ def _moved(table: Any, delta: int, tar: str) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    if table.num_rows and table["shard"].combine_chunks().unique().to_pylist() != [tar]:
+    # a run's rows were all in one tar (``Previous._copy_rows``): its first and last name it. Not
+    # ``unique()``: that imports pyarrow.compute (0.04 s, a tenth of a small rebuild)
+    shards = table["shard"]
+    if table.num_rows and {shards[0].as_py(), shards[-1].as_py()} != {tar}:
         table = table.set_column(table.schema.get_field_index("shard"), "shard", pa.array([tar] * table.num_rows))
     if not delta:
         return table
