@@ -37,6 +37,7 @@ class Server:
         self.gate = threading.Condition()
         self.now = self.most = 0
         self.want = 1  # /wait.jpg: requests in flight at once before the first of them answer
+        self.robots: bytes | None = None  # /robots.txt, else a 404
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,16 @@ class Server:
     def route(self, h: BaseHTTPRequestHandler, path: str) -> None:
         if path in self.down:
             return self.send(h, 503, b"busy", "text/plain")
+        if path == "/robots.txt" and self.robots is not None:
+            return self.send(h, 200, self.robots, "text/plain")
+        if path.startswith("/private/"):
+            return self.send(h, 200, JPG, "image/jpeg")
+        if path == "/to-private":
+            h.send_response(302)
+            h.send_header("Location", "/private/x.jpg")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
         if path == "/a.jpg":
             return self.send(h, 200, JPG, "image/jpeg")
         if path == "/img":  # no extension: named from Content-Type
@@ -240,6 +251,103 @@ def test_x_robots_tag_opt_outs_are_dropped_with_their_directive_unless_none_are_
     assert everything["samples_out"] == len(ROBOTS) and members(tmp_path / "all")["noai.jpg"] == JPG
 
 
+ROBOTS_TXT = b"""\xef\xbb\xbfUser-agent: otherbot
+Disallow: /
+
+# ours: matched by user_agent's product token, in any case
+User-agent: MMprep
+Disallow: /private/
+Allow: /private/ok.jpg$
+Disallow: /*.wav$
+"""
+
+
+def test_robots_txt_is_read_once_per_site_and_obeyed_for_our_product_token(tmp_path, server):
+    """RFC 9309 as protego reads it: our group, not otherbot's; the longest match wins (Allow ok.jpg
+    inside a disallowed folder); wildcards. A disallowed URL is never requested; a redirect into a
+    disallowed path is dropped too. robots_txt: false reads none."""
+    server.robots = ROBOTS_TXT
+    u = server.url
+    rows = [{"key": "a", "url": f"{u}/a.jpg"}, {"key": "x", "url": f"{u}/private/x.jpg"},
+            {"key": "ok", "url": f"{u}/private/ok.jpg"}, {"key": "wav", "url": f"{u}/sound.wav"},
+            {"key": "hop", "url": f"{u}/to-private"}]
+    m = manifest(tmp_path / "m.jsonl", rows)
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), m, out, workers=1)
+    errors = errors_of(out)
+    assert {k: e["reason"] for k, e in errors.items()} == {
+        "x": "fetch.robots_disallowed", "wav": "fetch.robots_disallowed", "hop": "fetch.robots_disallowed"}
+    assert errors["x"]["message"] == f"{u}/private/x.jpg: {u}/robots.txt disallows it for mmprep"
+    assert errors["hop"]["message"].startswith(f"{u}/to-private redirected to {u}/private/x.jpg: ")
+    assert not any(e.get("transient") for e in errors.values())  # a rerun does not ask again
+    assert summary["samples_out"] == 2 and members(out)["ok.jpg"] == JPG
+    assert server.hits["/robots.txt"] == 1 and "/sound.wav" not in server.hits
+    assert server.hits["/private/x.jpg"] == 1  # only after the redirect: its own URL was never asked for
+    everything = build(fetch_doc(robots_txt=False), m, tmp_path / "all", workers=1)
+    assert everything["samples_out"] == 5 and server.hits["/robots.txt"] == 1
+
+
+def test_robots_txt_with_a_server_error_disallows_the_site_until_a_rerun_finds_it(tmp_path, server):
+    """A 5xx robots.txt means 'disallow everything' (RFC 9309): the site's URLs are dropped as transient
+    fetch.robots_unreachable without being asked for, and the next run asks again; a 404 allows all."""
+    server.down.add("/robots.txt")
+    rows = [{"key": f"k{i}", "url": f"{server.url}/a.jpg?{i}"} for i in range(3)]
+    m = manifest(tmp_path / "m.jsonl", rows)
+    out = tmp_path / "out"
+    first = build(fetch_doc(), m, out, workers=1)
+    errors = errors_of(out)
+    assert first["samples_out"] == 0 and {e["reason"] for e in errors.values()} == {"fetch.robots_unreachable"}
+    assert all(e["transient"] for e in errors.values()) and "HTTP 503" in errors["k0"]["message"]
+    assert server.hits["/robots.txt"] == 2 and "/a.jpg" not in server.hits  # a try and a retry, for all three
+    server.down.clear()  # now a 404: everything may be fetched
+    second = build(fetch_doc(), m, out, workers=1)
+    assert second["samples_out"] == 3 and server.hits["/a.jpg"] == 3 and server.hits["/robots.txt"] == 3
+
+
+def test_site_rules_keep_an_answer_a_day_and_a_failure_a_minute():
+    """SiteRules against a robots.txt source whose answers change, on a clock the test moves: one site per
+    scheme, host and port; a failure is asked again after a minute, an answer after 24 hours."""
+    from urllib.parse import urlsplit
+
+    from mmprep.errors import Drop
+    from mmprep.stages.fetch.robots import SiteRules, site_of
+
+    asked, answers, now = [], {}, [0.0]
+
+    def get(url):
+        asked.append(url)
+        answer = answers.get(url, (404, b""))
+        if isinstance(answer, Drop):
+            raise answer
+        return answer
+
+    rules = SiteRules(get, "mmprep", clock=lambda: now[0])
+    answers["http://h/robots.txt"] = (200, b"User-agent: *\nDisallow: /\n")
+    assert rules.refusal("http://h/a", "http://h").reason == "fetch.robots_disallowed"
+    assert rules.refusal("http://h:8080/a", "http://h:8080") is None  # another site: a 404, everything allowed
+    answers["http://h/robots.txt"] = (200, b"")
+    now[0] = 24 * 3600 - 1
+    assert rules.refusal("http://h/b", "http://h") is not None and asked.count("http://h/robots.txt") == 1
+    now[0] = 24 * 3600
+    assert rules.refusal("http://h/b", "http://h") is None and asked.count("http://h/robots.txt") == 2
+    answers["https://d/robots.txt"] = Drop("fetch.timeout", "https://d/robots.txt: timed out", transient=True)
+    refusal = rules.refusal("https://d/x", "https://d")
+    assert (refusal.reason, refusal.message, refusal.transient) == (
+        "fetch.timeout", "https://d/x: https://d/robots.txt: timed out", True)
+    now[0] += 59
+    assert rules.refusal("https://d/y", "https://d").reason == "fetch.timeout"  # not asked again yet
+    answers["https://d/robots.txt"] = (429, b"")
+    now[0] += 1
+    assert rules.refusal("https://d/y", "https://d").reason == "fetch.robots_unreachable"
+    assert asked.count("https://d/robots.txt") == 2
+    rules.forget_failures()  # the next batch asks a failed site again, and only that one
+    assert rules.refusal("https://d/z", "https://d") is not None and rules.refusal("http://h/c", "http://h") is None
+    assert asked.count("https://d/robots.txt") == 3 and asked.count("http://h/robots.txt") == 2
+    assert [site_of(urlsplit(u)) for u in ("HTTP://Ex.COM:80/a", "https://ex.com:443/", "https://u:p@ex.com:8443/",
+                                         "http://[::1]:8080/x")] == [
+        "http://ex.com", "https://ex.com", "https://ex.com:8443", "http://[::1]:8080"]
+
+
 @pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0),
                                             ("disallowed_header_directives", ["no ai"]), ("user_agent", "/1.0")])
 def test_bad_fetch_config_fails_before_work(tmp_path, key, value):
@@ -326,7 +434,7 @@ def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, server, monkeypa
     summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), tmp_path / "out")
     got = members(tmp_path / "out")
     assert summary["samples_out"] == 2 and got["via.jpg"] == JPG and got["direct.png"] == PNG
-    assert server.proxied == ["http://images.invalid/a.jpg"]
+    assert server.proxied == ["http://images.invalid/robots.txt", "http://images.invalid/a.jpg"]  # both through it
 
 
 def test_a_proxy_without_a_scheme_and_with_a_password_is_used_as_urllib_uses_it(tmp_path, server, monkeypatch):
@@ -344,8 +452,9 @@ def test_a_proxy_without_a_scheme_and_with_a_password_is_used_as_urllib_uses_it(
     out = tmp_path / "out"
     summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", rows), out)
     assert summary["samples_out"] == 1, (out / "errors.jsonl").read_text()
-    assert members(out)["via.jpg"] == JPG and server.proxied == ["http://images.invalid/a.jpg"]
-    assert server.proxy_auth == ["Basic " + base64.b64encode(b"me:p@ss").decode()]
+    assert members(out)["via.jpg"] == JPG
+    assert server.proxied == ["http://images.invalid/robots.txt", "http://images.invalid/a.jpg"]
+    assert server.proxy_auth == ["Basic " + base64.b64encode(b"me:p@ss").decode()] * 2
 
 
 def test_no_proxy_with_a_port_as_urllib_reads_it(tmp_path, server, monkeypatch):

@@ -18,7 +18,9 @@ from the response's ``Content-Type``, else from the URL's extension, or ``out`` 
   ``fetch.bad_encoding``) and not retried.
 - **Opt-outs obeyed**: a response whose ``X-Robots-Tag`` header says ``noai``, ``noimageai``, ``noindex``
   or ``noimageindex`` (``disallowed_header_directives``, as img2dataset), for every crawler or for
-  this one, is dropped as ``fetch.opted_out`` without reading its body. robots.txt is not read.
+  this one, is dropped as ``fetch.opted_out`` without reading its body; and a URL that the site's
+  robots.txt disallows for this crawler is not fetched at all (``fetch.robots_disallowed``; see
+  :mod:`mmprep.stages.fetch.robots`).
 - **Fetched once**: the downloaded bytes go into the content cache (keyed by the URL and these
   parameters), so a change to a later stage, or a re-shard, downloads nothing.
 
@@ -29,12 +31,7 @@ the field's source path (as ``errors.jsonl`` shows it for later stages) is the U
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import mimetypes
-import os
-import re
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +44,9 @@ from mmprep import __version__
 from mmprep.errors import Drop
 from mmprep.sample import SOURCE, Sample, ext_modality, meta
 from mmprep.stage import Stage, StageConfig, register
+from mmprep.stages.fetch.robots import DIRECTIVE, PRODUCT, SiteRules, opted_out, site_of
+from mmprep.stages.fetch.robots import MAX_BYTES as ROBOTS_MAX_BYTES
+from mmprep.stages.fetch.wire import check_url, read_within, retry_class, transient_drop
 
 _RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 # Content-Type -> field name where the standard table names another (or none)
@@ -90,11 +90,14 @@ class Fetch(Stage):
             description="X-Robots-Tag directives that opt a URL out, for every crawler or for the product token "
                         "of user_agent (img2dataset's default): its sample is dropped (fetch.opted_out), the "
                         "body unread. [] fetches them.")
+        robots_txt: bool = Field(True, description="Obey each site's robots.txt (RFC 9309) for the product token of "
+                                                   "user_agent: a URL it disallows is not fetched "
+                                                   "(fetch.robots_disallowed).")
 
         @field_validator("disallowed_header_directives")
         @classmethod
         def _directives(cls, value: list[str]) -> list[str]:
-            bad = [d for d in value if not _DIRECTIVE.fullmatch(d)]
+            bad = [d for d in value if not DIRECTIVE.fullmatch(d)]
             if bad:
                 raise ValueError(f"{bad} are not X-Robots-Tag directives (letters, digits, _ and -)")
             return sorted({d.lower() for d in value})
@@ -111,7 +114,7 @@ class Fetch(Stage):
         @field_validator("user_agent")
         @classmethod
         def _agent(cls, value: str) -> str:
-            if not _PRODUCT.match(value):
+            if not PRODUCT.match(value):
                 raise ValueError(f"{value!r} does not start with a product token (name/version, e.g. mybot/1.0)")
             return value
 
@@ -131,11 +134,13 @@ class Fetch(Stage):
         if self.config.disallowed_header_directives:  # [] fetches as before they were obeyed: the same key
             params.update(disallowed_header_directives=self.config.disallowed_header_directives,
                           crawler=self._crawler())
+        if self.config.robots_txt:
+            params.update(robots_txt=True, crawler=self._crawler())
         return params
 
     def _crawler(self) -> str:
         """The name X-Robots-Tag directives for one crawler use for this one: user_agent's product token."""
-        return _PRODUCT.match(self.config.user_agent)[0].lower()
+        return PRODUCT.match(self.config.user_agent)[0].lower()
 
     def creates(self) -> tuple[tuple[str, str], ...]:
         return (("out", self.config.out),) if self.config.out != "auto" else ()
@@ -154,7 +159,7 @@ class Fetch(Stage):
         # no total: it would count redirects too (retries: 0 followed none, an http -> https hop and a
         # 503 after it took the one retry); each kind of failure gets ``retries``, redirects their own 5
         n = cfg.retries
-        retry = _retry_class()(total=None, connect=n, read=n, status=n, other=n, redirect=5,
+        retry = retry_class()(total=None, connect=n, read=n, status=n, other=n, redirect=5,
                                status_forcelist=_RETRY_STATUS, allowed_methods=["GET"], backoff_factor=cfg.backoff,
                                respect_retry_after_header=False, raise_on_status=False, raise_on_redirect=False)
         self._options = {"num_pools": 64, "maxsize": cfg.concurrency, "retries": retry, "block": False,
@@ -164,6 +169,8 @@ class Fetch(Stage):
         self._proxied: dict[str, Any] = {}  # proxy URL -> its ProxyManager
         self._lock = threading.Lock()
         self._hosts: dict[str, threading.BoundedSemaphore] = {}  # per_host: a semaphore per host
+        self._robots = SiteRules(self._robots_txt, self._crawler(), retry_status=_RETRY_STATUS) \
+            if cfg.robots_txt else None
 
     def check(self) -> None:
         """A proxy in the environment that urllib3 cannot use (``socks5://``) fails before any work: else
@@ -221,6 +228,8 @@ class Fetch(Stage):
     def process_batch(self, samples: list[Sample]) -> list[Sample | Drop]:
         if not hasattr(self, "_pool"):
             self.setup()
+        if self._robots is not None:
+            self._robots.forget_failures()
         workers = min(self.config.concurrency, len(samples))
         if workers <= 1:
             return [self._one(s) for s in samples]
@@ -238,14 +247,22 @@ class Fetch(Stage):
             parts = urlsplit(url)
             # what urllib3 would refuse (a port over 65535, a space in the host, two lines) is a bad URL
             # here, not a failed connection that every rerun would try again
-            _check_url(url)
+            check_url(url)
+            site = site_of(parts)
         except ValueError as exc:
             return Drop("fetch.bad_url", f"{url!r}: {exc}", field=field)
         if parts.scheme not in cfg.schemes or not parts.hostname:
             return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
         try:
             with self._gate(parts.hostname):
+                if self._robots is not None and (refusal := self._robots.refusal(url, site)) is not None:
+                    raise refusal
                 body, info = self._download(url, parts)
+            if self._robots is not None and info["final_url"] != url:  # redirected: there too
+                final = info["final_url"]
+                refusal = self._robots.refusal(final, site_of(urlsplit(final)))
+                if refusal is not None:
+                    raise Drop(refusal.reason, f"{url} redirected to {refusal.message}", transient=refusal.transient)
         except Drop as drop:
             drop.field = field
             return drop
@@ -275,9 +292,9 @@ class Fetch(Stage):
             resp = self._manager(parts.scheme, parts.netloc.rpartition("@")[2]).request("GET", url,
                                                                                       preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
-            raise _transient(url, exc.reason) from None
+            raise transient_drop(url, exc.reason) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _transient(url, exc) from None
+            raise transient_drop(url, exc) from None
         done = False
         try:
             if resp.status in _RETRY_STATUS:
@@ -293,20 +310,9 @@ class Fetch(Stage):
             length = int(header) if header.isdigit() else None
             if length is not None and length > cfg.max_bytes:
                 raise Drop("fetch.too_large", f"{url}: Content-Length {length} > max_bytes {cfg.max_bytes}")
-            # one read of the whole body (a read per arriving packet costs more CPU than the decode after
-            # it); time_limit by a timer that shuts the socket, which ends a read a slow server drips
-            sock = _socket_of(resp)  # taken now: by the time the timer fires, its descriptor number may be reused
-            timer = threading.Timer(cfg.time_limit, _shut, (sock,))
-            timer.start()
-            try:
-                # a compressed body's length is not the length read (urllib3 decodes it): read to the end
-                plain = resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
-                body = _read(resp, length if plain else None, cfg.max_bytes)
-            finally:
-                timer.cancel()
-                timer.join()  # a shutdown under way ends before the duplicate closes (and its number is reused)
-                if sock is not None:
-                    sock.close()  # our duplicate only: the connection stays open
+            # a compressed body's length is not the length read (urllib3 decodes it): read to the end
+            plain = resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+            body = read_within(resp, length if plain else None, cfg.max_bytes, cfg.time_limit)
             size = len(body)
             if time.monotonic() - start >= cfg.time_limit:
                 raise late(f" ({size} bytes)")
@@ -318,7 +324,7 @@ class Fetch(Stage):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if time.monotonic() - start >= cfg.time_limit:
                 raise late() from None
-            raise _transient(url, exc) from None
+            raise transient_drop(url, exc) from None
         finally:
             if not done:  # the rest of the body is not wanted: close the connection, do not read it
                 resp.close()
@@ -332,100 +338,30 @@ class Fetch(Stage):
                 final = urljoin(final, hop.redirect_location)
         return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype, "bytes": size}
 
+    def _robots_txt(self, url: str) -> tuple[int, bytes]:
+        """A site's robots.txt (for :class:`SiteRules`): the status and the body (its first
+        ``ROBOTS_MAX_BYTES``) after retries and redirects; a transient ``Drop`` when no answer came."""
+        import urllib3
 
-_DIRECTIVE = re.compile(r"[A-Za-z0-9_-]+")
-_PRODUCT = re.compile(r"[^\s/]+")  # a User-Agent's first token, before its "/version"
-# directives with a value after a colon, which a crawler's name would look like
-_VALUED = ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview")
-_FOR_CRAWLER = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*:(.*)", re.DOTALL)  # "otherbot: noindex, nofollow"
-
-
-def opted_out(values: list[str], crawler: str, disallowed: list[str]) -> str | None:
-    """The first of the ``disallowed`` directives that X-Robots-Tag header ``values`` give ``crawler``, or
-    None. A value is a comma-separated list of directives, for every crawler until a ``name:`` prefix
-    makes the ones after it for that crawler alone (``otherbot: noindex, nofollow``; headers a proxy
-    joined: ``googlebot: nofollow, otherbot: noai``). ``unavailable_after: DATE`` and ``max-snippet: 50``
-    (``max-image-preview``, ``max-video-preview``) are directives, not names; ``none`` is ``noindex,
-    nofollow``."""
-    for value in values:
-        target = None  # every crawler
-        for item in value.split(","):
-            named = _FOR_CRAWLER.fullmatch(item)
-            if named is not None and named[1].lower() not in _VALUED:
-                target, item = named[1].lower(), named[2]
-            directive = item.strip().lower()
-            if target in (None, crawler) and (directive in disallowed or
-                                              (directive == "none" and {"noindex", "nofollow"} & set(disallowed))):
-                return directive
-    return None
-
-
-def _read(resp: Any, length: int | None, max_bytes: int) -> bytes:
-    """The body: in one read of its ``Content-Length``, else in reads of 1 MiB up to just past
-    ``max_bytes`` (http.client allocates each read's full size up front: one read of ``max_bytes``
-    would zero 64 MiB per URL)."""
-    if length is not None:
-        return resp.read(length)
-    chunks, size = [], 0
-    while size <= max_bytes and (chunk := resp.read(min(1 << 20, max_bytes + 1 - size))):
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _check_url(url: str) -> None:
-    """Raise ValueError for a URL urllib3 cannot send: unparseable (``LocationParseError`` is a
-    ValueError), or with a control character or space left after it percent-encodes the path."""
-    from urllib3.util import parse_url
-
-    if _UNSENDABLE.search(parse_url(url).url):
-        raise ValueError("a space or control character outside the path")
-
-
-_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
-
-
-@functools.cache
-def _retry_class() -> type:
-    """urllib3's Retry, but the first retry waits ``backoff`` too (urllib3 retries at once the first
-    time, so a 429 or 503 was asked again with no pause), then 2x, 4x..."""
-    import urllib3
-
-    class Retry(urllib3.Retry):
-        def get_backoff_time(self) -> float:
-            errors = len(list(itertools.takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
-            return 0.0 if not errors else float(min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1)))
-
-    return Retry
-
-
-def _socket_of(resp: Any) -> socket.socket | None:
-    """A duplicate of the response's socket (its own socket object is private to urllib3), or None."""
-    try:
-        return socket.socket(fileno=os.dup(resp.fileno()))
-    except (OSError, ValueError):  # no socket under it (the body is in already)
-        return None
-
-
-def _shut(sock: socket.socket | None) -> None:
-    """End a read that is still going at ``time_limit`` (from the timer's thread): shutting down the
-    duplicate shuts the connection down, so the blocked read returns."""
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def _transient(url: str, exc: BaseException | None) -> Drop:
-    import urllib3
-
-    timeout = isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)) and not isinstance(
-        exc, urllib3.exceptions.NewConnectionError)  # a refused connection is one too, for urllib3
-    what = " ".join(str(exc).split()) or type(exc).__name__
-    return Drop("fetch.timeout" if timeout else "fetch.unavailable", f"{url}: {what}", transient=True)
-
+        parts = urlsplit(url)
+        try:
+            resp = self._manager(parts.scheme, parts.netloc).request("GET", url, preload_content=False)
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise transient_drop(url, exc.reason) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise transient_drop(url, exc) from None
+        body = b""
+        try:
+            if 200 <= resp.status < 300:
+                body = read_within(resp, None, ROBOTS_MAX_BYTES, self.config.time_limit)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            resp.close()
+            raise transient_drop(url, exc) from None
+        finally:
+            if len(body) > ROBOTS_MAX_BYTES or not 200 <= resp.status < 300:
+                resp.close()  # the rest is not wanted
+            resp.release_conn()
+        return resp.status, body
 
 def _field_for(content_type: str, path: str) -> str | None:
     """The field name for a response: from its Content-Type, else from the URL path's extension."""
