@@ -304,6 +304,16 @@ def test_robots_txt_with_a_server_error_disallows_the_site_until_a_rerun_finds_i
     assert second["samples_out"] == 3 and server.hits["/a.jpg"] == 3 and server.hits["/robots.txt"] == 3
 
 
+@pytest.mark.parametrize(("agent", "name"), [
+    ("mmprep/0.1", "mmprep"), ("MyBot/2 (+https://x.org/bot)", "mybot"),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "googlebot"),
+    ("Mozilla/5.0 (X11; Linux x86_64)", "mozilla")])
+def test_the_crawler_name_robots_rules_use_is_the_user_agents_product_token(agent, name):
+    from mmprep.stages.fetch.robots import crawler_name
+
+    assert crawler_name(agent) == name
+
+
 def test_site_rules_keep_an_answer_a_day_and_a_failure_a_minute():
     """SiteRules against a robots.txt source whose answers change, on a clock the test moves: one site per
     scheme, host and port; a failure is asked again after a minute, an answer after 24 hours."""

@@ -44,7 +44,7 @@ from mmprep import __version__
 from mmprep.errors import Drop
 from mmprep.sample import SOURCE, Sample, ext_modality, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.fetch.robots import DIRECTIVE, PRODUCT, SiteRules, opted_out, site_of
+from mmprep.stages.fetch.robots import DIRECTIVE, PRODUCT, SiteRules, crawler_name, opted_out, site_of
 from mmprep.stages.fetch.robots import MAX_BYTES as ROBOTS_MAX_BYTES
 from mmprep.stages.fetch.wire import check_url, read_within, retry_class, transient_drop
 
@@ -139,8 +139,8 @@ class Fetch(Stage):
         return params
 
     def _crawler(self) -> str:
-        """The name X-Robots-Tag directives for one crawler use for this one: user_agent's product token."""
-        return PRODUCT.match(self.config.user_agent)[0].lower()
+        """The name robots.txt groups and X-Robots-Tag prefixes use for this crawler (``crawler_name``)."""
+        return crawler_name(self.config.user_agent)
 
     def creates(self) -> tuple[tuple[str, str], ...]:
         return (("out", self.config.out),) if self.config.out != "auto" else ()

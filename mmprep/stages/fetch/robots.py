@@ -111,6 +111,17 @@ def _unreachable(robots: str, why: str) -> Drop:
 
 DIRECTIVE = re.compile(r"[A-Za-z0-9_-]+")
 PRODUCT = re.compile(r"[^\s/]+")  # a User-Agent's first token, before its "/version"
+_NAMED = re.compile(r"([A-Za-z0-9_.-]+)/\S")  # name/version tokens anywhere in a User-Agent
+
+
+def crawler_name(user_agent: str) -> str:
+    """The name robots.txt groups and ``X-Robots-Tag`` prefixes use for us: the User-Agent's product
+    token, in lowercase (``mybot/1.0`` -> ``mybot``). Past a leading ``Mozilla/5.0``, the first other
+    one: crawlers that dress as browsers name themselves in the comment (``Mozilla/5.0 (compatible;
+    Googlebot/2.1; +http://...)`` -> ``googlebot``)."""
+    names = [name.lower() for name in _NAMED.findall(user_agent)]
+    first = PRODUCT.match(user_agent)[0].lower()
+    return next((name for name in names if name != "mozilla"), first) if first == "mozilla" else first
 # directives with a value after a colon, which a crawler's name would look like
 _VALUED = ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview")
 _FOR_CRAWLER = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*:(.*)", re.DOTALL)  # "otherbot: noindex, nofollow"
