@@ -38,6 +38,8 @@ class Server:
         self.now = self.most = 0
         self.want = 1  # /wait.jpg: requests in flight at once before the first of them answer
         self.robots: bytes | None = None  # /robots.txt, else a 404
+        self.robots_headers: dict[str, str] = {}
+        self.robots_pause = 0.0  # seconds after its first line (then no Content-Length: it ends at the close)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,7 +64,7 @@ class Server:
         if path in self.down:
             return self.send(h, 503, b"busy", "text/plain")
         if path == "/robots.txt" and self.robots is not None:
-            return self.send(h, 200, self.robots, "text/plain")
+            return self.send_robots(h)
         if path.startswith("/private/"):
             return self.send(h, 200, JPG, "image/jpeg")
         if path == "/to-private":
@@ -133,6 +135,26 @@ class Server:
                 pass
             return None
         return self.send(h, 404, b"no", "text/plain")
+
+    def send_robots(self, h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        for name, value in self.robots_headers.items():
+            h.send_header(name, value)
+        if not self.robots_pause:
+            h.send_header("Content-Length", str(len(self.robots)))
+        else:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        head, _, rest = self.robots.partition(b"\n")
+        h.wfile.write(head + b"\n")
+        h.wfile.flush()
+        time.sleep(self.robots_pause)
+        try:
+            h.wfile.write(rest)
+        except OSError:
+            pass
+        h.close_connection = True
 
     @staticmethod
     def send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
@@ -270,21 +292,42 @@ def test_robots_txt_is_read_once_per_site_and_obeyed_for_our_product_token(tmp_p
     u = server.url
     rows = [{"key": "a", "url": f"{u}/a.jpg"}, {"key": "x", "url": f"{u}/private/x.jpg"},
             {"key": "ok", "url": f"{u}/private/ok.jpg"}, {"key": "wav", "url": f"{u}/sound.wav"},
-            {"key": "hop", "url": f"{u}/to-private"}]
+            {"key": "hop", "url": f"{u}/to-private"}, {"key": "dots", "url": f"{u}/public/../private/x.jpg"}]
     m = manifest(tmp_path / "m.jsonl", rows)
     out = tmp_path / "out"
     summary = build(fetch_doc(), m, out, workers=1)
     errors = errors_of(out)
     assert {k: e["reason"] for k, e in errors.items()} == {
-        "x": "fetch.robots_disallowed", "wav": "fetch.robots_disallowed", "hop": "fetch.robots_disallowed"}
+        "x": "fetch.robots_disallowed", "wav": "fetch.robots_disallowed", "hop": "fetch.robots_disallowed",
+        "dots": "fetch.robots_disallowed"}  # checked as urllib3 sends it: /private/x.jpg
     assert errors["x"]["message"] == f"{u}/private/x.jpg: {u}/robots.txt disallows it for mmprep"
-    assert errors["hop"]["message"].startswith(f"{u}/to-private redirected to {u}/private/x.jpg: ")
+    assert errors["hop"]["message"] == f"{u}/to-private redirected to {errors['x']['message']}"
     assert not any(e.get("transient") for e in errors.values())  # a rerun does not ask again
     assert summary["samples_out"] == 2 and members(out)["ok.jpg"] == JPG
-    assert server.hits["/robots.txt"] == 1 and "/sound.wav" not in server.hits
-    assert server.hits["/private/x.jpg"] == 1  # only after the redirect: its own URL was never asked for
+    assert server.hits["/robots.txt"] == 1 and server.hits["/to-private"] == 1
+    assert "/sound.wav" not in server.hits and "/private/x.jpg" not in server.hits  # never asked for
     everything = build(fetch_doc(robots_txt=False), m, tmp_path / "all", workers=1)
-    assert everything["samples_out"] == 5 and server.hits["/robots.txt"] == 1
+    assert everything["samples_out"] == 6 and server.hits["/robots.txt"] == 1
+
+
+@pytest.mark.parametrize("case", ["cut off by time_limit", "undecodable gzip"])
+def test_a_robots_txt_cut_off_is_a_timeout_and_one_that_cannot_be_decoded_has_no_rules(tmp_path, server, case):
+    """A robots.txt still arriving at time_limit is no robots.txt: its first lines alone would be read as
+    the whole file (here they allow what the rest disallows). One whose Content-Encoding lies has no
+    rules to read: everything may be fetched (it was a transient failure of every URL, every run)."""
+    if case == "undecodable gzip":
+        server.robots, server.robots_headers = b"User-agent: *\nDisallow: /a.jpg\n", {"Content-Encoding": "gzip"}
+    else:
+        server.robots, server.robots_pause = b"User-agent: *\nDisallow: /a.jpg\n", 2.5
+    out = tmp_path / "out"
+    summary = build(fetch_doc(), manifest(tmp_path / "m.jsonl", [{"key": "a", "url": f"{server.url}/a.jpg"}]), out,
+                    workers=1)
+    if case == "undecodable gzip":
+        assert summary["samples_out"] == 1 and members(out)["a.jpg"] == JPG
+    else:
+        error = errors_of(out)["a"]
+        assert (error["reason"], error["transient"]) == ("fetch.timeout", True) and "/a.jpg" not in server.hits
+        assert error["message"] == f"{server.url}/a.jpg: {server.url}/robots.txt: not done after time_limit 1.5 s"
 
 
 def test_robots_txt_with_a_server_error_disallows_the_site_until_a_rerun_finds_it(tmp_path, server):
@@ -307,6 +350,8 @@ def test_robots_txt_with_a_server_error_disallows_the_site_until_a_rerun_finds_i
 @pytest.mark.parametrize(("agent", "name"), [
     ("mmprep/0.1", "mmprep"), ("MyBot/2 (+https://x.org/bot)", "mybot"),
     ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "googlebot"),
+    ("Mozilla/5.0 (compatible; MyBot; +https://mybot.example/about)", "mybot"),
+    ("Mozilla/5.0 (compatible; +http://example.org/bot.html) My_Bot/1.0", "my_bot"),
     ("Mozilla/5.0 (X11; Linux x86_64)", "mozilla")])
 def test_the_crawler_name_robots_rules_use_is_the_user_agents_product_token(agent, name):
     from mmprep.stages.fetch.robots import crawler_name
@@ -320,7 +365,7 @@ def test_site_rules_keep_an_answer_a_day_and_a_failure_a_minute():
     from urllib.parse import urlsplit
 
     from mmprep.errors import Drop
-    from mmprep.stages.fetch.robots import SiteRules, site_of
+    from mmprep.stages.fetch.robots import MAX_BYTES, SiteRules, site_of
 
     asked, answers, now = [], {}, [0.0]
 
@@ -353,9 +398,37 @@ def test_site_rules_keep_an_answer_a_day_and_a_failure_a_minute():
     rules.forget_failures()  # the next batch asks a failed site again, and only that one
     assert rules.refusal("https://d/z", "https://d") is not None and rules.refusal("http://h/c", "http://h") is None
     assert asked.count("https://d/robots.txt") == 3 and asked.count("http://h/robots.txt") == 2
+    big = b"User-agent: *\n# " + b"x" * (MAX_BYTES - 30) + b"\nDisallow: /private/\n"  # cut inside the rule
+    answers["http://big/robots.txt"] = (200, big)
+    assert len(big) > MAX_BYTES and rules.refusal("http://big/public/a.jpg", "http://big") is None
     assert [site_of(urlsplit(u)) for u in ("HTTP://Ex.COM:80/a", "https://ex.com:443/", "https://u:p@ex.com:8443/",
                                          "http://[::1]:8080/x")] == [
         "http://ex.com", "https://ex.com", "https://ex.com:8443", "http://[::1]:8080"]
+
+
+def test_site_rules_keep_the_last_thousand_sites_and_two_mebibytes():
+    """A URL list of many hosts does not keep every robots.txt (protego holds ~40x its bytes): the
+    least recently used site goes past 1,000 sites, or past 2 MiB of robots.txt."""
+    from mmprep.stages.fetch.robots import SiteRules
+
+    asked = []
+    small, large = b"User-agent: *\nDisallow: /x\n", b"User-agent: *\nDisallow: /x\n" + b"#\n" * 250_000
+
+    def get(url):
+        asked.append(url)
+        return 200, large if url.startswith("http://large") else small
+
+    rules = SiteRules(get, "mmprep")
+    for i in range(1001):
+        assert rules.refusal(f"http://s{i}/x", f"http://s{i}").reason == "fetch.robots_disallowed"
+    rules.refusal("http://s1000/x", "http://s1000")
+    rules.refusal("http://s0/x", "http://s0")  # the oldest: gone
+    assert asked.count("http://s0/robots.txt") == 2 and asked.count("http://s1000/robots.txt") == 1
+    for i in range(5):  # 500 KB each: four fit
+        rules.refusal(f"http://large{i}/x", f"http://large{i}")
+    rules.refusal("http://large4/x", "http://large4")
+    rules.refusal("http://large0/x", "http://large0")
+    assert asked.count("http://large0/robots.txt") == 2 and asked.count("http://large4/robots.txt") == 1
 
 
 @pytest.mark.parametrize(("key", "value"), [("out", "JPG"), ("schemes", ["ftp"]), ("concurrency", 0),

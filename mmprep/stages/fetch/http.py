@@ -255,14 +255,10 @@ class Fetch(Stage):
             return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
         try:
             with self._gate(parts.hostname):
-                if self._robots is not None and (refusal := self._robots.refusal(url, site)) is not None:
+                # checked as it is sent: urllib3 removes dot segments (/public/../private/x.jpg)
+                if self._robots is not None and (refusal := self._robots.refusal(_sent(url), site)) is not None:
                     raise refusal
                 body, info = self._download(url, parts)
-            if self._robots is not None and info["final_url"] != url:  # redirected: there too
-                final = info["final_url"]
-                refusal = self._robots.refusal(final, site_of(urlsplit(final)))
-                if refusal is not None:
-                    raise Drop(refusal.reason, f"{url} redirected to {refusal.message}", transient=refusal.transient)
         except Drop as drop:
             drop.field = field
             return drop
@@ -288,13 +284,7 @@ class Fetch(Stage):
             return Drop("fetch.timeout", f"{url}: not done after time_limit {cfg.time_limit:g} s{what}",
                         transient=True)
 
-        try:
-            resp = self._manager(parts.scheme, parts.netloc.rpartition("@")[2]).request("GET", url,
-                                                                                      preload_content=False)
-        except urllib3.exceptions.MaxRetryError as exc:
-            raise transient_drop(url, exc.reason) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise transient_drop(url, exc) from None
+        resp, final = self._response(url, parts)
         done = False
         try:
             if resp.status in _RETRY_STATUS:
@@ -332,36 +322,86 @@ class Fetch(Stage):
         if not size:
             raise Drop("fetch.empty", f"{url}: empty body (HTTP {resp.status})")
         ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        final = url
-        for hop in resp.retries.history if resp.retries else ():
-            if hop.redirect_location:
-                final = urljoin(final, hop.redirect_location)
         return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype, "bytes": size}
+
+    def _response(self, url: str, parts: Any) -> tuple[Any, str]:
+        """The response to ``GET url`` after redirects (up to 5), and the URL that gave it. urllib3
+        follows them, unless robots.txt is obeyed: then they are followed here, each one's URL checked
+        before it is asked for (urllib3 would ask for a disallowed one)."""
+        import urllib3
+
+        cfg, robots = self.config, self._robots
+        target, scheme, netloc = url, parts.scheme, parts.netloc.rpartition("@")[2]
+        for hop in range(6):
+            try:
+                resp = self._manager(scheme, netloc).request("GET", target, preload_content=False,
+                                                             redirect=robots is None)
+            except urllib3.exceptions.MaxRetryError as exc:
+                raise transient_drop(url, exc.reason) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise transient_drop(url, exc) from None
+            location = resp.get_redirect_location() if robots is not None else None
+            if not location or hop == 5:  # a sixth redirect is an HTTP 3xx for the caller
+                break
+            resp.drain_conn()  # as urllib3 does: the connection is kept for the next request
+            resp.release_conn()
+            target = urljoin(target, location)
+            hop_parts = urlsplit(target)
+            try:
+                check_url(target)
+                site = site_of(hop_parts)
+            except ValueError as exc:
+                raise Drop("fetch.bad_url", f"{url} redirected to {target!r}: {exc}") from None
+            if hop_parts.scheme not in cfg.schemes or not hop_parts.hostname:
+                raise Drop("fetch.bad_url", f"{url} redirected to {target!r}, not an {'/'.join(cfg.schemes)} URL")
+            refusal = robots.refusal(_sent(target), site)
+            if refusal is not None:
+                raise Drop(refusal.reason, f"{url} redirected to {refusal.message}", transient=refusal.transient)
+            scheme, netloc = hop_parts.scheme, hop_parts.netloc.rpartition("@")[2]
+        if robots is None:
+            for step in resp.retries.history if resp.retries else ():
+                if step.redirect_location:
+                    target = urljoin(target, step.redirect_location)
+        return resp, target
 
     def _robots_txt(self, url: str) -> tuple[int, bytes]:
         """A site's robots.txt (for :class:`SiteRules`): the status and the body (its first
         ``ROBOTS_MAX_BYTES``) after retries and redirects; a transient ``Drop`` when no answer came."""
         import urllib3
 
+        limit = self.config.time_limit
         parts = urlsplit(url)
+        start = time.monotonic()
         try:
             resp = self._manager(parts.scheme, parts.netloc).request("GET", url, preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
             raise transient_drop(url, exc.reason) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise transient_drop(url, exc) from None
-        body = b""
+        body, whole = b"", False
         try:
             if 200 <= resp.status < 300:
-                body = read_within(resp, None, ROBOTS_MAX_BYTES, self.config.time_limit)
+                body = read_within(resp, None, ROBOTS_MAX_BYTES, limit)
+                whole = len(body) <= ROBOTS_MAX_BYTES
+        except urllib3.exceptions.DecodeError:  # not what its Content-Encoding says: no rules to read
+            return resp.status, b""
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            resp.close()
-            raise transient_drop(url, exc) from None
+            if time.monotonic() - start < limit:
+                raise transient_drop(url, exc) from None
         finally:
-            if len(body) > ROBOTS_MAX_BYTES or not 200 <= resp.status < 300:
+            if not whole:
                 resp.close()  # the rest is not wanted
             resp.release_conn()
+        if time.monotonic() - start >= limit:  # cut off: the rules read so far are not the file's
+            raise Drop("fetch.timeout", f"{url}: not done after time_limit {limit:g} s", transient=True)
         return resp.status, body
+
+def _sent(url: str) -> str:
+    """The URL as urllib3 sends it (dot segments removed, unsafe characters quoted)."""
+    from urllib3.util import parse_url
+
+    return parse_url(url).url
+
 
 def _field_for(content_type: str, path: str) -> str | None:
     """The field name for a response: from its Content-Type, else from the URL path's extension."""
