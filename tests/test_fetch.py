@@ -26,6 +26,9 @@ ROBOTS = {"/noai.jpg": ["noai"], "/theirs.jpg": ["otherbot: noai"], "/ours.jpg":
           "/preview.jpg": ["max-image-preview: large, noimageai"], "/none.jpg": ["none"]}
 
 
+REDIRECTS = {"/moved": "/a.jpg", "/to-private": "/private/x.jpg"}
+
+
 class Server:
     """Serves fixed routes; counts requests per path; ``down`` paths answer 503 while listed."""
 
@@ -67,9 +70,9 @@ class Server:
             return self.send_robots(h)
         if path.startswith("/private/"):
             return self.send(h, 200, JPG, "image/jpeg")
-        if path == "/to-private":
+        if path in REDIRECTS:
             h.send_response(302)
-            h.send_header("Location", "/private/x.jpg")
+            h.send_header("Location", REDIRECTS[path])
             h.send_header("Content-Length", "0")
             h.end_headers()
             return None
@@ -79,12 +82,6 @@ class Server:
             return self.send(h, 200, PNG, "image/png; charset=binary")
         if path == "/sound.wav":  # generic type: named from the URL's extension
             return self.send(h, 200, WAV, "application/octet-stream")
-        if path == "/moved":
-            h.send_response(302)
-            h.send_header("Location", "/a.jpg")
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-            return None
         if path == "/big.jpg":
             return self.send(h, 200, b"x" * 5000, "image/jpeg")
         if path == "/empty.jpg":
