@@ -244,16 +244,7 @@ class Fetch(Stage):
             url = url.decode("utf-8", errors="replace")
         url = str(url).strip().lstrip("\ufeff").strip()  # a .url file saved with a byte-order mark
         try:
-            parts = urlsplit(url)
-            # what urllib3 would refuse (a port over 65535, a space in the host, two lines) is a bad URL
-            # here, not a failed connection that every rerun would try again
-            check_url(url)
-            site = site_of(parts)
-        except ValueError as exc:
-            return Drop("fetch.bad_url", f"{url!r}: {exc}", field=field)
-        if parts.scheme not in cfg.schemes or not parts.hostname:
-            return Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(cfg.schemes)} URL", field=field)
-        try:
+            parts, site = self._checked(url)
             with self._gate(parts.hostname):
                 # checked as it is sent: urllib3 removes dot segments (/public/../private/x.jpg)
                 if self._robots is not None and (refusal := self._robots.refusal(_sent(url), site)) is not None:
@@ -272,6 +263,34 @@ class Fetch(Stage):
         sample.setdefault(SOURCE, {})[ext] = url
         meta(sample)["fetch"] = info
         return sample
+
+    def _checked(self, url: str) -> tuple[Any, str]:
+        """The URL's ``urlsplit`` and its site (``site_of``); ``fetch.bad_url`` where it cannot be fetched.
+        What urllib3 would refuse (a port over 65535, a space in the host, two lines) is a bad URL here,
+        not a failed connection that every rerun would try again."""
+        schemes = self.config.schemes
+        try:
+            parts = urlsplit(url)
+            check_url(url)
+            site = site_of(parts)
+        except ValueError as exc:
+            raise Drop("fetch.bad_url", f"{url!r}: {exc}") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise Drop("fetch.bad_url", f"{url!r} is not an {'/'.join(schemes)} URL")
+        return parts, site
+
+    def _request(self, url: str, target: str, parts: Any, **options: Any) -> Any:
+        """``GET target`` (``parts``: its ``urlsplit``), not preloaded; a transient ``Drop`` naming ``url``
+        when no answer came (after the retries)."""
+        import urllib3
+
+        try:
+            return self._manager(parts.scheme, parts.netloc.rpartition("@")[2]).request(
+                "GET", target, preload_content=False, **options)
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise transient_drop(url, exc.reason) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise transient_drop(url, exc) from None
 
     def _download(self, url: str, parts: Any) -> tuple[bytes, dict[str, Any]]:
         """The body and the ``fetch`` metadata of ``url`` (``parts``: its ``urlsplit``)."""
@@ -328,36 +347,23 @@ class Fetch(Stage):
         """The response to ``GET url`` after redirects (up to 5), and the URL that gave it. urllib3
         follows them, unless robots.txt is obeyed: then they are followed here, each one's URL checked
         before it is asked for (urllib3 would ask for a disallowed one)."""
-        import urllib3
-
-        cfg, robots = self.config, self._robots
-        target, scheme, netloc = url, parts.scheme, parts.netloc.rpartition("@")[2]
+        robots = self._robots
+        target = url
         for hop in range(6):
-            try:
-                resp = self._manager(scheme, netloc).request("GET", target, preload_content=False,
-                                                             redirect=robots is None)
-            except urllib3.exceptions.MaxRetryError as exc:
-                raise transient_drop(url, exc.reason) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise transient_drop(url, exc) from None
+            resp = self._request(url, target, parts, redirect=robots is None)
             location = resp.get_redirect_location() if robots is not None else None
             if not location or hop == 5:  # a sixth redirect is an HTTP 3xx for the caller
                 break
             resp.drain_conn()  # as urllib3 does: the connection is kept for the next request
             resp.release_conn()
             target = urljoin(target, location)
-            hop_parts = urlsplit(target)
             try:
-                check_url(target)
-                site = site_of(hop_parts)
-            except ValueError as exc:
-                raise Drop("fetch.bad_url", f"{url} redirected to {target!r}: {exc}") from None
-            if hop_parts.scheme not in cfg.schemes or not hop_parts.hostname:
-                raise Drop("fetch.bad_url", f"{url} redirected to {target!r}, not an {'/'.join(cfg.schemes)} URL")
-            refusal = robots.refusal(_sent(target), site)
-            if refusal is not None:
-                raise Drop(refusal.reason, f"{url} redirected to {refusal.message}", transient=refusal.transient)
-            scheme, netloc = hop_parts.scheme, hop_parts.netloc.rpartition("@")[2]
+                parts, site = self._checked(target)
+                refusal = robots.refusal(_sent(target), site)
+                if refusal is not None:
+                    raise refusal
+            except Drop as drop:
+                raise Drop(drop.reason, f"{url} redirected to {drop.message}", transient=drop.transient) from None
         if robots is None:
             for step in resp.retries.history if resp.retries else ():
                 if step.redirect_location:
@@ -370,14 +376,8 @@ class Fetch(Stage):
         import urllib3
 
         limit = self.config.time_limit
-        parts = urlsplit(url)
         start = time.monotonic()
-        try:
-            resp = self._manager(parts.scheme, parts.netloc).request("GET", url, preload_content=False)
-        except urllib3.exceptions.MaxRetryError as exc:
-            raise transient_drop(url, exc.reason) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise transient_drop(url, exc) from None
+        resp = self._request(url, url, urlsplit(url))
         body, whole = b"", False
         try:
             if 200 <= resp.status < 300:
@@ -395,6 +395,7 @@ class Fetch(Stage):
         if time.monotonic() - start >= limit:  # cut off: the rules read so far are not the file's
             raise Drop("fetch.timeout", f"{url}: not done after time_limit {limit:g} s", transient=True)
         return resp.status, body
+
 
 def _sent(url: str) -> str:
     """The URL as urllib3 sends it (dot segments removed, unsafe characters quoted)."""

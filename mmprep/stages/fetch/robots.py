@@ -159,6 +159,8 @@ def crawler_name(user_agent: str) -> str:
     named = _COMPATIBLE.search(rest)
     names = [named[1]] if named is not None else _NAMED.findall(rest)
     return next((name.lower() for name in names if name.lower() != "mozilla"), first)
+
+
 # directives with a value after a colon, which a crawler's name would look like
 _VALUED = ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview")
 _FOR_CRAWLER = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*:(.*)", re.DOTALL)  # "otherbot: noindex, nofollow"
