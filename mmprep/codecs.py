@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mmprep.errors import Drop
+from mmprep.reproducible import pinned_ogg, pinned_wav
 from mmprep.sample import Audio, Image
 
 _CV2_EXT = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tif": ".tiff",
@@ -112,7 +113,9 @@ def encode_audio(audio: Audio, ext: str) -> bytes:
     data = audio.samples.T if audio.samples.ndim == 2 else audio.samples
     buf = io.BytesIO()
     sf.write(buf, np.clip(data, -1.0, 1.0), audio.rate, format=fmt, subtype=subtype)
-    return buf.getvalue()
+    if fmt == "OGG":
+        return pinned_ogg(buf.getvalue())
+    return pinned_wav(buf.getvalue()) if fmt == "WAV" else buf.getvalue()
 
 
 def held_rate(ext: str, rate: int) -> int:
@@ -135,7 +138,8 @@ def _encode_av(audio: Audio, ext: str) -> bytes:
     layout = _AV_LAYOUTS[x.shape[0]]
     buf = io.BytesIO()
     try:
-        with av.open(buf, mode="w", format=container) as out:
+        # bitexact: the Ogg serial number of an .opus is not random, and no encoder version is written
+        with av.open(buf, mode="w", format=container, options={"fflags": "+bitexact"}) as out:
             stream = out.add_stream(codec, rate=audio.rate)
             stream.layout = layout
             # Opus takes 20 ms frames; a shorter last one is trimmed at the end by the Ogg granule position
