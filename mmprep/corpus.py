@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mmprep.errors import ConfigError
 from mmprep.keys import sanitize_key, unique_keys
@@ -362,6 +362,7 @@ def _manifest_rows(path: Path, fmt: str) -> list[tuple[int, dict]]:
             return _csv_rows(path)
         import pyarrow.parquet as pq
 
+        _one_each(pq.read_schema(path).names, path, "the schema")
         return list(enumerate(pq.read_table(path).to_pylist()))
     except UnicodeDecodeError as exc:
         raise ConfigError("input.path", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
@@ -375,7 +376,9 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line, object_pairs_hook=_pairs)
+                except _Repeated as exc:
+                    raise ConfigError("input.path", f"line {n} of {path} has {exc.args[0]!r} twice") from None
                 except json.JSONDecodeError as exc:
                     raise ConfigError("input.path", f"line {n} of {path} is not JSON: {exc.msg}") from None
                 if not isinstance(row, dict):
@@ -393,6 +396,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
         reader = csv.reader(fh)
         try:
             header = next(reader, [])
+            _one_each(header, path, "line 1")
             while True:
                 n = reader.line_num + 1  # where the next row starts
                 cells = next(reader, None)
@@ -406,6 +410,29 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
                 rows.append((n, dict(zip(header, cells, strict=False))))
         except csv.Error as exc:
             raise ConfigError("input.path", f"line {reader.line_num} of {path} is not CSV: {exc}") from None
+
+
+class _Repeated(ValueError):
+    """A JSON object with a name twice (``json`` keeps the last one, silently)."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise _Repeated(next(name for i, (name, _) in enumerate(pairs) if name in dict(pairs[:i])))
+    return row
+
+
+def _one_each(names: list[str], path: Path, where: str) -> None:
+    """A manifest's column names name each field once: with a column twice (``key,jpg,txt,jpg``), or twice but
+    for case (``jpg`` and ``JPG``: both field ``jpg``), the last one silently won in every row."""
+    seen: dict[str, str] = {}
+    for name in names:
+        field = str(name).lower()
+        if field in seen:
+            what = f"column {name!r} twice" if seen[field] == name else f"columns {seen[field]!r} and {name!r}"
+            raise ConfigError("input.path", f"{where} of {path} has {what}: one column per field")
+        seen[field] = name
 
 
 def _one_line(exc: Exception) -> str:
@@ -437,6 +464,8 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
         raw = str(row[key_column])
         if raw in by_raw:
             raise ConfigError("input.key_column", f"key {raw!r} appears twice in {path.name} ({_where(path, fmt, n)})")
+        if fmt == "jsonl":  # a CSV's or Parquet file's columns were checked once, for every row
+            _one_each(list(row), path, f"line {n}")
         paths: dict[str, str] = {}
         inline: dict[str, str] = {}
         for col, value in row.items():

@@ -103,15 +103,18 @@ def _main_unimportable() -> bool:
 
 
 def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any,
-               method: str = "forkserver") -> ProcessPoolExecutor:
+               method: str = "forkserver", announce: bool = True) -> ProcessPoolExecutor:
     """Start the local pool before its tasks are known: the forkserver imports, the workers fork and
     run ``setup(*args)`` (the stages' own set-up) on other cores while the driver scans the corpus.
     Hand it to :func:`run_local`, or shut it down when there turns out to be nothing to build.
-    ``method``: the preferred start method (see ``_context``)."""
+    ``method``: the preferred start method (see ``_context``). ``announce``: log the start now; else the
+    caller does (:func:`announce_pool`) once the pool is used: a pool started beside the reading of a
+    bad manifest put its line before the one-line error."""
     ctx = _context(method)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,  # see below
                                initargs=(dict(os.environ),))
-    log.info("starting %d worker processes (%s)", workers, ctx.get_start_method())
+    if announce:
+        announce_pool(pool)
     if setup is None:
         return pool
     if ctx.get_start_method() == "fork":
@@ -126,6 +129,11 @@ def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any
     else:  # from a thread: starting a worker waits until the forkserver has done its imports
         threading.Thread(target=_submit, args=(pool, workers, setup, args), daemon=True).start()
     return pool
+
+
+def announce_pool(pool: ProcessPoolExecutor) -> None:
+    """The pool's start in the log (its size and start method: concurrent.futures keeps them, unexported)."""
+    log.info("starting %d worker processes (%s)", pool._max_workers, pool._mp_context.get_start_method())
 
 
 def _worker_init(environ: dict[str, str]) -> None:

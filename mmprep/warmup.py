@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.atomic import atomic_write
-from mmprep.executors import start_pool
+from mmprep.executors import announce_pool, start_pool
 from mmprep.listing import Skipped
 from mmprep.shardtask import prepare
 
@@ -85,7 +85,7 @@ class WarmUp:
         finds a change: the driver has only listed the corpus by then (see ``executors._context``)."""
         if self.workers > 1 and self.pool is None:
             self.pool = start_pool(self.workers, prepare, self.pipeline, self.pipeline_hash,
-                                   method="forkserver" if self.known is None else "fork")
+                                   method="forkserver" if self.known is None else "fork", announce=False)
 
     def head(self, folder: str, digest: str) -> None:
         """The listing's ``on_head``: the first half of a folder differs, so shards will be built."""
@@ -106,11 +106,14 @@ class WarmUp:
         return self.known["shards"] if output_signature(self.out, self.reports) == self.known["outputs"] else None
 
     def take_pool(self) -> ProcessPoolExecutor | None:
+        """The pool, for the shards to build: its start is logged now."""
         pool, self.pool = self.pool, None
+        if pool is not None:
+            announce_pool(pool)
         return pool
 
     def abandon(self) -> None:
-        pool = self.take_pool()
+        pool, self.pool = self.pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -88,6 +88,20 @@ def test_command_table_names_every_command_and_its_module():
     assert found == COMMANDS
 
 
+def test_a_bad_manifest_is_one_line_though_the_pool_starts_beside_its_reading(tmp_path):
+    """The workers start while the input is read; their log line waits until they are used, so a bad
+    manifest's error is the only line on stderr (it came second)."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("key,txt,TXT\na,one,two\n")
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}]})
+    res = run_cli("build", str(pipe), "-i", str(manifest), "-o", str(tmp_path / "o"), "-w", "2",
+                  env_extra={"MMPREP_START_METHOD": ""})
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert "columns 'txt' and 'TXT'" in res.stderr and res.stderr.startswith("mmprep: config error: input.path")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_bad_option_or_argument_is_one_line_and_exit_2(tmp_path):
     """Like a bad pipeline: exit code 2 and one line on stderr that names the option (click drew a
     box of usage and error); help and a good command are unchanged."""

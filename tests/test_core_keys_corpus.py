@@ -86,6 +86,36 @@ def test_manifest_formats(tmp_path, fmt):
     assert "jpg" not in records[1].paths
 
 
+@pytest.mark.parametrize(("fmt", "header", "message"), [
+    ("csv", ["key", "jpg", "txt", "jpg"], "line 1 of .* has column 'jpg' twice"),
+    ("csv", ["key", "jpg", "txt", "JPG"], "line 1 of .* has columns 'jpg' and 'JPG'"),
+    ("jsonl", ["key", "jpg", "txt", "jpg"], "line 1 of .* has 'jpg' twice"),
+    ("jsonl", ["key", "jpg", "txt", "JPG"], "line 1 of .* has columns 'jpg' and 'JPG'"),
+    ("parquet", ["key", "jpg", "txt", "jpg"], "the schema of .* has column 'jpg' twice"),
+    ("parquet", ["key", "jpg", "txt", "Jpg"], "the schema of .* has columns 'jpg' and 'Jpg'"),
+])
+def test_a_field_named_by_two_columns_is_a_config_error(tmp_path, fmt, header, message):
+    # the last column silently won in every row: a sample got the other column's file, or none
+    cells = ["a", "1.jpg", "cap", "2.jpg"]
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "csv":
+        path.write_text(",".join(header) + "\n" + ",".join(cells) + "\n")
+    elif fmt == "jsonl":
+        pairs = (f"{json.dumps(h)}: {json.dumps(c)}" for h, c in zip(header, cells, strict=True))
+        path.write_text("{" + ", ".join(pairs) + "}\n")
+    else:
+        pq.write_table(pa.table([pa.array([c]) for c in cells], names=header), path)
+    with pytest.raises(ConfigError, match=message):
+        read_corpus(path)
+
+
+def test_a_repeated_name_inside_an_inline_json_value_is_refused_too(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"key": "a", "txt": "x"}\n{"key": "b", "json": {"n": 1, "n": 2}}\n')
+    with pytest.raises(ConfigError, match="line 2 of .* has 'n' twice"):
+        read_corpus(path)
+
+
 def test_missing_input_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="input.path"):
         read_corpus(tmp_path / "nope")
