@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmprep.errors import ConfigError
 from mmprep.stage import Stage, get_stage, registered, registry
@@ -65,6 +65,13 @@ class OutputSpec(Section):
     )
     meta: bool = Field(True, description="Write each sample's metadata as KEY.meta.json.")
     encoding: EncodingSpec = EncodingSpec()
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _some_bytes(cls, value: ByteSize | None) -> ByteSize | None:
+        if value is not None and value < 1:  # 0 meant no limit, as leaving it out does
+            raise ValueError("must be at least 1 byte; leave it out for no limit")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> OutputSpec:
@@ -193,10 +200,38 @@ def load_pipeline(path: str | Path) -> BaseModel:
     except UnicodeDecodeError as exc:
         raise ConfigError("pipeline", f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError("pipeline", f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    except _Repeated as exc:
+        key, first, again = exc.args
+        raise ConfigError(str(key), f"is given twice in {path} (lines {first} and {again}); YAML would keep the "
+                          "second silently: remove one") from None
     return parse_pipeline(data, source=str(path))
+
+
+class _Repeated(Exception):
+    """A mapping key given twice: (key, first line, second line)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``, but a key given twice in one mapping is refused: PyYAML keeps the last one, so
+    a second ``output:`` block, or a stage parameter set twice, silently replaced the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *defaults``: overriding those is the point
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise _Repeated(key, lines[key], line)
+                lines[key] = line
+            except TypeError:  # an unhashable key: the constructor's own error follows
+                pass
+        return super().construct_mapping(node, deep)
 
 
 def instantiate(spec: BaseModel) -> list[Stage]:

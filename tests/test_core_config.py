@@ -17,6 +17,8 @@ from tests.conftest import ROOT, run_cli, write_pipeline
     ({"stages": [{"stage": "text.normalize", "lowercase": True, "lowercas": True}]}, "stages[0].lowercas: unknown key"),
     ({"stages": [{"stage": "audio.normalize", "peak_dbfs": 3}]}, "stages[0].peak_dbfs:"),
     ({"output": {"max_samples": 0}}, "output.max_samples:"),
+    ({"output": {"max_bytes": 0}}, "output.max_bytes: must be at least 1 byte"),  # 0 meant no limit
+    ({"output": {"max_bytes": "0B"}}, "output.max_bytes: must be at least 1 byte"),
     ({"output": {"fields": ["../evil"]}}, "output.fields[0]:"),
     ({"execution": {"executor": "spark"}}, "execution.executor:"),
     ({"inptu": {}}, "inptu: unknown key"),
@@ -48,6 +50,30 @@ def test_missing_input_and_bad_yaml_exit_2(tmp_path):
     (tmp_path / "bad.yaml").write_text("stages: [\n")
     res = run_cli("validate", str(tmp_path / "bad.yaml"))
     assert res.returncode == 2 and "not valid YAML" in res.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("stages: [{stage: text.decode}]\noutput: {name: first}\noutput: {name: second}\n",
+     ("output: is given twice in ", "p.yaml (lines 2 and 3)")),
+    ("stages:\n  - stage: text.normalize\n    lowercase: true\n    lowercase: false\n",
+     ("lowercase: is given twice in ", "p.yaml (lines 3 and 4)")),
+    ("stages: [{stage: text.decode, stage: text.normalize}]\n",
+     ("stage: is given twice in ", "p.yaml (lines 1 and 1)")),
+])
+def test_a_key_given_twice_is_a_config_error(tmp_path, corpus, text, message):
+    """PyYAML keeps the last of two equal keys: a second output block silently replaced the first."""
+    (tmp_path / "p.yaml").write_text(text)
+    res = run_cli("build", str(tmp_path / "p.yaml"), "-i", str(corpus), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert all(part in res.stderr for part in message), res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_merge_keys_may_still_override_what_they_merge(tmp_path):
+    (tmp_path / "p.yaml").write_text("stages: [{stage: text.decode}]\noutput:\n  <<: {name: base, max_samples: 3}\n"
+                                     "  name: mine\n")
+    spec = load_pipeline(tmp_path / "p.yaml")
+    assert (spec.output.name, spec.output.max_samples) == ("mine", 3)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
