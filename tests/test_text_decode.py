@@ -26,6 +26,26 @@ def test_legacy_encodings_decode_to_the_right_text(name):
                         "shift_jis": "cp932", "euc_kr": "euc_kr"}[name]
 
 
+WESTERN = ["Ça va?", "Ça va bien, merci.", "Äpfel und Birnen", "¡Hola!", "Œuvre", "ÇA VA", "Às vezes",
+           "Ålesund", "Œil", "Šta", "Žena", "Übung macht den Meister", "«Bonjour»", "Ça coûte 5 €"]
+
+
+@pytest.mark.parametrize("text", WESTERN)
+def test_short_western_captions_are_not_read_as_big5_or_shift_jis(text):
+    # an accented capital and the ASCII letter after it are one Big5 or cp932 character: 'ド va?', '蛍vre'
+    got, encoding = decode_text(text.encode("cp1252"), field="txt")
+    assert (got, encoding) == (text, "cp1252")
+
+
+@pytest.mark.parametrize(("text", "encoding"), [
+    ("瞧瞧", "big5"), ("默默", "big5"), ("台灣 Taiwan", "big5"), ("香港 Hong Kong", "big5"),
+    ("中文 Big5 text", "big5"), ("中文", "big5"),  # read as GB: 'いゅ', kana where Big5 has 中文
+    ("手机 iPhone 壳", "gb18030"), ("テスト test", "cp932"), ("iPhone ケース", "cp932"), ("カメラ Canon EOS", "cp932"),
+])
+def test_double_byte_text_beside_ascii_words_stays_double_byte(text, encoding):
+    assert decode_text(text.encode(encoding), field="txt") == (text, encoding)
+
+
 def test_utf8_without_bom_and_utf16_with_bom():
     assert decode_text(MIXED[0].encode("utf-8"), field="txt") == (MIXED[0], "utf-8")
     assert decode_text(MIXED[0].encode("utf-16"), field="txt") == (MIXED[0], "utf-16")

@@ -10,6 +10,8 @@ Implausible, per character (the score is the sum):
 - an ideograph outside the common sets (GB2312, Big5 level 1, JIS X 0208 level 1): mis-decoded
   double-byte text lands on rare ideographs about half of the time;
 - half-width katakana (a cp932 reading of GBK bytes), Hanja next to Hangul (an EUC-KR reading);
+- kana in a Chinese reading (GB2312 has them where Big5 has its most frequent characters: ``中文`` in
+  Big5 read as GB is ``いゅ``);
 - a non-Latin letter glued to an ASCII letter (``cafй``), an ideograph inside an ASCII word;
 - two Latin-1 supplement characters in a row (``ÄãºÃ``: a latin-1 reading of double-byte text);
 - half a point for a Hangul syllable outside KS X 1001's 2,350 (a cp949 reading of Big5 or GBK bytes).
@@ -84,6 +86,11 @@ def _ascii_letter(ch: str) -> bool:
     return ch.isascii() and ch.isalpha()
 
 
+def _opening(ch: str, prev: str) -> bool:
+    """Spanish ``¡``/``¿`` opening a word (``¡Hola!``), not glued to the end of one."""
+    return ch in "¡¿" and not _ascii_letter(prev)
+
+
 def implausibility(text: str, encoding: str | None = None) -> float:
     """Sum of per-character penalties (see the module docstring); 0.0 for clean text.
 
@@ -110,14 +117,14 @@ def implausibility(text: str, encoding: str | None = None) -> float:
                 score += 1
             if _is_hangul(prev) or _is_hangul(nxt):
                 score += 1
-        elif 0xFF61 <= ord(ch) <= 0xFF9F:
+        elif 0xFF61 <= ord(ch) <= 0xFF9F or (0x3041 <= ord(ch) <= 0x30FA and family not in ("jis", None)):
             score += 1
         elif _is_hangul(ch) and not _ks_x_1001(ch):
             score += 0.5
         elif ord(ch) <= 0xFF:
             if "\x80" <= prev <= "\xff" or "\x80" <= nxt <= "\xff":
                 score += 0.25 if cat[0] == "L" else 0.5
-            if cat[0] != "L" and (_ascii_letter(prev) or _ascii_letter(nxt)):
+            if cat[0] != "L" and (_ascii_letter(prev) or _ascii_letter(nxt)) and not _opening(ch, prev):
                 score += 0.5
         elif cat[0] == "L" and (_ascii_letter(prev) or _ascii_letter(nxt)) and ord(ch) > 0x24F:
             score += 1
@@ -144,6 +151,7 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
     seen: set[str] = set()
     best: tuple[str, str, float] | None = None
     korean: tuple[str, str, float] | None = None  # the most plausible Korean reading
+    western: tuple[str, str, float] | None = None  # the most plausible cp1252 / latin-1 reading
     for name in order:
         if name in seen or (name.startswith(("utf_16", "utf_32")) and name not in pinned):
             continue  # UTF-16/32 only with a BOM or when pinned: without one, any even-length bytes "decode"
@@ -157,10 +165,34 @@ def best_decoding(data: bytes, *, candidates: tuple[str, ...] | None = None) -> 
             best = (text, name, score)
         if name in _KOREAN and (korean is None or score < korean[2]):
             korean = (text, name, score)
+        if name in _WESTERN and (western is None or score < western[2]):
+            western = (text, name, score)
     if best is not None and korean is not None and best[1] not in _KOREAN and korean[2] == best[2]:
         if _more_korean(korean[0], best[0]):
             return korean
+    if best is not None and western is not None and western[2] <= best[2] and _accents(western[0], best[0], best[1]):
+        return western
     return best
+
+
+_WESTERN = frozenset(map(_canon, ("cp1252", "latin_1")))
+# what a Western European text holds besides ASCII: accented letters, Spanish and French punctuation, euro
+_ACCENTED = frozenset("ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿŒœŠšŽžŸ¡¿«»€")
+
+
+def _accents(western: str, other: str, encoding: str) -> bool:
+    """Whether a Western reading (cp1252, latin-1) that scores as well as a double-byte one is the text:
+    its only non-ASCII characters are accented letters (``Ça va?``), and each double-byte character of
+    the other reading took an ASCII byte as its second half (``ド va?`` in Big5: the ``a`` of ``Ça``). A
+    double-byte text has most of its second bytes above 0x7F, so a few characters of it rarely all take
+    ASCII ones, and then their Western reading has symbols (Big5's common lead bytes are ``¤``-``¿``).
+    Only where the double-byte reading has ASCII words too: a lone ``瞧`` (Big5 ``Á@``) stays Chinese."""
+    if not any(map(_ascii_letter, other)) or not all(ch.isascii() or ch in _ACCENTED for ch in western):
+        return False  # a double-byte reading with no ASCII word beside it: two bytes alone tell nothing
+    try:
+        return all(len(b := ch.encode(encoding)) == 2 and b[1] < 0x80 for ch in other if not ch.isascii())
+    except UnicodeEncodeError:
+        return False
 
 
 _KOREAN = ("euc_kr", "cp949", "johab", "iso2022_kr")
