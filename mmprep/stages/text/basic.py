@@ -23,7 +23,7 @@ class TextDecode(Stage):
     """
 
     name = "text.decode"
-    version = "3"
+    version = "4"  # short Western captions not read as Big5/Shift-JIS; kana count against a Chinese reading
     reads = ("text",)
     writes = ("text",)
 
