@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -13,6 +16,7 @@ from mmprep.sample import KEY, META, Audio
 from mmprep.stage import get_stage
 from mmprep.stages.video.probe import probe
 from mmprep.testing.media import mp4_bytes, srt_text
+from tests.conftest import build
 
 FPS = 25
 WIDTH = 64  # mp4_bytes draws a 4-px bar at x = 4 * (frame % 16): a frame's index mod 16 is visible
@@ -132,3 +136,62 @@ def test_time_limit_drops_a_slow_sample(video):
     with pytest.raises(Drop) as e:
         run("video.frames", {KEY: "k", "mp4": video}, fps=10, time_limit=1e-9)
     assert e.value.reason == "video.timeout"
+
+
+# cuts the video at argv[1] into 1 s windows and prints one digest per clip (run in a fresh process)
+_CUT_CHILD = """
+import hashlib, sys
+from mmprep.stages.video.clips import ClipsConfig, cut, windows
+data = open(sys.argv[1], "rb").read()
+clips = cut(data, windows(2.5, 1.0, 1.0, 0.0), ClipsConfig(mode="windows", length=1.0), field="mp4")
+print(" ".join(hashlib.md5(c["mp4"]).hexdigest() for c in clips))
+"""
+
+
+@pytest.mark.parametrize("audio", [False, True])
+def test_clips_are_the_same_bytes_every_time(audio):
+    """x264's macroblock tree (AVX-512) read uninitialised memory: cutting one video into 1 s clips gave other
+    bytes, and other pixels, from call to call in one process (three distinct clip sets in ten calls)."""
+    data = mp4_bytes(seconds=2.5, fps=10, audio=audio)
+    cuts = [[c["mp4"] for c in run("video.clips", {KEY: "v", "mp4": data}, length=1.0, audio=audio)]
+            for _ in range(8)]
+    assert len(cuts[0]) == 3
+    assert all(c == cuts[0] for c in cuts[1:])
+
+
+def test_clip_bytes_depend_on_the_frames_alone(tmp_path):
+    """What a fresh allocation holds (glibc's MALLOC_PERTURB_ fills it) and the CPUs the process may use (x264's
+    default thread count follows them) changed the clips; neither may. (A CPU without AVX-512 passed the first
+    before the fix too; the second needs two cores.)"""
+    path = tmp_path / "in.mp4"  # 128 rows: x264 cuts a 48-row picture into one slice whatever the thread count
+    path.write_bytes(mp4_bytes(seconds=2.5, fps=10, height=128, audio=False))
+
+    def clips(perturb: int | None = None, one_cpu: bool = False) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_PERTURB_"}
+        if perturb is not None:
+            env["MALLOC_PERTURB_"] = str(perturb)
+        pin = "import os; os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])\n" if one_cpu else ""
+        out = subprocess.run([sys.executable, "-c", pin + _CUT_CHILD, str(path)], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+        return out.stdout.strip()
+
+    first = clips(85)
+    assert len(first.split()) == 3
+    assert clips(170) == first
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        assert clips(one_cpu=True) == first
+
+
+def test_clip_shards_are_the_same_bytes_in_two_builds(tmp_path):
+    """Five --force builds of four 2.5 s videos gave five different shards; incremental builds and the content
+    cache take a shard's bytes for its inputs'."""
+    (tmp_path / "in").mkdir()
+    for name in "ab":
+        (tmp_path / "in" / f"{name}.mp4").write_bytes(mp4_bytes(seconds=2.5, fps=10, audio=name == "b"))
+    doc = {"name": "video", "stages": [{"stage": "video.clips", "mode": "windows", "length": 1.0}],
+           "output": {"name": "video", "max_samples": 100}}
+    shards = []
+    for _ in range(2):
+        build(doc, tmp_path / "in", tmp_path / "out", force=True, workers=1)
+        shards.append((tmp_path / "out" / "shards" / "video-000000.tar").read_bytes())
+    assert shards[0] == shards[1]

@@ -43,6 +43,9 @@ from mmprep.stages.video.common import (
 EPS = 1e-3
 MIN_WINDOW = 0.1  # seconds: a shorter window or stride holds at most a couple of frames
 MAX_OVERLAP = 32  # clips open at once (length / stride); each is a live encoder holding frames
+# encoder threads per clip: x264 (frame threads) and MPEG-4 Part 2 (slices) write other bytes for another count, and
+# the default follows the machine's cores; one is the same on every machine (build workers already use every core)
+ENCODER_THREADS = 1
 # x264's presets: any other value makes the encoder refuse to open, which drops every video as video.corrupt
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                      "placebo"]
@@ -88,6 +91,17 @@ def cues(text: Any, *, field: str, min_length: float) -> list[tuple[float, float
     return [(c.start / 1000, c.end / 1000, c.text) for c in doc.cues if (c.end - c.start) / 1000 >= min_length - EPS]
 
 
+def x264_options(c: ClipsConfig) -> dict[str, str]:
+    """libx264's options: the config's quality and speed, and ``mbtree=0``.
+
+    x264's macroblock-tree rate control (on with B-frames in every preset but ultrafast) reads uninitialised
+    memory in its AVX-512 code: on a CPU that has AVX-512 the same frames gave other clip bytes (and pixels) from
+    call to call and build to build, while shards must be the same bytes for the same input (the content cache,
+    incremental builds). Without it a clip depends on its frames alone, at any ``preset``; at the same ``crf``
+    clips come out somewhat larger and sharper."""
+    return {"crf": str(c.crf), "preset": c.preset, "mbtree": "0"}
+
+
 class _ClipWriter:
     """One output mp4 being written; frames keep their source timestamps, shifted to start at 0."""
 
@@ -106,11 +120,12 @@ class _ClipWriter:
         # MPEG-4 Part 2 (the fallback without libx264) refuses time base denominators above 65535 (MPEG-TS's 1/90000)
         self.time_base = time_base if time_base.denominator <= 65535 else Fraction(1, 60000)
         self.vs.codec_context.time_base = self.time_base
+        self.vs.codec_context.thread_count = ENCODER_THREADS
         self.rotation = int(round(getattr(first, "rotation", 0) or 0))
         if self.rotation:
             self.vs.set_display_rotation(self.rotation)
         if codec == "libx264":
-            self.vs.options = {"crf": str(c.crf), "preset": c.preset}
+            self.vs.options = x264_options(c)
         self.astream = None
         if audio_rate:  # every stream must exist before the first packet is muxed
             self.astream = self.out.add_stream("aac", rate=audio_rate)
@@ -252,9 +267,10 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/_clip0003."""
 
     name = "video.clips"
-    # 12: child keys KEY/_clip0003 (KEY/clip0003 could be a real file's key); 11: cues parsed as align
-    # parses them; 10: offsets over 60 s ignored; 9: silent stream; 8: rate changes
-    version = "12"
+    # 13: the same bytes every time (x264 without mbtree, one encoder thread); 12: child keys KEY/_clip0003
+    # (KEY/clip0003 could be a real file's key); 11: cues parsed as align parses them; 10: offsets over 60 s
+    # ignored; 9: silent stream; 8: rate changes
+    version = "13"
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
