@@ -43,8 +43,9 @@ from mmprep.stages.video.common import (
 EPS = 1e-3
 MIN_WINDOW = 0.1  # seconds: a shorter window or stride holds at most a couple of frames
 MAX_OVERLAP = 32  # clips open at once (length / stride); each is a live encoder holding frames
-# encoder threads per clip: x264 (frame threads) and MPEG-4 Part 2 (slices) write other bytes for another count, and
-# the default follows the machine's cores; one is the same on every machine (build workers already use every core)
+# encoder threads per clip: x264 and MPEG-4 Part 2 cut a picture into one slice per thread (PyAV asks for slice
+# threads), and the default count follows the process's CPUs; one gives the same bytes on every machine (and build
+# workers already use every core)
 ENCODER_THREADS = 1
 # x264's presets: any other value makes the encoder refuse to open, which drops every video as video.corrupt
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
