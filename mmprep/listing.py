@@ -81,7 +81,7 @@ def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] =
     while level:  # one level at a time: its folders are read together, about half of them in a child
         visits = [(rel, path, size) for rel, path in level if (size := _first_visit(path, seen, skipped)) is not None]
         folders = _read_level([(rel, path) for rel, path, _ in visits], sum(size for *_, size in visits), split,
-                              on_head, skipped)
+                              on_head, skipped, skip)
         level = []
         for folder in folders:
             # a negative size marks a folder, or an entry that cannot be read or is no file
@@ -149,36 +149,49 @@ def _cannot_list(folder: str, why: str | None, skipped: list[Skipped]) -> None:
     skipped.append(Skipped(folder, "input.unlistable", str(why)))
 
 
-def _names(folder: str) -> tuple[list[str], str | None]:
+def _names(folder: str, skip: str | None = None) -> tuple[list[str], str | None]:
     """The folder's visible names, sorted; none and why when it cannot be read (the caller warns: this
-    may run in the child, whose log records would reach no handler of the driver's)."""
+    may run in the child, whose log records would reach no handler of the driver's). Not ``skip`` (the
+    build's output): a folder that holds it would list it from the second build on, and its digest
+    would tell that build that the input changed."""
     try:
         names = os.listdir(folder)
     except OSError as exc:
         return [], exc.strerror or str(exc)
     names.sort()
+    name = os.path.basename(skip) if skip is not None else None
+    if name in names and _same(os.path.join(folder, name), skip):
+        names.remove(name)
     return list(filterfalse(_HIDDEN, names)), None
 
 
+def _same(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _read_level(level: list[tuple[str, str]], dir_bytes: int, split: bool,
-                on_head: Callable[[str, str], None] | None, skipped: list[Skipped]) -> list[Folder]:
+                on_head: Callable[[str, str], None] | None, skipped: list[Skipped], skip: str | None = None
+                ) -> list[Folder]:
     """Each folder of the level, listed and stat'ed. Many folders (their own sizes, ``dir_bytes``, add
     up to ``SPLIT_BYTES``): a forked child reads every second one, whole. Fewer, big ones: this process
     lists them all, then a child stats the second half of each one's names. Else this process does it all."""
     if split and len(level) >= 2 and dir_bytes >= SPLIT_BYTES:
         folders = [Folder(rel, path, []) for rel, path in level]
-        with Child(lambda: [_read(path) for _, path in level[1::2]]) as child:
+        with Child(lambda: [_read(path, skip) for _, path in level[1::2]]) as child:
             for folder in folders[0::2]:
-                _fill(folder, _read(folder.path), skipped)
+                _fill(folder, _read(folder.path, skip), skipped)
                 _digest(folder, on_head)  # at once: a change here starts the workers while the rest is read
             got = child.result(len(level) // 2)
         for i, folder in enumerate(folders[1::2]):
-            _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path), skipped)
+            _fill(folder, (got[i][0], _array(got[i][1]), got[i][2]) if got else _read(folder.path, skip), skipped)
             _digest(folder, on_head)
         return [f for f in folders if f.names]  # as the other branch: an empty folder has no digest
     folders = []
     for rel, path in level:
-        names, why = _names(path)
+        names, why = _names(path, skip)
         if why is not None:
             _cannot_list(path, why, skipped)
         elif names:
@@ -193,8 +206,8 @@ def _fill(folder: Folder, read: tuple[list[str], array, str | None], skipped: li
         _cannot_list(folder.path, why, skipped)
 
 
-def _read(path: str) -> tuple[list[str], array, str | None]:
-    names, why = _names(path)
+def _read(path: str, skip: str | None = None) -> tuple[list[str], array, str | None]:
+    names, why = _names(path, skip)
     return names, _stats(path, names, 0, len(names)), why
 
 
