@@ -192,8 +192,10 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     out = Path(opts.output).resolve()
     inp = spec.input
     pipeline_hash = _pipeline_hash(spec, stages)
-    source = Path(source).resolve()  # absolute paths: Dask workers elsewhere may not share our directory
-    if out == source:
+    # absolute paths: Dask workers elsewhere may not share our directory. A manifest keeps the path it was
+    # named by: its relative paths are from its folder, not from where a symbolic link to it points
+    source = Path(os.path.abspath(source)) if Path(source).is_file() else Path(source).resolve()
+    if out == source.resolve():
         raise ConfigError("output", f"{out} is the input folder: its shards would be read as input; write the "
                           "build to another folder (a subfolder of the input is fine: it is not read)")
     if not source.exists():  # before the workers start (read_corpus says it too, for library callers)

@@ -72,12 +72,15 @@ _NONE: dict[str, str] = {}  # shared by records without inline fields (never mut
 _KEY = attrgetter("key")  # sort key of records
 
 
-def _stamp(paths: dict[str, str], inline: dict[str, str]) -> str:
+def _stamp(paths: dict[str, str], inline: dict[str, str], given: dict[str, str]) -> str:
+    """A manifest record's stamp: each file's stats and its path as the manifest gives it (``given``: a
+    row pointed at another file of the same size and times, as ``cp -p`` or ``tar -x`` leave them, is a
+    change; the manifest's folder moved elsewhere with its files is none), and the inline values."""
     parts = []
     for ext, path in sorted(paths.items()):
         try:
             st = os.stat(path)  # ctime too: a chmod that makes a file readable must count as a change
-            parts.append(f"{ext}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+            parts.append(f"{ext}:{given[ext]!r}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
         except OSError:
             parts.append(f"{ext}:missing")
     for ext, text in sorted(inline.items()):
@@ -454,7 +457,7 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
     """
     rows = _manifest_rows(path, fmt)
     base = path.parent
-    by_raw: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    by_raw: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
     for n, row in rows:
         if key_column not in row or row[key_column] in (None, ""):
             raise ConfigError("input.key_column", f"{_where(path, fmt, n)} has no {key_column!r} value")
@@ -467,6 +470,7 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
         if fmt == "jsonl":  # a CSV's or Parquet file's columns were checked once, for every row
             _one_each(list(row), path, f"line {n}")
         paths: dict[str, str] = {}
+        given: dict[str, str] = {}  # the paths as the manifest writes them
         inline: dict[str, str] = {}
         for col, value in row.items():
             if col == key_column or value is None or value == "":
@@ -479,7 +483,7 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
                 raise ConfigError("input", f"manifest column {col!r} holds bytes ({_where(path, fmt, n)}): mmprep "
                                   "reads media from files; write them out and put their paths in the column")
             if _is_path_column(ext, path_columns):
-                paths[ext] = str(base / str(value))
+                paths[ext], given[ext] = str(base / str(value)), str(value)
             elif isinstance(value, str):
                 inline[ext] = value
             else:
@@ -489,11 +493,11 @@ def read_manifest(path: Path, *, fmt: str, key_column: str, path_columns: list[s
                     raise ConfigError("input", f"manifest column {col!r} holds a {type(value).__name__} "
                                       f"({_where(path, fmt, n)}) that JSON cannot hold; make it text, or "
                                       "leave the column out") from None
-        by_raw[raw] = (paths, inline)
+        by_raw[raw] = (paths, inline, given)
     keys = unique_keys(list(by_raw))
     records = [
-        Record(key=keys[raw], origin=printable(raw), paths=p, inline=i, stamp=_stamp(p, i))
-        for raw, (p, i) in by_raw.items()
+        Record(key=keys[raw], origin=printable(raw), paths=p, inline=i, stamp=_stamp(p, i, g))
+        for raw, (p, i, g) in by_raw.items()
     ]
     return sorted(records, key=_KEY)
 
