@@ -261,7 +261,7 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
         client = Client(scheduler)
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.WARNING)
+                               dashboard_address=":0", silence_logs=logging.WARNING)
         client = Client(cluster)
     try:
         # a key names the task to the scheduler, which shares it between clients: two builds of one corpus

@@ -43,6 +43,8 @@ def build(
         summary = run_build(spec, opts)
     except ConfigError as exc:
         fail_config(exc)
+    except Terminated:  # stopped like Ctrl-C, but a job scheduler must see SIGTERM's own status
+        raise SystemExit(128 + 15) from None
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     elif dry_run:
@@ -86,6 +88,11 @@ def _planned(plan: dict) -> str:
     return line
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (every clean-up that stops on Ctrl-C stops
+    on it); the build then exits 143 (128 + 15), not Ctrl-C's 130, so a job scheduler can tell them apart."""
+
+
 def _stop_on_sigterm() -> None:
     """A job scheduler's SIGTERM stops the build as Ctrl-C does: the workers are stopped and finished
     shards kept (a rerun resumes). Python's default would end the driver alone, and its workers and
@@ -94,7 +101,7 @@ def _stop_on_sigterm() -> None:
     import threading
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(f"signal {signum}")
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, stop)
