@@ -30,7 +30,7 @@ from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
 from mmprep.corpus import NAME_REASONS, Record, printable, read_corpus, skipped_names
 from mmprep.errors import ConfigError
-from mmprep.executors import check_start_method, default_workers, preload, run_dask, run_local
+from mmprep.executors import check_scheduler, check_start_method, default_workers, preload, run_dask, run_local
 from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
 from mmprep.recordstore import RecordStore
@@ -189,6 +189,8 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)
     scheduler = opts.scheduler or execution.scheduler
     workers = opts.workers or execution.workers or _default_workers(stages)
+    if executor == "dask" and scheduler and not opts.dry_run:
+        check_scheduler(scheduler, "--scheduler" if opts.scheduler else "execution.scheduler")
     out = Path(opts.output).resolve()
     inp = spec.input
     pipeline_hash = _pipeline_hash(spec, stages)

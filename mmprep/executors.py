@@ -259,10 +259,14 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
     cluster = None
     if scheduler:
         client = Client(scheduler)
+        if not client.scheduler_info().get("workers"):
+            log.warning("the Dask scheduler at %s has no workers yet: the build waits until some join", scheduler)
     else:
+        # the HTTP endpoints on a free port: with 8787 taken (another cluster's dashboard), distributed warned
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.WARNING)
         client = Client(cluster)
+    futures = {}
     try:
         # a key names the task to the scheduler, which shares it between clients: two builds of one corpus
         # into two folders must not share one (the second one's shard would be written into the first's)
@@ -273,10 +277,52 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
                 yield task, fut.result()
             except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
                 yield task, exc
+    except BaseException:  # Ctrl-C, SIGTERM: the queued shards are cancelled; running ones cannot be stopped
+        unfinished = [fut for fut in futures if not fut.done()]
+        try:
+            client.cancel(unfinished)
+        except Exception:  # noqa: BLE001 - the scheduler is gone: nothing of ours runs there any more
+            unfinished = []
+        if unfinished and cluster is None:
+            log.warning("up to %d shard(s) were running on the Dask cluster and may still be written (each "
+                        "atomically, with its part file) after this build ends; let them finish before the "
+                        "next build into this folder", min(len(unfinished), _threads(client)))
+        raise
     finally:
         client.close()
-        if cluster is not None:
+        if cluster is not None:  # its worker processes end with it: nothing runs on
             cluster.close()
+
+
+def _threads(client: Any) -> int:
+    """How many tasks the cluster runs at once (its workers' threads)."""
+    try:
+        return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+    except Exception:  # noqa: BLE001 - the scheduler is gone: say the most it could be
+        return 1 << 30
+
+
+def check_scheduler(address: str, key: str, timeout: float = 10.0) -> None:
+    """Before any work: the scheduler address parses, names a transport distributed has, and a TCP one
+    (``tcp://``, ``tls://``, ``ws(s)://``) accepts a connection. Found only when the shards were sent, an
+    unreachable one had the build list the input, create OUT, remove stats.json and show progress for
+    half a minute before a traceback."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, where = parse_address(address)
+        get_backend(scheme)  # a scheme distributed has no transport for
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            with socket.create_connection(parse_host_port(where), timeout=timeout):
+                pass
+    except ValueError as exc:
+        raise ConfigError(key, f"{address!r} is no Dask scheduler address (tcp://HOST:PORT): {exc}") from None
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ConfigError(key, f"cannot reach the Dask scheduler at {address}: {why}") from None
 
 
 def _dask_key(task: Any) -> str:

@@ -26,6 +26,32 @@ def test_build_on_an_existing_dask_scheduler_via_env(tmp_path, corpus, demo_doc)
         p.name: p.read_bytes() for p in (local / "shards").iterdir()}
 
 
+def test_a_scheduler_that_is_no_address_or_does_not_answer_fails_before_any_work(tmp_path, corpus, demo_doc):
+    """Found when the shards were sent, a bad scheduler had the build list the input, create OUT, remove
+    a finished build's stats.json and print progress for 30 s before a traceback."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once this is closed
+        sock.bind(("127.0.0.1", 0))
+        refused = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    out = tmp_path / "out"
+    for address, why in ((refused, "cannot reach the Dask scheduler at"),
+                         ("notanaddress", "is no Dask scheduler address"),
+                         ("foo://host:1", "unknown address scheme 'foo'")):
+        res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out),
+                      "--scheduler", address)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert res.stderr.startswith("mmprep: config error: --scheduler: ") and why in res.stderr, res.stderr
+        assert not out.exists()
+    build(demo_doc, corpus, out, workers=1)
+    stats = (out / "stats.json").read_bytes()
+    next(corpus.rglob("*.txt")).write_text("changed")  # a rerun with work to do, sent to the bad scheduler
+    res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out),
+                  env_extra={"MMPREP_SCHEDULER": refused})
+    assert res.returncode == 2 and "--scheduler" in res.stderr, res.stderr
+    assert (out / "stats.json").read_bytes() == stats  # the finished build is as it was
+
+
 def test_plain_log_lines_and_summary_when_not_a_tty(tmp_path, corpus):
     out = tmp_path / "out"
     res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(corpus), "-o", str(out), "-w", "1")
