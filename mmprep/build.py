@@ -345,6 +345,10 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     if not failed and not stats.get("errors_to_retry"):  # else the next run is no "nothing changed"
         warmup.save(len(shards), [item for item in skipped if item.reason in NAME_REASONS])
     run["seconds"] = round(time.perf_counter() - t0, 3)
+    if stats["samples_in"] and not stats["samples_out"]:  # completed, but surely not what was meant
+        top = max(stats["errors_by_reason"].items(), key=lambda kv: kv[1], default=("", 0))
+        log.warning("none of the %d samples was written%s: see %s", stats["samples_in"],
+                    f" (most often: {top[0]}, {top[1]})" if top[1] else "", out / "errors.jsonl")
     return _summary(out, stats, run)
 
 

@@ -71,3 +71,14 @@ def test_the_path_as_written_is_part_of_a_records_stamp(tmp_path):
         (tmp_path / "m.jsonl").write_text(json.dumps({"key": "k", "txt": name}) + "\n")
         stamps.append(read_corpus(tmp_path / "m.jsonl", path_columns=["txt"])[0].stamp)
     assert stamps[0] != stamps[1] and stamps[0] == stamps[2]
+
+
+def test_a_build_that_writes_no_sample_says_so(tmp_path, caplog):
+    # it completed (exit 0, as dropped samples allow), but an empty output is surely not what was meant
+    (tmp_path / "m.jsonl").write_text(json.dumps({"key": "a", "jpg": "gone.jpg", "txt": "cap"}) + "\n")
+    doc = {"stages": [{"stage": "image.decode"}], "output": {"required": ["jpg"]}}
+    with caplog.at_level("WARNING", logger="mmprep.build"):
+        summary = build(doc, tmp_path / "m.jsonl", tmp_path / "out", workers=1)
+    assert summary["ok"] and (summary["samples_in"], summary["samples_out"]) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if "none of the" in r.getMessage()] == [
+        f"none of the 1 samples was written (most often: input.unreadable, 1): see {tmp_path / 'out' / 'errors.jsonl'}"]
