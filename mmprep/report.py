@@ -117,6 +117,12 @@ def _arrow(values: Any, kind: Any) -> Any:
 # In index.parquet's footer: which shard's rows come where, with a digest of the bytes of the rows file
 # they were read from (``[[shard, digest, rows], ...]`` in file order), for the next merge (``_LastIndex``)
 ROWS_KEY = "mmprep.shard_rows.v1"
+# In index.parquet's footer: the size of each tar the index covers (``{tar: bytes}``, from the part files'
+# ``tar_stamps``). A rerun rewrites tars long before it replaces the index, so one stopped or still running
+# leaves this index over other bytes: the loader (``mmprep.data.sources``, which spells the key itself: it
+# does not import the build) compares the tars with these, and their mtimes with the index's, and refuses
+# a stale index. Sizes, not mtimes: a rebuild's index stays the same bytes as a fresh build's
+SIZES_KEY = "mmprep.tar_sizes.v1"
 
 
 class _LastIndex:
@@ -204,6 +210,7 @@ class Merger:
         self._index = pq.ParquetWriter(self._index_tmp, index_schema(), use_dictionary=["shard", "fields", "status"])
         self._last = _LastIndex(out / "index.parquet")
         self._placed: list[list[Any]] = []  # [shard, rows_digest, rows] as written: the footer's ROWS_KEY
+        self._sizes: dict[str, int] = {}  # the tars whose rows are in the index: the footer's SIZES_KEY
         self.index_reused = 0  # shards whose rows came from the last index
         self.rows_parsed = 0  # rows parsed from rows files (the others came from the last index)
         self._errors_tmp = temp_name(out / "errors.jsonl")
@@ -260,6 +267,15 @@ class Merger:
                 self.rows_parsed += table.num_rows
             self._index.write_table(table)
             self._placed.append([doc["name"], digest, table.num_rows])
+            self._size(doc)
+
+    def _size(self, doc: dict[str, Any]) -> None:
+        """Keep the sizes of the shard's tars for the footer, as its part file stamps them (checked against
+        the tars there now when it was trusted: ``reuse.read_part``)."""
+        stamps = doc.get("tar_stamps") or {}
+        for tar in doc["tars"]:
+            if tar in stamps:
+                self._sizes[tar] = int(stamps[tar].split(":")[0])
 
     def _rebuilt(self, doc: dict[str, Any], data: bytes, digest: str) -> Any:
         """A rebuilt shard's rows: those it copied (``rows_from``: runs of the old rows file, moved by an
@@ -302,8 +318,10 @@ class Merger:
     def close(self, run: dict[str, Any]) -> dict[str, Any]:
         self._errors.close()
         os.replace(self._errors_tmp, self.out / "errors.jsonl")
-        if hasattr(self._index, "add_key_value_metadata"):  # pyarrow >= 14: else nothing is reused next time
-            self._index.add_key_value_metadata({ROWS_KEY: json.dumps(self._placed, separators=(",", ":"))})
+        # pyarrow >= 14: else nothing is reused next time, and the loader cannot check the tars
+        if hasattr(self._index, "add_key_value_metadata"):
+            self._index.add_key_value_metadata({ROWS_KEY: json.dumps(self._placed, separators=(",", ":")),
+                                                SIZES_KEY: json.dumps(self._sizes, separators=(",", ":"))})
         self._index.close()
         self._last.close()
         os.replace(self._index_tmp, self.out / "index.parquet")

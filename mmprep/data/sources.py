@@ -88,15 +88,23 @@ def _is_out_dir(url: str) -> bool:
     return _exists(_join(url, "index.parquet")) and _exists(_join(url, "shards"))
 
 
+# index.parquet's footer key with the size of each tar it covers (``{tar: bytes}``): written by the build's
+# merge (``mmprep.report.SIZES_KEY``, spelled here too so the loader does not import the build)
+SIZES_KEY = "mmprep.tar_sizes.v1"
+
+
 def _out_dir_shards(out: str) -> list[Shard]:
     import pyarrow.parquet as pq
 
     with open_binary(_join(out, "index.parquet")) as fh:
-        table = pq.read_table(fh, columns=["key", "shard", "offset", "size"])
+        index = pq.ParquetFile(fh)
+        table = index.read(columns=["key", "shard", "offset", "size"])
+        sizes = (index.metadata.metadata or {}).get(SIZES_KEY.encode())
     by_shard: dict[str, list[SampleSpan]] = {}
     for key, shard, offset, size in zip(*(table.column(c).to_pylist() for c in ("key", "shard", "offset", "size")),
                                         strict=True):
         by_shard.setdefault(shard, []).append(SampleSpan(key, offset, offset + size))
+    _check_tars(out, sorted(by_shard), sizes)
     metas = sidecar_meta(out)
     shards, stale = [], {}
     for name in sorted(by_shard):
@@ -121,12 +129,51 @@ def _out_dir_shards(out: str) -> list[Shard]:
     return shards
 
 
+def _check_tars(out: str, names: list[str], footer: bytes | None) -> None:
+    """Refuse an index that no longer describes the tars it names. A rerun rewrites tars first and replaces
+    the index only at its end: stopped (or still running) in between, it leaves the last index's offsets
+    over new bytes, and a sample would fail mid-epoch as truncated, or be read from other bytes silently.
+
+    The merge wrote each indexed tar's size in the footer, and the index after every tar it covers. A
+    tar missing, or of another size, is stale; so is one newer than the index while ``stats.json`` is
+    absent (a build removes it before it writes a shard, and the merge writes it last): a rewrite that
+    kept the size (tars grow by 10 KiB records). With ``stats.json`` there, mtimes are not compared: a
+    folder copied without them (``cp -r``) holds the tars its index was written for. Indexes without
+    sizes (older builds) and URLs (not stat'ed) are read as before. Raises ConfigError (key ``source``)."""
+    if footer is None or is_url(out):
+        return
+    try:
+        sizes = json.loads(footer)
+    except ValueError:
+        return
+    if not isinstance(sizes, dict):
+        return
+    local = Path(out.removeprefix("file://"))
+    written = None if (local / "stats.json").is_file() else _stamp(str(local / "index.parquet"))
+    stale = []
+    for name in names:
+        size, now = sizes.get(name), _stamp(_join(out, "shards", name))
+        if not isinstance(size, int):
+            continue  # not recorded: nothing to compare with
+        if now is None:
+            stale.append(f"shards/{name} is missing")
+        elif now["size"] != size:
+            stale.append(f"shards/{name} is {now['size']} bytes, the index was written for {size}")
+        elif written is not None and now["mtime_ns"] > written["mtime_ns"]:
+            stale.append(f"shards/{name} was written after the index")
+    if stale:
+        more = f"; and {len(stale) - 1} more tar(s)" if len(stale) > 1 else ""
+        raise ConfigError("source", f"{out} is not a finished build: its index.parquet no longer describes its "
+                                    f"shards ({stale[0]}{more}); a build is running there, or was stopped after "
+                                    "rewriting shards. Run `mmprep build` again, to its end, before reading it")
+
+
 def _stamp(url: str) -> dict[str, int] | None:
     """Size and mtime of a local shard, as ``mmprep embed`` records the shard it read (None for URLs)."""
     if is_url(url):
         return None
     try:
-        st = Path(url).stat()
+        st = Path(url.removeprefix("file://")).stat()
     except OSError:
         return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
