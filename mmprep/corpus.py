@@ -421,8 +421,12 @@ class _Repeated(ValueError):
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     row = dict(pairs)
-    if len(row) != len(pairs):
-        raise _Repeated(next(name for i, (name, _) in enumerate(pairs) if name in dict(pairs[:i])))
+    if len(row) != len(pairs):  # some name twice: the first one repeated is named
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Repeated(name)
+            seen.add(name)
     return row
 
 
