@@ -30,7 +30,15 @@ from mmprep.codecs import to_json
 from mmprep.config import instantiate, stage_fingerprint
 from mmprep.corpus import NAME_REASONS, Record, printable, read_corpus, skipped_names
 from mmprep.errors import ConfigError
-from mmprep.executors import check_scheduler, check_start_method, default_workers, preload, run_dask, run_local
+from mmprep.executors import (
+    check_main_script,
+    check_scheduler,
+    check_start_method,
+    default_workers,
+    preload,
+    run_dask,
+    run_local,
+)
 from mmprep.listing import Skipped, list_folder
 from mmprep.progress import Progress
 from mmprep.recordstore import RecordStore
@@ -203,6 +211,8 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     if not source.exists():  # before the workers start (read_corpus says it too, for library callers)
         raise ConfigError("input.path", f"{source} does not exist")
     check_start_method()
+    if not opts.dry_run:
+        check_main_script(executor, workers, scheduler)
     cache_dir = Path(opts.cache_dir or spec.cache.dir or out / ".cache").resolve()
     dry = opts.dry_run
     if not dry:  # a dry run writes nothing: a read-only output folder is fine for it

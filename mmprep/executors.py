@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from mmprep.errors import ConfigError
+from mmprep.mainscript import rerun_problem
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,11 @@ def _context(preferred: str = "forkserver") -> Any:
     safe = fork_safe()
     if method == "fork" and not safe:
         method = "forkserver"
-    if method != "fork" and _main_unimportable():
-        # a forkserver or spawned worker runs the main script again, and a script read from stdin
-        # cannot be: every shard would fail with "worker died"
+    problem = rerun_problem() if method != "fork" else None
+    if problem is not None:  # every worker would fail at its start, or start the build again
         if not safe:
-            raise ConfigError("execution.workers", "this script was read from stdin, so worker processes "
-                              "cannot start from it: run it from a file, or use one worker")
-        log.info("the main script was read from stdin: workers fork from this process")
+            raise ConfigError("execution.workers", problem)
+        log.info("%s: workers fork from this process", problem)
         method = "fork"
     if method not in mp.get_all_start_methods():
         method = "spawn"
@@ -93,13 +92,15 @@ def _context(preferred: str = "forkserver") -> Any:
     return ctx
 
 
-def _main_unimportable() -> bool:
-    """Whether ``__main__`` is a script that worker processes cannot run again (``python - < script``);
-    an interactive session or a notebook has no ``__file__`` and is fine."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    named = getattr(getattr(main, "__spec__", None), "name", None)
-    return named is None and path is not None and not os.path.isfile(path)
+def check_main_script(executor: str, workers: int, scheduler: str | None) -> None:
+    """Before any work: workers that start by importing the main script again can (see ``mainscript``).
+    A local pool then forks them from the driver where that is safe (``_context``); a Dask LocalCluster
+    cannot (its workers are spawned). A remote cluster's workers never import it."""
+    if workers < 2 or scheduler:
+        return
+    problem = rerun_problem()
+    if problem is not None and (executor == "dask" or not fork_safe()):
+        raise ConfigError("execution.workers", problem)
 
 
 def start_pool(workers: int, setup: Callable[..., Any] | None = None, *args: Any,

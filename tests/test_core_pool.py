@@ -80,3 +80,75 @@ def test_workers_of_a_forkserver_started_earlier_get_the_environment_the_driver_
     env = {k: v for k, v in os.environ.items() if k not in ("MMPREP_START_METHOD", "MMPREP_TEST_PROXY")}
     res = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=120)
     assert res.stdout.split() == ["-", "forkserver", "http://proxy:3128"], res.stderr
+
+
+def _script_build(tmp_path, body: str, name: str = "build_it.py") -> subprocess.CompletedProcess:
+    """Run a script file that builds a 6-sample corpus with 2 workers (``body``: its last lines, with
+    ``build()`` defined); the environment has no MMPREP_START_METHOD."""
+    corpus = tmp_path / "c"
+    for i in range(6):
+        (corpus / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        (corpus / f"d{i % 2}" / f"s{i}.txt").write_text(f"text {i}")
+    script = tmp_path / name
+    script.write_text(
+        "import json\n"
+        "from mmprep.build import BuildOptions, run_build\n"
+        "from mmprep.config import parse_pipeline\n"
+        "def build(executor='local'):\n"
+        "    doc = {'stages': [{'stage': 'text.decode'}], 'output': {'name': 't', 'max_samples': 2},\n"
+        "           'execution': {'executor': executor}}\n"
+        f"    opts = BuildOptions(input={str(corpus)!r}, output={str(tmp_path / 'out')!r}, workers=2, progress=False)\n"
+        "    print(json.dumps(run_build(parse_pipeline(doc), opts)))\n" + body)
+    env = {k: v for k, v in os.environ.items() if k != "MMPREP_START_METHOD"}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=env)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers fork from the driver on Linux only")
+def test_a_script_that_builds_without_the_main_guard_forks_its_workers(tmp_path):
+    """A forkserver worker imports the main script again, and one that builds at its top level started the
+    build again in every worker: each died on the first build's lock, and every shard failed with 'worker
+    died'. Such a script's workers fork from the driver instead (nothing unsafe to fork is loaded)."""
+    done = _script_build(tmp_path, "build()\n")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["ok"] and summary["shards_built"] == 3 and summary["samples_out"] == 6
+
+
+def test_a_script_that_cannot_fork_and_builds_without_the_main_guard_is_told_where_before_any_work(tmp_path):
+    done = _script_build(tmp_path, "import pyarrow  # no fork once it is loaded\nbuild()\n")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (f"mmprep.errors.ConfigError: execution.workers: {tmp_path / 'build_it.py'}, line 10, starts a "
+                    "build outside `if __name__ == \"__main__\":`, and worker processes start by importing this "
+                    "script (each would start the build again): put the call under that `if`, or use one worker")
+    assert not (tmp_path / "out").exists()  # nothing written
+    guarded = _script_build(tmp_path, "import pyarrow\nif __name__ == '__main__':\n    build()\n", "guarded.py")
+    assert guarded.returncode == 0, guarded.stderr
+    assert json.loads(guarded.stdout.strip().splitlines()[-1])["samples_out"] == 6
+
+
+def test_a_dask_local_cluster_is_refused_to_a_script_without_the_main_guard(tmp_path):
+    """Dask spawns a LocalCluster's workers, which import the main script whatever this process could fork."""
+    done = _script_build(tmp_path, "build('dask')\n")
+    assert done.returncode == 1
+    assert "line 9, starts a build outside `if __name__" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("source", "guarded"), [
+    ("if __name__ == '__main__':\n    go()\n", True),
+    ("if '__main__' == __name__ and True:\n    go()\n", True),
+    ("try:\n    if __name__ == '__main__':\n        go()\nexcept ValueError:\n    pass\n", True),
+    ("go()\n", False),
+    ("if True:\n    go()\n", False),
+    ("try:\n    go()\nfinally:\n    pass\n", False),
+    ("if __name__ == '__main__':\n    pass\ngo()\n", False),
+])
+def test_the_main_guard_is_found_around_the_line_that_builds(tmp_path, source, guarded):
+    from mmprep.mainscript import _guarded
+
+    script = tmp_path / "s.py"
+    script.write_text("import os\n" + source)
+    line = next(i for i, text in enumerate(script.read_text().splitlines(), 1) if "go()" in text)
+    assert _guarded(str(script), line) is guarded
