@@ -27,6 +27,8 @@ def rerun_problem() -> str | None:
     if named is None and not os.path.isfile(path):
         return ("this script was read from stdin, and worker processes start by importing it: run it from a file, "
                 "or use one worker")
+    if named is not None and (named == "__main__" or named.endswith(".__main__")):
+        return None  # ``python -m package``: multiprocessing does not run a package's __main__ again
     frame = _top_level_frame(main.__dict__)
     if frame is None or _guarded(path, frame.f_lineno):
         return None

@@ -152,3 +152,21 @@ def test_the_main_guard_is_found_around_the_line_that_builds(tmp_path, source, g
     script.write_text("import os\n" + source)
     line = next(i for i, text in enumerate(script.read_text().splitlines(), 1) if "go()" in text)
     assert _guarded(str(script), line) is guarded
+
+
+def test_a_package_run_with_python_m_is_not_imported_again(tmp_path):
+    """``python -m package`` runs its unguarded ``__main__`` (mmprep's own does): multiprocessing never
+    runs a package's __main__ again, so its first build keeps the forkserver."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i in range(4):
+        (corpus / f"s{i}.txt").write_text(f"text {i}")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("stages:\n  - stage: text.decode\noutput:\n  name: t\n  max_samples: 2\n")
+    env = {k: v for k, v in os.environ.items() if k != "MMPREP_START_METHOD"}
+    done = subprocess.run([sys.executable, "-m", "mmprep", "build", str(spec), "-i", str(corpus), "-o",
+                           str(tmp_path / "out"), "-w", "2", "--json"], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "starting 2 worker processes (forkserver)" in done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["samples_out"] == 4
