@@ -109,6 +109,21 @@ def _check_foreign_tars(out: Path) -> None:
                           f"(e.g. {foreign[0]}); build into an empty folder, or move them away")
 
 
+STOPS = ".stopped"  # OUT/.stopped/RUN: the build RUN was stopped (``ShardTask.stop_file``)
+
+
+def _forget_stops(out: Path, age: float = 86_400.0) -> None:
+    """Remove the stop files of builds stopped more than ``age`` seconds ago (a newer one may still have a
+    shard running on a Dask cluster, which must see its file)."""
+    now = time.time()
+    for path in _entries(out / STOPS):
+        try:
+            if now - path.stat().st_mtime > age:
+                path.unlink()
+        except OSError:
+            pass
+
+
 def _stale(out: Path, keep: set[str]) -> tuple[list[Path], list[Path], list[Path]]:
     """What a build removes: tars and part files the current plan does not have, and temporaries
     left by a killed build (``.`` names)."""
@@ -277,6 +292,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         (out / sub).mkdir(parents=True, exist_ok=True)
     for path in (out / ".progress").glob("*"):
         path.unlink(missing_ok=True)
+    _forget_stops(out)
 
     shards = plan(records, spec, pipeline_hash)
     removed, parts = _clean(out, {name for name, _, _ in shards})
@@ -285,12 +301,14 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     root = str(source) if folder_input else None
     triage = _Triage(out, shards, pipeline_hash, force=opts.force, root=root)
     complete, why, changed = triage.complete, triage.why, triage.changed
+    # Dask's running tasks cannot be cancelled: a stopped build makes this file, and they stop at it
+    stop_file = str(out / STOPS / f"{os.getpid()}-{time.time_ns()}") if executor == "dask" else None
     tasks = [ShardTask(index=i, name=name, records=chunk, pipeline=pipeline_doc, pipeline_hash=pipeline_hash,
                        plan_hash=plan_hash, out_dir=str(out), read_cache=not opts.force,
                        cache_dir=str(cache_dir) if spec.cache.enabled else None,
                        # copies read old tars by offset while new ones replace them: not on Windows
                        reuse=prev is not None and prev.get("pipeline") == pipeline_hash and os.name != "nt",
-                       progress=opts.progress, root=root)
+                       progress=opts.progress, root=root, stop_file=stop_file)
              for i, name, chunk, plan_hash, prev in triage.todo]
     # longest first, for a short tail (the output is the same in any order); shards of about the same
     # size in plan order, so they finish in about that order and the merge keeps pace

@@ -278,21 +278,42 @@ def run_dask(fn: Callable[[Any], Any], tasks: list[Any], *, workers: int, schedu
                 yield task, fut.result()
             except Exception as exc:  # noqa: BLE001 - reported per shard by the driver
                 yield task, exc
-    except BaseException:  # Ctrl-C, SIGTERM: the queued shards are cancelled; running ones cannot be stopped
+    except BaseException:  # Ctrl-C, SIGTERM: the queued shards are cancelled, the running ones told to stop
         unfinished = [fut for fut in futures if not fut.done()]
+        told = _tell_stop(tasks)
         try:
             client.cancel(unfinished)
         except Exception:  # noqa: BLE001 - the scheduler is gone: nothing of ours runs there any more
             unfinished = []
         if unfinished and cluster is None:
-            log.warning("up to %d shard(s) were running on the Dask cluster and may still be written (each "
-                        "atomically, with its part file) after this build ends; let them finish before the "
-                        "next build into this folder", min(len(unfinished), _threads(client)))
+            running = min(len(unfinished), _threads(client))
+            if told:
+                log.warning("told up to %d shard(s) running on the Dask cluster to stop: each ends at its next "
+                            "batch of samples, unpublished", running)
+            else:
+                log.warning("up to %d shard(s) were running on the Dask cluster and may still be written (each "
+                            "atomically, with its part file) after this build ends; let them finish before the "
+                            "next build into this folder", running)
         raise
     finally:
         client.close()
         if cluster is not None:  # its worker processes end with it: nothing runs on
             cluster.close()
+
+
+def _tell_stop(tasks: list[Any]) -> bool:
+    """Make the tasks' stop file (``ShardTask.stop_file``: running shards check it at each batch); False
+    when they have none or it cannot be made."""
+    path = next((task.stop_file for task in tasks if getattr(task, "stop_file", None)), None)
+    if path is None:
+        return False
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"stopped at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    except OSError:
+        return False
+    return True
 
 
 def _threads(client: Any) -> int:

@@ -29,6 +29,7 @@ class ShardTask:
     reuse: bool = False  # copy unchanged records from the previous build of this shard
     progress: bool = True  # write OUT/.progress/NAME.json for the driver's progress bar or log lines
     root: str | None = None  # the input folder (its errors' paths are under it), None for a manifest
+    stop_file: str | None = None  # made when the build is stopped: a shard still running then is not published
 
     def __getstate__(self) -> dict[str, Any]:
         # records travel as plain tuples: a named tuple pickles through its class, twice as slow

@@ -420,6 +420,13 @@ class ShardBuilder:
         tmp.write_text(json.dumps({"done": done, "errors": errors}))
         os.replace(tmp, self.progress_path)
 
+    def _check_stopped(self) -> None:
+        """Raise ``Stopped`` when the build that sent this shard was stopped (``ShardTask.stop_file``): a
+        shard running on a remote Dask cluster cannot be cancelled, and would publish itself after the
+        build ended, perhaps over the next build's."""
+        if self.task.stop_file and os.path.exists(self.task.stop_file):
+            raise Stopped(f"the build was stopped ({self.task.stop_file}): {self.task.name} is not published")
+
     def build(self) -> dict[str, Any]:
         task, spec = self.task, self.spec
         shards = self.out / "shards"
@@ -451,7 +458,9 @@ class ShardBuilder:
                 done += len(run)
                 if done - reported >= spec.execution.batch_size:
                     self.progress(done, len(errors))
+                    self._check_stopped()
                     reported = done
+            self._check_stopped()
             tars = writer.close()
         except BaseException:
             writer.abort()
@@ -475,6 +484,10 @@ class ShardBuilder:
             "rows_from": ({"digest": previous.rows_digest, "runs": previous.runs}
                           if previous is not None and previous.runs else None),
         }
+
+
+class Stopped(RuntimeError):
+    """The build that sent the shard was stopped while the shard ran."""
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:

@@ -145,3 +145,44 @@ def test_a_bad_option_or_argument_is_one_line_and_exit_2(tmp_path):
     assert res.returncode == 0 and "Usage" in res.stdout
     res = run_cli("validate", "pipelines/demo.yaml")
     assert res.returncode == 0 and "ok" in res.stdout
+
+
+def test_ctrl_c_stops_the_shards_running_on_a_remote_dask_cluster_unpublished(tmp_path):
+    """Dask cannot cancel a running task: after Ctrl-C the shards running on a remote cluster used to
+    publish their tars and part files once the build had ended (perhaps over the next build's). The
+    build now makes OUT/.stopped/RUN, and a shard checks it at each batch and before it publishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from distributed import LocalCluster
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(4):
+        (inp / f"s{i}.txt").write_text(f"text {i}")
+    log = tmp_path / "t.log"
+    pipe = write_pipeline(tmp_path / "p.yaml", {
+        "stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": str(log), "delay": 0.5}],
+        "output": {"name": "k", "max_samples": 2}, "cache": {"enabled": False}})
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = subprocess.Popen([sys.executable, "-m", "mmprep", "build", str(pipe), "-i", str(inp), "-o", str(out),
+                                 "--scheduler", cluster.scheduler_address], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not log.exists():  # both shards are running (1 s each)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        while time.monotonic() < deadline and len(log.read_text().splitlines()) < 4:  # the running shards go on
+            time.sleep(0.05)
+        time.sleep(1.0)  # past their last sample: they stop now, or would publish now
+    assert proc.returncode == 130, err
+    assert "told up to 2 shard(s) running on the Dask cluster to stop" in err, err
+    assert [p.name for p in (out / ".stopped").iterdir()] != []
+    assert list((out / "shards").glob("*.tar")) == [] and list((out / ".parts").glob("*.json")) == []
+    rerun = run_cli("build", str(pipe), "-i", str(inp), "-o", str(out), "-w", "1", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["samples_out"] == 4
