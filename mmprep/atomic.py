@@ -17,5 +17,9 @@ def temp_name(path: Path) -> Path:
 
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = temp_name(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no partial temporary left to keep it full
+        tmp.unlink(missing_ok=True)
+        raise

@@ -370,9 +370,16 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         phases.end("merge")
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
+        written = _report_stamps(out, reports)
+        if written is not None:
+            atomic_write(out / _WRITTEN, json.dumps(written).encode())
     if not failed and not stats.get("errors_to_retry"):  # else the next run is no "nothing changed"
         warmup.save(len(shards), [item for item in skipped if item.reason in NAME_REASONS])
     run["seconds"] = round(time.perf_counter() - t0, 3)
+    failed_writes = stats["run"].get("cache_writes_failed", 0)
+    if failed_writes:
+        log.warning("could not write %d cache entries (first: %s): the samples are in the shards, but a rerun "
+                    "computes them again", failed_writes, stats["run"].get("cache_write_error"))
     if stats["samples_in"] and not stats["samples_out"]:  # completed, but surely not what was meant
         top = max(stats["errors_by_reason"].items(), key=lambda kv: kv[1], default=("", 0))
         log.warning("none of the %d samples was written%s: see %s", stats["samples_in"],
@@ -502,13 +509,32 @@ class _Phases(dict):
         self[name], self._mark = round(self.get(name, 0.0) + now - self._mark, 3), now
 
 
+_WRITTEN = ".reports.json"  # OUT/.reports.json: size and mtime of each report as the last merge wrote it
+
+
+def _report_stamps(out: Path, reports: tuple[str, ...]) -> dict[str, str] | None:
+    """Size and mtime of index.parquet, errors.jsonl and the stages' reports; None if one is missing."""
+    stamps = {}
+    for name in ("index.parquet", "errors.jsonl", *reports):
+        try:
+            st = os.stat(out / name)
+        except OSError:
+            return None
+        stamps[name] = f"{st.st_size}:{st.st_mtime_ns}"
+    return stamps
+
+
 def _reports_current(out: Path, reports: tuple[str, ...]) -> bool:
     """Whether the last merge is still true: stats.json is removed before any shard is built, the
-    stages' reports (``Stage.reports``) are all there, and no shard failed in the run that wrote them (a
-    shard that failed under --force kept its part file of this plan: complete next run, so merged then)."""
-    if not all((out / n).exists() for n in ("index.parquet", "errors.jsonl", "stats.json", *reports)):
+    reports are as that merge wrote them (``_WRITTEN``: a truncated or emptied index was kept, and the
+    next run took it for current), and no shard failed in the run that wrote them (a shard that failed
+    under --force kept its part file of this plan: complete next run, so merged then)."""
+    stamps = _report_stamps(out, reports)
+    if stamps is None or not (out / "stats.json").exists():
         return False
     try:
+        if json.loads((out / _WRITTEN).read_text()) != stamps:
+            return False
         return not json.loads((out / "stats.json").read_text())["run"]["failed_shards"]
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -22,11 +22,15 @@ def digest(*parts: bytes | str) -> str:
 
 
 class Cache:
-    """``get``/``put`` bytes by key; a disabled cache (``root=None``) stores nothing."""
+    """``get``/``put`` bytes by key; a disabled cache (``root=None``) stores nothing. A ``put`` that fails (a
+    full disk, a fan-out folder another user made read-only) is counted, not raised: the cache only saves
+    work, and a shard whose samples are all good must not fail for it (``failed``, ``failure``)."""
 
     def __init__(self, root: str | Path | None, *, read: bool = True):
         self.root = Path(root) if root else None
         self.read = read
+        self.failed = 0  # entries that could not be written
+        self.failure = ""  # the first one's error
 
     def _path(self, key: str) -> Path:
         assert self.root is not None
@@ -44,5 +48,9 @@ class Cache:
         if self.root is None:
             return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
+        except OSError as exc:
+            self.failed += 1
+            self.failure = self.failure or f"{exc.strerror or exc} ({exc.filename or path})"

@@ -199,6 +199,7 @@ class Merger:
         self.reasons: Counter[str] = Counter()
         self.summaries: dict[str, list[dict[str, Any]]] = {}
         self.records = self.rows = self.dropped = self.omitted = self.cached = self.reused = 0
+        self.cache_failed, self.cache_failure = 0, ""  # cache entries the workers could not write, the first error
         self.to_retry = 0  # transient errors (a download timed out): their shards are built again next run
         self.shards: list[str] = []
         self._next = 0  # see add_ready
@@ -239,6 +240,8 @@ class Merger:
         if built:
             self.cached += doc.get("cached_records", 0)
             self.reused += doc.get("reused_records", 0)
+            self.cache_failed += doc.get("cache_failures", 0)
+            self.cache_failure = self.cache_failure or doc.get("cache_failure", "")
         for name, counts in doc.get("stages", {}).items():
             slot = self.per_stage.setdefault(name, {**dict.fromkeys(COUNTERS, 0), "dropped": {}, "omitted": {}})
             for k, v in counts.items():
@@ -343,6 +346,7 @@ class Merger:
             "shards": sorted(self.shards),
             "stages": self.per_stage,
             "run": {**run, "records_from_cache": self.cached, "records_reused": self.reused,
+                    "cache_writes_failed": self.cache_failed, "cache_write_error": self.cache_failure,
                     "index_shards_reused": self.index_reused, "index_rows_parsed": self.rows_parsed},
         }
         atomic_write(self.out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())

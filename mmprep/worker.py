@@ -478,6 +478,7 @@ class ShardBuilder:
             "pipeline": task.pipeline_hash, "root": task.root,
             "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
             "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
+            "cache_failures": self.cache.failed, "cache_failure": self.cache.failure,
             "summaries": {k: v for k, v in summaries.items() if v is not None},
             "stamps": {r.key: r.stamp for r in task.records}, "rows_per_record": counts, "rows": rows,
             "errors": errors,

@@ -98,6 +98,47 @@ def test_corrupt_cache_entries_are_misses(tmp_path, corpus):
     assert summary["ok"] and summary["samples_out"] == 8 and len(trace(tmp_path)) == 24
 
 
+def test_a_cache_that_cannot_be_written_loses_no_sample(tmp_path, corpus, demo_doc, caplog):
+    """A full cache disk, or fan-out folders another user left read-only, failed every shard that wrote
+    an entry (the good samples lost, exit 1). Here every fan-out name is taken by a file."""
+    plain = tmp_path / "plain"
+    build({**demo_doc, "cache": {"enabled": False}}, corpus, plain, workers=1)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in (f"{kind}{digit:x}" for kind in "sf" for digit in range(16)):
+        (cache / name).write_text("not a folder")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="mmprep.build"):
+        summary = build({**demo_doc, "cache": {"final": True, "stages": "all"}}, corpus, out, workers=1,
+                        cache_dir=str(cache))
+    assert summary["ok"] and summary["samples_out"] == 8 and not summary["failed_shards"]
+    run = json.loads((out / "stats.json").read_text())["run"]
+    assert run["cache_writes_failed"] > 0 and str(cache) in run["cache_write_error"]
+    assert f"could not write {run['cache_writes_failed']} cache entries" in caplog.text
+    assert members(out) == members(plain)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{k}{d:x}" for k in "sf" for d in range(16))
+
+
+def test_a_damaged_report_is_merged_again_not_kept(tmp_path, corpus, demo_doc):
+    """A truncated index.parquet or an emptied errors.jsonl was only checked for existence: the rerun kept
+    it, saved its stamp as the build's, and every later run said 'nothing changed' over it."""
+    import pyarrow.parquet as pq
+
+    (corpus / "part0" / "zz.jpg").write_bytes(b"not a jpeg")
+    (corpus / "part0" / "zz.txt").write_text("a caption")
+    out = tmp_path / "out"
+    first = build(demo_doc, corpus, out, workers=1)
+    index, errors = (out / "index.parquet").read_bytes(), (out / "errors.jsonl").read_bytes()
+    assert errors.count(b"\n") == 1 and b"image.corrupt" in errors
+    (out / "index.parquet").write_bytes(index[:100])
+    (out / "errors.jsonl").write_bytes(b"")
+    for _ in range(2):
+        summary = build(demo_doc, corpus, out, workers=1)
+        assert summary["ok"] and summary["shards_built"] == 0 and summary["samples_out"] == first["samples_out"]
+        assert (out / "index.parquet").read_bytes() == index and (out / "errors.jsonl").read_bytes() == errors
+    assert pq.read_table(out / "index.parquet").num_rows == first["samples_out"]
+
+
 def test_a_worker_crash_fails_only_its_shard(tmp_path, corpus):
     log = str(tmp_path / "t.log")
     doc = {"stages": [{"stage": "text.decode"}, {"stage": "debug.trace", "path": log, "exit_on": "part1/item0005"}],
