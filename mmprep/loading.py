@@ -7,7 +7,8 @@ parameters in turn.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from stat import S_ISREG
 
 from mmprep.cache import digest
 from mmprep.corpus import Record, printable
@@ -25,7 +26,10 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
             problems.append(Drop("input.bad_name", f"{printable(path)}: the extension is not valid UTF-8", field=ext))
             continue
         try:
-            data = Path(path).read_bytes()
+            data = read_regular(path)
+        except NotRegular:
+            problems.append(Drop("input.not_regular", f"{path} is not a regular file", field=ext))
+            continue
         except OSError as exc:
             problems.append(Drop("input.unreadable", f"{path}: {exc.strerror}", field=ext))
             continue
@@ -36,6 +40,24 @@ def load_record(record: Record) -> tuple[Sample, list[Drop]]:
     for ext, text in sorted(record.inline.items()):
         sample[ext] = text
     return sample, problems
+
+
+class NotRegular(Exception):
+    """A path that names a FIFO, a device or a socket, not a file."""
+
+
+def read_regular(path: str) -> bytes:
+    """The bytes of a regular file. Anything else is refused before a read: a FIFO swapped in after the
+    listing, or a manifest that names one (or ``/dev/zero``), hung the build or filled its memory.
+    ``O_NONBLOCK`` opens a FIFO without waiting for a writer, and means nothing for a file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(path)
+        with open(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def input_hash(sample: Sample, origin: str, policy: str, problems: list[Drop] = ()) -> str:

@@ -82,3 +82,18 @@ def test_a_build_that_writes_no_sample_says_so(tmp_path, caplog):
     assert summary["ok"] and (summary["samples_in"], summary["samples_out"]) == (1, 0)
     assert [r.getMessage() for r in caplog.records if "none of the" in r.getMessage()] == [
         f"none of the 1 samples was written (most often: input.unreadable, 1): see {tmp_path / 'out' / 'errors.jsonl'}"]
+
+
+def test_a_fifo_or_a_device_named_by_a_manifest_is_dropped_not_read(tmp_path):
+    """A read of a FIFO waits for a writer forever, and one of /dev/zero never ends: a manifest naming
+    them (or a FIFO swapped in after the listing) hung the build. They are refused before any read."""
+    (tmp_path / "a.txt").write_text("a file")
+    os.mkfifo(tmp_path / "pipe.txt")
+    rows = [{"key": "a", "txt": "a.txt"}, {"key": "b", "txt": "pipe.txt"}, {"key": "c", "txt": "/dev/zero"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = build({**DOC, "input": {"path_columns": ["txt"]}}, tmp_path / "m.jsonl", tmp_path / "out", workers=1)
+    assert (summary["samples_out"], summary["errors_by_reason"]) == (1, {"input.not_regular": 2})
+    assert _texts(tmp_path / "out") == {"a.txt": b"a file"}
+    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    assert [(e["key"], e["message"]) for e in errors] == [
+        ("b", f"{tmp_path / 'pipe.txt'} is not a regular file"), ("c", "/dev/zero is not a regular file")]
