@@ -129,11 +129,19 @@ class ShardWriter:
         return self.finished
 
     def abort(self) -> None:
+        """Remove the unfinished part: its file is closed without the end-of-archive blocks (writing them
+        on a full disk failed again, and the partial temporary kept the disk full)."""
         self._run = None
-        if self._tar is not None:
-            self._tar.close()
+        tar, self._tar = self._tar, None
+        if tar is None:
+            return
+        try:
+            tar.closed = True
+            tar.fileobj.close()
+        except OSError:
+            pass
+        finally:
             Path(self._tmp).unlink(missing_ok=True)  # type: ignore[arg-type]
-            self._tar = None
 
 
 def _padded(n: int) -> int:

@@ -67,3 +67,30 @@ def test_a_second_build_into_the_same_output_is_refused_while_one_runs(tmp_path,
         os.close(fd)
     assert build(text_doc(), texts, out, workers=1)["shards_built"] == 3
     assert build(text_doc(), texts, out, workers=1)["shards_built"] == 0  # released after each build
+
+
+def test_a_shard_that_cannot_be_written_leaves_no_temporary_and_the_closing_line_counts_it(tmp_path):
+    """A full disk: aborting the shard wrote the tar's end blocks first, failed again, and left the
+    partial temporary behind (keeping the disk full); the closing line said '0 dropped' and nothing of
+    the failed samples. The file size limit (RLIMIT_FSIZE) makes a write fail as a full disk does."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, write_pipeline
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(4):
+        (inp / f"s{i}.txt").write_text("x" * (40_000 if i == 2 else 10))  # s2's shard outgrows the limit
+    pipe = write_pipeline(tmp_path / "p.yaml", {"stages": [{"stage": "text.decode"}],
+                                                "output": {"name": "k", "max_samples": 2}})
+    limit = ("import resource, runpy, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (32_000, 32_000))\n"
+             "sys.argv = ['mmprep', *sys.argv[1:]]\nrunpy.run_module('mmprep', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", limit, "build", str(pipe), "-i", str(inp), "-o", str(tmp_path / "o"),
+                           "-w", "1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("2/4 samples in 2 shards (1 tars; 0 already complete), 0 dropped, 2 failed "
+                                  "(1 shards), ")
+    assert "\nfailed: k-000001: OSError: [Errno 27] File too large" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "o" / "shards").iterdir()) == ["k-000000.tar"]

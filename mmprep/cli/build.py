@@ -62,7 +62,11 @@ def _built(summary: dict, output: Path) -> str:
     tars = f"{summary['shards']} tars; " if summary["shards"] != planned else ""
     line = (f"{summary['samples_out']}/{summary['samples_in']} samples in {planned} shards "
             f"({tars}{summary['shards_skipped']} already complete), {summary['samples_dropped']} dropped, "
-            f"{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
+            f"{_failed(summary)}{summary['seconds']:.1f}s -> {os.path.join(str(output), 'shards')}")
+    failed = summary.get("failed_shards") or ()
+    if failed:
+        line += f"\nfailed: {failed[0]['shard']}: {failed[0]['error']}" + (
+            f" (and {len(failed) - 1} more shards; see the log above)" if len(failed) > 1 else "")
     reasons = summary.get("errors_by_reason") or {}
     if reasons:
         top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -105,3 +109,9 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, stop)
+
+
+def _failed(summary: dict) -> str:
+    """``N failed (K shards), `` in the closing line: samples of shards that failed are in no tar."""
+    shards = len(summary.get("failed_shards") or ())
+    return f"{summary.get('samples_failed', 0)} failed ({shards} shards), " if shards else ""
