@@ -220,6 +220,9 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     # absolute paths: Dask workers elsewhere may not share our directory. A manifest keeps the path it was
     # named by: its relative paths are from its folder, not from where a symbolic link to it points
     source = Path(os.path.abspath(source)) if Path(source).is_file() else Path(source).resolve()
+    if printable(str(out)) != str(out):  # Arrow takes paths as UTF-8: the merge failed after every shard was built
+        raise ConfigError("output", f"{printable(str(out))} is not valid UTF-8, which index.parquet's writer needs: "
+                          "build into a folder whose path is")
     if out == source.resolve():
         raise ConfigError("output", f"{out} is the input folder: its shards would be read as input; write the "
                           "build to another folder (a subfolder of the input is fine: it is not read)")

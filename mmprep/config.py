@@ -49,7 +49,9 @@ class EncodingSpec(Section):
 
 
 class OutputSpec(Section):
-    name: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$", description="Shard names are NAME-000000.tar.")
+    # 200: a tar's temporary name adds 32 bytes (.NAME-000000_01.tar.HEX.tmp), and a file name has 255
+    name: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$", max_length=200,
+                      description="Shard names are NAME-000000.tar.")
     max_samples: int = Field(1000, ge=1, description="Samples per shard (the unit of work).")
     max_bytes: ByteSize | None = Field(
         None, description="Roll over to NAME-000000_01.tar... when a shard grows past this size."

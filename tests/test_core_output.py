@@ -94,3 +94,19 @@ def test_a_shard_that_cannot_be_written_leaves_no_temporary_and_the_closing_line
                                   "(1 shards), ")
     assert "\nfailed: k-000001: OSError: [Errno 27] File too large" in done.stdout
     assert sorted(p.name for p in (tmp_path / "o" / "shards").iterdir()) == ["k-000000.tar"]
+
+
+def test_an_output_name_or_folder_that_cannot_be_written_is_a_config_error_before_any_work(tmp_path, texts):
+    """A 230-character output.name validated, then every shard failed with 'File name too long'; an OUT
+    whose path is not UTF-8 failed in the merge, after every shard was built."""
+    from tests.conftest import ROOT, run_cli, write_pipeline
+
+    pipe = write_pipeline(tmp_path / "p.yaml", {"output": {"name": "n" * 201}})
+    res = run_cli("validate", str(pipe))
+    assert (res.returncode, res.stderr) == (2, "mmprep: config error: output.name: String should have at most 200 "
+                                               "characters\n")
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xfe")
+    res = run_cli("build", str(ROOT / "pipelines/demo.yaml"), "-i", str(texts), "-o", out)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"mmprep: config error: output: {tmp_path}/out\\udcfe is not valid UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.yaml", texts.name])
