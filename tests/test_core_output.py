@@ -110,3 +110,25 @@ def test_an_output_name_or_folder_that_cannot_be_written_is_a_config_error_befor
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith(f"mmprep: config error: output: {tmp_path}/out\\udcfe is not valid UTF-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.yaml", texts.name])
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_leaves_no_temporary(tmp_path, texts):
+    """A full disk while the reports were written (the merge, or a rerun's stats.json) ended in a traceback,
+    and the rerun's stats.json temporary stayed for good. RLIMIT_FSIZE fails the write as a full disk does."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, write_pipeline
+
+    pipe = write_pipeline(tmp_path / "p.yaml", text_doc())
+    out = tmp_path / "o"
+    build(text_doc(), texts, out, workers=1)
+    limit = ("import resource, runpy, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+             "sys.argv = ['mmprep', *sys.argv[1:]]\nrunpy.run_module('mmprep', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", limit, "build", str(pipe), "-i", str(texts), "-o", str(out), "-q"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "mmprep: build failed: File too large; the finished shards are "
+                                                 "kept, and a rerun finishes the build\n")
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    assert build(text_doc(), texts, out, workers=1)["samples_out"] == 5

@@ -45,6 +45,11 @@ def build(
         fail_config(exc)
     except Terminated:  # stopped like Ctrl-C, but a job scheduler must see SIGTERM's own status
         raise SystemExit(128 + 15) from None
+    except OSError as exc:  # writing the reports: a full disk, a quota (a shard's own failure is reported per shard)
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"mmprep: build failed: {exc.strerror or exc}{where}; the finished shards are kept, and a rerun "
+                   "finishes the build", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     elif dry_run:
