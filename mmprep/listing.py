@@ -76,6 +76,7 @@ def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] =
     seen: set[tuple[int, int]] = set()
     if skip is not None and os.path.isdir(skip) and not os.path.samefile(skip, root):
         _first_visit(skip, seen, skipped)
+        _seen_inside(skip, seen)
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its folders are read together, about half of them in a child
@@ -142,6 +143,20 @@ def _first_visit(folder: str, seen: set[tuple[int, int]], skipped: list[Skipped]
             return None
         seen.add(node)
     return st.st_size
+
+
+def _seen_inside(folder: str, seen: set[tuple[int, int]]) -> None:
+    """Mark the folders right inside ``folder`` (the build's output: shards/, .parts, .cache...) as read: a
+    symbolic link in the input to one of them had the build read its own tars as samples."""
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_ino:
+                        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
 
 
 def _cannot_list(folder: str, why: str | None, skipped: list[Skipped]) -> None:

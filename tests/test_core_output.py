@@ -132,3 +132,15 @@ def test_a_report_that_cannot_be_written_is_one_line_and_leaves_no_temporary(tmp
                                                  "kept, and a rerun finishes the build\n")
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
     assert build(text_doc(), texts, out, workers=1)["samples_out"] == 5
+
+
+def test_a_link_in_the_input_to_the_outputs_shards_is_not_read(tmp_path, texts):
+    """The output folder itself is never read, but a symbolic link in the input to OUT/shards made the
+    second build take its own tars as samples (and every build after it changed the output)."""
+    out = tmp_path / "o"
+    first = build(text_doc(), texts, out, workers=1)
+    os.symlink(out / "shards", texts / "shlink")
+    for _ in range(2):
+        summary = build(text_doc(), texts, out, workers=1)
+        assert (summary["samples_in"], summary["shards_built"], summary["errors_by_reason"]) == (
+            first["samples_in"], 0, {})
