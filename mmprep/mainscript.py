@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import threading
 from types import FrameType
 
 
@@ -38,12 +39,16 @@ def rerun_problem() -> str | None:
 
 
 def _top_level_frame(namespace: dict) -> FrameType | None:
-    """The frame running the main script's own top level, if this call is made from it."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals is namespace and frame.f_code.co_name == "<module>":
-            return frame
-        frame = frame.f_back
+    """The frame running the main script's own top level, if this call is made from it, or from a thread
+    it started and waits for (then the main thread's frame: where it waits)."""
+    frames = [sys._getframe(1)]
+    if threading.current_thread() is not threading.main_thread():
+        frames.append(sys._current_frames().get(threading.main_thread().ident))
+    for frame in frames:
+        while frame is not None:
+            if frame.f_globals is namespace and frame.f_code.co_name == "<module>":
+                return frame
+            frame = frame.f_back
     return None
 
 

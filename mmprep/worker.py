@@ -266,7 +266,8 @@ class ShardBuilder:
         sample, out = item.sample, self.spec.output
         missing = [f for f in out.required if f not in sample]
         if missing:
-            return self._dropped(item, Drop("field.missing", f"required field(s) missing: {', '.join(missing)}"))
+            return self._dropped(item, Drop("field.missing", f"required field(s) missing: {', '.join(missing)}",
+                                            field=missing[0]))
         names = data_fields(sample)
         if out.fields is not None:
             names = [n for n in names if n in out.fields]

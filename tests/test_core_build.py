@@ -103,7 +103,8 @@ def test_missing_companion_drops_with_reason(tmp_path, corpus, demo_doc):
     build(demo_doc, corpus, out, workers=1)
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert errors == [{"key": "part0/item0000", "source": "part0/item0000", "stage": "output",
-                       "reason": "field.missing", "message": "required field(s) missing: txt", "action": "dropped"}]
+                       "reason": "field.missing", "message": "required field(s) missing: txt", "action": "dropped",
+                       "field": "txt"}]
 
 
 def test_max_bytes_rolls_over_to_numbered_parts(corpus, tmp_path, demo_doc):

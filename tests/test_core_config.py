@@ -129,3 +129,19 @@ def test_validator_messages_carry_no_pydantic_prefix():
     with pytest.raises(ConfigError) as err:
         parse_pipeline({"stages": [{"stage": "video.audio_track", "field": "mp3"}]})
     assert str(err.value).startswith("stages[0].field: 'mp3' must end in one of wav, flac")
+
+
+def test_schema_write_outside_a_checkout_is_one_line(tmp_path, monkeypatch):
+    """Installed from a wheel, ``mmprep schema --write`` had no schemas/ folder beside the package and
+    ended in a FileNotFoundError traceback."""
+    from typer.testing import CliRunner
+
+    import mmprep.schema
+    from mmprep.cli import load_commands
+
+    app = load_commands("schema")
+    monkeypatch.setattr(mmprep.schema, "SCHEMA_PATH", tmp_path / "site-packages" / "schemas" / "pipeline.schema.json")
+    res = CliRunner().invoke(app, ["schema", "--write"])
+    assert res.exit_code == 2 and res.output.startswith(
+        f"mmprep: config error: --write: {tmp_path / 'site-packages' / 'schemas'} does not exist"), res.output
+    assert not (tmp_path / "site-packages").exists()

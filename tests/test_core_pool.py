@@ -170,3 +170,12 @@ def test_a_package_run_with_python_m_is_not_imported_again(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "starting 2 worker processes (forkserver)" in done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["samples_out"] == 4
+
+
+def test_a_build_in_a_thread_of_a_script_without_the_main_guard_is_refused(tmp_path):
+    """The guard was looked for in the building thread's frames only: a script that builds in a thread it
+    waits for had every forkserver worker run it again (a second driver thread rules out the fork)."""
+    done = _script_build(tmp_path, "import threading\nt = threading.Thread(target=build)\nt.start()\nt.join()\n")
+    assert "ConfigError: execution.workers: " + str(tmp_path / "build_it.py") + ", line 12, starts a build outside" \
+        in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()

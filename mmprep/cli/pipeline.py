@@ -51,6 +51,9 @@ def schema(write: bool = typer.Option(False, "--write", help="Write schemas/pipe
 
     text = pipeline_schema_text()
     if write:
+        if not SCHEMA_PATH.parent.is_dir():  # an installed package: there is no checkout to write into
+            fail_config(ConfigError("--write", f"{SCHEMA_PATH.parent} does not exist: --write regenerates the "
+                                    "schema in a checkout of mmprep; print it (without --write) to save it elsewhere"))
         SCHEMA_PATH.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {SCHEMA_PATH}")
     else:
