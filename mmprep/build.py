@@ -373,7 +373,7 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
         phases.end("merge")
         run["seconds"] = round(time.perf_counter() - t0, 3)
         stats = merger.close(run)
-        written = _report_stamps(out, reports)
+        written = _report_stamps(out)
         if written is not None:
             atomic_write(out / _WRITTEN, json.dumps(written).encode())
     if not failed and not stats.get("errors_to_retry"):  # else the next run is no "nothing changed"
@@ -515,10 +515,11 @@ class _Phases(dict):
 _WRITTEN = ".reports.json"  # OUT/.reports.json: size and mtime of each report as the last merge wrote it
 
 
-def _report_stamps(out: Path, reports: tuple[str, ...]) -> dict[str, str] | None:
-    """Size and mtime of index.parquet, errors.jsonl and the stages' reports; None if one is missing."""
+def _report_stamps(out: Path) -> dict[str, str] | None:
+    """Size and mtime of index.parquet and errors.jsonl; None if one is missing. Not the stages' reports:
+    a command may change them on purpose (``mmprep vocab`` re-cuts vocab.json), and a build keeps that."""
     stamps = {}
-    for name in ("index.parquet", "errors.jsonl", *reports):
+    for name in ("index.parquet", "errors.jsonl"):
         try:
             st = os.stat(out / name)
         except OSError:
@@ -528,12 +529,13 @@ def _report_stamps(out: Path, reports: tuple[str, ...]) -> dict[str, str] | None
 
 
 def _reports_current(out: Path, reports: tuple[str, ...]) -> bool:
-    """Whether the last merge is still true: stats.json is removed before any shard is built, the
-    reports are as that merge wrote them (``_WRITTEN``: a truncated or emptied index was kept, and the
-    next run took it for current), and no shard failed in the run that wrote them (a shard that failed
-    under --force kept its part file of this plan: complete next run, so merged then)."""
-    stamps = _report_stamps(out, reports)
-    if stamps is None or not (out / "stats.json").exists():
+    """Whether the last merge is still true: stats.json is removed before any shard is built, the stages'
+    reports are there, index and errors are as that merge wrote them (``_WRITTEN``: a truncated or
+    emptied index was kept, and the next run took it for current), and no shard failed in the run that
+    wrote them (a shard that failed under --force kept its part file of this plan: complete next run,
+    so merged then)."""
+    stamps = _report_stamps(out)
+    if stamps is None or not all((out / name).exists() for name in ("stats.json", *reports)):
         return False
     try:
         if json.loads((out / _WRITTEN).read_text()) != stamps:
