@@ -96,7 +96,7 @@ def check_main_script(executor: str, workers: int, scheduler: str | None) -> Non
     """Before any work: workers that start by importing the main script again can (see ``mainscript``).
     A local pool then forks them from the driver where that is safe (``_context``); a Dask LocalCluster
     cannot (its workers are spawned). A remote cluster's workers never import it."""
-    if workers < 2 or scheduler:
+    if scheduler or (executor != "dask" and workers < 2):  # one local worker runs in the driver
         return
     problem = rerun_problem()
     if problem is not None and (executor == "dask" or not fork_safe()):
@@ -202,7 +202,12 @@ def run_local(fn: Callable[[Any], Any], tasks: list[Any], workers: int, pool: Pr
         todo = []
         for group in groups:
             if pool is None:
-                pool = start_pool(min(workers, len(group)))
+                try:
+                    pool = start_pool(min(workers, len(group)))
+                except ConfigError as exc:  # an unguarded script that can no longer fork (rerun_problem)
+                    for task in group:
+                        yield task, RuntimeError(f"a worker process died, and no new one can start: {exc}")
+                    continue
             for task, result in _pool_round(fn, group, pool, submitted):
                 submitted = None
                 if not isinstance(result, BrokenProcessPool):

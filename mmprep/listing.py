@@ -77,6 +77,7 @@ def list_folder(root: str, include: Sequence[str] = (), exclude: Sequence[str] =
     if skip is not None and os.path.isdir(skip) and not os.path.samefile(skip, root):
         _first_visit(skip, seen, skipped)
         _seen_inside(skip, seen)
+        seen.discard(_node(root))  # an input folder right inside OUT (-i OUT/raw -o OUT) is still read
     out: list[Folder] = []
     level = [("", root)]
     while level:  # one level at a time: its folders are read together, about half of them in a child
@@ -157,6 +158,14 @@ def _seen_inside(folder: str, seen: set[tuple[int, int]]) -> None:
                         seen.add((st.st_dev, st.st_ino))
     except OSError:
         pass
+
+
+def _node(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _cannot_list(folder: str, why: str | None, skipped: list[Skipped]) -> None:

@@ -7,6 +7,7 @@ parameters in turn.
 
 from __future__ import annotations
 
+import errno
 import os
 from stat import S_ISREG
 
@@ -50,7 +51,12 @@ def read_regular(path: str) -> bytes:
     """The bytes of a regular file. Anything else is refused before a read: a FIFO swapped in after the
     listing, or a manifest that names one (or ``/dev/zero``), hung the build or filled its memory.
     ``O_NONBLOCK`` opens a FIFO without waiting for a writer, and means nothing for a file."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:  # a socket cannot be opened (ENXIO): say what it is, not only that
+        if exc.errno == errno.ENXIO and not S_ISREG(os.stat(path).st_mode):
+            raise NotRegular(path) from None
+        raise
     try:
         if not S_ISREG(os.fstat(fd).st_mode):
             raise NotRegular(path)

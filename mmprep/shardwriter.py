@@ -45,6 +45,7 @@ class ShardWriter:
         self._tmp: Path | None = None
         self._final: str = ""
         self._run: list[int] | None = None  # copies not yet written: [source fd, start, end]
+        self._done: list[tuple[Path, str]] = []  # finished parts not published yet: (temporary, final name)
 
     def _filename(self) -> str:
         return f"{self.name}.tar" if self.part == 0 else f"{self.name}_{self.part:02d}.tar"
@@ -113,25 +114,33 @@ class ShardWriter:
         out.seek(0, os.SEEK_END)  # the buffered writer re-reads its position from the file
 
     def _close_part(self) -> None:
+        """Finish the open part under its temporary name: every part is published by ``close``, so a shard
+        stopped or failed after a rollover publishes none of them."""
         if self._tar is None:
             return
         self._flush()
         self._tar.close()
         with open(self._tmp, "rb+") as fh:  # type: ignore[arg-type]
             os.fsync(fh.fileno())
-        os.replace(self._tmp, self.directory / self._final)  # type: ignore[arg-type]
-        self.finished.append(self._final)
+        self._done.append((self._tmp, self._final))  # type: ignore[arg-type]
         self._tar = None
 
     def close(self) -> list[str]:
-        """Publish the open part; returns the final names of every part written."""
+        """Publish every part (renamed from its temporary name); returns their final names."""
         self._close_part()
+        for tmp, final in self._done:
+            os.replace(tmp, self.directory / final)
+            self.finished.append(final)
+        self._done = []
         return self.finished
 
     def abort(self) -> None:
-        """Remove the unfinished part: its file is closed without the end-of-archive blocks (writing them
+        """Remove the unpublished parts: the open one's file is closed without the end-of-archive blocks (writing them
         on a full disk failed again, and the partial temporary kept the disk full)."""
         self._run = None
+        for tmp, _ in self._done:  # finished parts, never published
+            tmp.unlink(missing_ok=True)
+        self._done = []
         tar, self._tar = self._tar, None
         if tar is None:
             return

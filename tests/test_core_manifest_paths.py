@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 from tests.conftest import build, shard_members
 
@@ -89,11 +90,16 @@ def test_a_fifo_or_a_device_named_by_a_manifest_is_dropped_not_read(tmp_path):
     them (or a FIFO swapped in after the listing) hung the build. They are refused before any read."""
     (tmp_path / "a.txt").write_text("a file")
     os.mkfifo(tmp_path / "pipe.txt")
-    rows = [{"key": "a", "txt": "a.txt"}, {"key": "b", "txt": "pipe.txt"}, {"key": "c", "txt": "/dev/zero"}]
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.txt"))
+    rows = [{"key": "a", "txt": "a.txt"}, {"key": "b", "txt": "pipe.txt"}, {"key": "c", "txt": "/dev/zero"},
+            {"key": "d", "txt": "sock.txt"}]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = build({**DOC, "input": {"path_columns": ["txt"]}}, tmp_path / "m.jsonl", tmp_path / "out", workers=1)
-    assert (summary["samples_out"], summary["errors_by_reason"]) == (1, {"input.not_regular": 2})
+    sock.close()
+    assert (summary["samples_out"], summary["errors_by_reason"]) == (1, {"input.not_regular": 3})
     assert _texts(tmp_path / "out") == {"a.txt": b"a file"}
     errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
     assert [(e["key"], e["message"]) for e in errors] == [
-        ("b", f"{tmp_path / 'pipe.txt'} is not a regular file"), ("c", "/dev/zero is not a regular file")]
+        ("b", f"{tmp_path / 'pipe.txt'} is not a regular file"), ("c", "/dev/zero is not a regular file"),
+        ("d", f"{tmp_path / 'sock.txt'} is not a regular file")]

@@ -144,3 +144,35 @@ def test_a_link_in_the_input_to_the_outputs_shards_is_not_read(tmp_path, texts):
         summary = build(text_doc(), texts, out, workers=1)
         assert (summary["samples_in"], summary["shards_built"], summary["errors_by_reason"]) == (
             first["samples_in"], 0, {})
+
+
+def test_an_input_folder_right_inside_the_output_is_read(tmp_path):
+    """The folders right inside OUT are not read (a link to OUT/shards made a build read its own tars),
+    but the input itself may be one of them (-i OUT/raw -o OUT): it was skipped, 0 samples, and a rerun
+    removed the earlier build's tars."""
+    out = tmp_path / "o"
+    (out / "raw").mkdir(parents=True)
+    for i in range(4):
+        (out / "raw" / f"s{i}.txt").write_text(f"text {i}")
+    for _ in range(2):
+        summary = build(text_doc(), out / "raw", out, workers=1)
+        assert (summary["samples_in"], summary["samples_out"]) == (4, 4)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["t-000000.tar", "t-000001.tar"]
+
+
+def test_a_shard_rolled_over_and_aborted_publishes_none_of_its_parts(tmp_path):
+    """Past max_bytes the writer used to publish each finished part at once: a shard stopped or failed
+    afterwards left its first tars under final names (a stopped Dask shard 'ended unpublished' with a
+    tar out). Every part is published by close() now, and abort() removes them all."""
+    from mmprep.shardwriter import ShardWriter
+
+    for finish in ("close", "abort"):
+        folder = tmp_path / finish
+        folder.mkdir()
+        writer = ShardWriter(folder, "k-000000", max_bytes=1)
+        for i in range(3):
+            writer.write(f"s{i}", [("txt", b"x" * 100)])
+        assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []  # two parts done, none out
+        getattr(writer, finish)()
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == (["k-000000.tar", "k-000000_01.tar", "k-000000_02.tar"] if finish == "close" else [])

@@ -82,7 +82,8 @@ def test_workers_of_a_forkserver_started_earlier_get_the_environment_the_driver_
     assert res.stdout.split() == ["-", "forkserver", "http://proxy:3128"], res.stderr
 
 
-def _script_build(tmp_path, body: str, name: str = "build_it.py") -> subprocess.CompletedProcess:
+def _script_build(tmp_path, body: str, name: str = "build_it.py", workers: int = 2,
+                  stages: str = "[{'stage': 'text.decode'}]") -> subprocess.CompletedProcess:
     """Run a script file that builds a 6-sample corpus with 2 workers (``body``: its last lines, with
     ``build()`` defined); the environment has no MMPREP_START_METHOD."""
     corpus = tmp_path / "c"
@@ -95,9 +96,10 @@ def _script_build(tmp_path, body: str, name: str = "build_it.py") -> subprocess.
         "from mmprep.build import BuildOptions, run_build\n"
         "from mmprep.config import parse_pipeline\n"
         "def build(executor='local'):\n"
-        "    doc = {'stages': [{'stage': 'text.decode'}], 'output': {'name': 't', 'max_samples': 2},\n"
+        f"    doc = {{'stages': {stages}, 'output': {{'name': 't', 'max_samples': 2}},\n"
         "           'execution': {'executor': executor}}\n"
-        f"    opts = BuildOptions(input={str(corpus)!r}, output={str(tmp_path / 'out')!r}, workers=2, progress=False)\n"
+        f"    opts = BuildOptions(input={str(corpus)!r}, output={str(tmp_path / 'out')!r}, workers={workers}, "
+        "progress=False)\n"
         "    print(json.dumps(run_build(parse_pipeline(doc), opts)))\n" + body)
     env = {k: v for k, v in os.environ.items() if k != "MMPREP_START_METHOD"}
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
@@ -130,10 +132,26 @@ def test_a_script_that_cannot_fork_and_builds_without_the_main_guard_is_told_whe
 
 def test_a_dask_local_cluster_is_refused_to_a_script_without_the_main_guard(tmp_path):
     """Dask spawns a LocalCluster's workers, which import the main script whatever this process could fork."""
-    done = _script_build(tmp_path, "build('dask')\n")
-    assert done.returncode == 1
-    assert "line 9, starts a build outside `if __name__" in done.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "out").exists()
+    for workers in (2, 1):  # one Dask worker is spawned too
+        done = _script_build(tmp_path, "build('dask')\n", workers=workers)
+        assert done.returncode == 1
+        assert "line 9, starts a build outside `if __name__" in done.stderr.strip().splitlines()[-1]
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers fork from the driver on Linux only")
+def test_a_worker_that_dies_in_an_unguarded_script_fails_shards_not_the_build(tmp_path):
+    """Such a script's workers fork from the driver; when one died, the retry's new pool could no longer
+    fork (the merge had loaded pyarrow) and the build ended in a ConfigError, with no reports."""
+    trace = str(tmp_path / "t.log")
+    stages = f"[{{'stage': 'text.decode'}}, {{'stage': 'debug.trace', 'path': {trace!r}, 'exit_on': 'd1/s3'}}]"
+    done = _script_build(tmp_path, "build()\n", stages=stages)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    failed = {f["shard"]: f["error"] for f in summary["failed_shards"]}
+    assert "t-000002" in failed and not summary["ok"]  # d1/s3's shard (keys sorted: the third)
+    assert all("no new one can start" in error for error in failed.values()), failed
+    assert summary["samples_out"] == 6 - 2 * len(failed) and (tmp_path / "out" / "stats.json").exists()
 
 
 @pytest.mark.parametrize(("source", "guarded"), [

@@ -191,3 +191,18 @@ def test_a_truncated_text_is_still_noted_when_its_vector_comes_from_the_cache(tm
     again = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False)).run()
     assert again.computed == 1 and again.cached == first.computed - 1
     assert (out / "embeddings" / "txt_emb" / "errors.jsonl").read_text() == errors
+
+
+def test_a_cache_that_cannot_be_written_is_counted_and_said(built, enc, tmp_path, caplog):
+    """The cache no longer raises on a failed write (a build must not lose samples for it); embed then
+    recomputed the model on every rerun without a word. It counts and warns, as the build does."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out, ignore=shutil.ignore_patterns("embeddings", ".cache"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for d in range(256):
+        (cache / f"{d:02x}").write_text("not a folder")
+    with caplog.at_level("WARNING", logger="mmprep.embed"):
+        res = SidecarJob(out, enc, EmbedOptions(field="txt", progress=False, cache_dir=str(cache))).run()
+    assert res.computed == res.embedded > 0 and res.cache_writes_failed == res.computed
+    assert f"could not write {res.computed} cache entries" in caplog.text

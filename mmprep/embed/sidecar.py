@@ -66,6 +66,7 @@ class EmbedResult:
     shards_skipped: int = 0
     seconds: float = 0.0
     errors_by_reason: dict[str, int] = field(default_factory=dict)
+    cache_writes_failed: int = 0  # vectors the cache could not store (a full disk): a rerun computes them again
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -162,6 +163,10 @@ class SidecarJob:
         self.result.samples = total + self.result.samples
         self.result.seconds = time.perf_counter() - t0
         self._publish(self.result.seconds)
+        self.result.cache_writes_failed = self.cache.failed
+        if self.cache.failed:
+            log.warning("could not write %d cache entries (first: %s): the vectors are in the sidecar shards, but "
+                        "a rerun computes them again", self.cache.failed, self.cache.failure)
         return self.result
 
     def _shard(self, shard: Path, bar: Bar) -> dict[str, Any]:
