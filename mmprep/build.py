@@ -518,14 +518,10 @@ _WRITTEN = ".reports.json"  # OUT/.reports.json: size and mtime of each report a
 def _report_stamps(out: Path) -> dict[str, str] | None:
     """Size and mtime of index.parquet and errors.jsonl; None if one is missing. Not the stages' reports:
     a command may change them on purpose (``mmprep vocab`` re-cuts vocab.json), and a build keeps that."""
-    stamps = {}
-    for name in ("index.parquet", "errors.jsonl"):
-        try:
-            st = os.stat(out / name)
-        except OSError:
-            return None
-        stamps[name] = f"{st.st_size}:{st.st_mtime_ns}"
-    return stamps
+    try:
+        return reuse.file_stamps(out, ["index.parquet", "errors.jsonl"])
+    except OSError:
+        return None
 
 
 def _reports_current(out: Path, reports: tuple[str, ...]) -> bool:

@@ -68,5 +68,4 @@ def _guarded(path: str, line: int) -> bool:
                                             for n in ast.walk(node.test)):
             return True
         body = [child for field in ("body", "orelse", "finalbody", "handlers") for child in getattr(node, field, [])]
-        body = [n for n in body if isinstance(n, ast.stmt | ast.excepthandler)]
     return False

@@ -97,11 +97,12 @@ def load_entry(data: bytes) -> dict[str, Any]:
     return {"samples": samples, "errors": doc["errors"]}
 
 
-def tar_stamps(shards: Path, tars: list[str]) -> dict[str, str]:
-    """Size and mtime of each published tar, so a part file is only trusted for the tars it describes."""
+def file_stamps(folder: Path, names: list[str]) -> dict[str, str]:
+    """Size and mtime of each named file (raises OSError if one is missing): a part file's tars, so it is
+    only trusted for the tars it describes, and the reports the last merge wrote."""
     stamps = {}
-    for name in tars:
-        st = os.stat(shards / name)
+    for name in names:
+        st = os.stat(folder / name)
         stamps[name] = f"{st.st_size}:{st.st_mtime_ns}"
     return stamps
 
@@ -122,7 +123,7 @@ def read_part(out: Path, name: str) -> tuple[dict[str, Any] | None, str]:
     if doc.get("format") != PART_FORMAT:
         return None, "written by another version"
     try:
-        same_tars = tar_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps")
+        same_tars = file_stamps(out / "shards", doc["tars"]) == doc.get("tar_stamps")
     except (OSError, KeyError):
         same_tars = False
     if not same_tars:

@@ -36,12 +36,12 @@ from mmprep.reuse import (
     PART_FORMAT,
     Previous,
     dump_entry,
+    file_stamps,
     index_row,
     load_entry,
     part_paths,
     retried,
     row_line,
-    tar_stamps,
     write_rows,
 )
 from mmprep.sample import KEY, META, SOURCE, Sample
@@ -477,7 +477,7 @@ class ShardBuilder:
         return {
             "format": PART_FORMAT, "name": task.name, "index": task.index, "plan": task.plan_hash,
             "pipeline": task.pipeline_hash, "root": task.root,
-            "tars": tars, "tar_stamps": tar_stamps(shards, tars), "records": len(task.records),
+            "tars": tars, "tar_stamps": file_stamps(shards, tars), "records": len(task.records),
             "cached_records": self.cached_records, "reused_records": self.reused_records, "stages": self.counters,
             "cache_failures": self.cache.failed, "cache_failure": self.cache.failure,
             "summaries": {k: v for k, v in summaries.items() if v is not None},
