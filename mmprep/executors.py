@@ -88,7 +88,7 @@ def _context(preferred: str = "forkserver") -> Any:
     ctx = mp.get_context(method)
     if method == "forkserver":
         # workers fork with the core, the stages and their libraries imported (a failing import is skipped)
-        ctx.set_forkserver_preload([*_PRELOAD, "mmprep.preload"])
+        ctx.set_forkserver_preload(["mmprep.workerenv", *_PRELOAD, "mmprep.preload"])
     return ctx
 
 
@@ -143,6 +143,9 @@ def _worker_init(environ: dict[str, str]) -> None:
     if environ != os.environ:
         os.environ.clear()
         os.environ.update(environ)
+    from mmprep import workerenv  # sets them (only workers import it), before the stages' set-up imports
+
+    workerenv.apply()  # again: a forkserver's worker imported it there, and has the driver's environment now
     gc.enable()  # off in a driver paused mid-scan, whose state a forked worker inherits
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (a worker forked from it has it)
     exit_with_parent()

@@ -197,3 +197,29 @@ def test_a_build_in_a_thread_of_a_script_without_the_main_guard_is_refused(tmp_p
     assert "ConfigError: execution.workers: " + str(tmp_path / "build_it.py") + ", line 12, starts a build outside" \
         in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["forkserver", "fork"])
+@pytest.mark.parametrize("user_value", [None, "3"])
+def test_workers_load_openblas_with_one_thread_unless_the_user_set_it(tmp_path, method, user_value):
+    """Workers run one per core: OpenBLAS's thread per core only oversubscribes, and each of those spins
+    ~0.1 s of CPU as it loads. OpenCV's wheel carries its own copy, loaded by the stages' set-up (in the
+    forkserver, or in a worker forked from the driver). A value the user set is kept."""
+    code = ("import os\nfrom mmprep.executors import preload, start_pool\n"
+            "def blas():\n"
+            "    import cv2  # noqa: F401\n"
+            "    from threadpoolctl import threadpool_info\n"
+            "    return sorted({i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas'})\n"
+            "if __name__ == '__main__':\n"
+            "    preload(['cv2'])\n"
+            f"    pool = start_pool(2, method={method!r})\n"
+            "    print(pool._mp_context.get_start_method(), pool.submit(blas).result(), os.environ.get("
+            "'OPENBLAS_NUM_THREADS', '-')); pool.shutdown()\n")
+    script = tmp_path / "probe.py"
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if k not in ("MMPREP_START_METHOD", "OPENBLAS_NUM_THREADS")}
+    if user_value:
+        env["OPENBLAS_NUM_THREADS"] = user_value
+    res = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=120)
+    want = min(int(user_value), os.cpu_count() or 1) if user_value else 1  # OpenBLAS keeps to the cores
+    assert res.stdout.split() == [method, f"[{want}]", user_value or "-"], res.stderr
