@@ -219,3 +219,29 @@ def test_pipeline_decode_to_tokens():
     sample = run_stages(stages, {"__key__": "k", "txt": "ＰＹＴＨＯＮ很好用。".encode("gbk")})
     assert sample["txt"] == "PYTHON很好用。" and sample["tokens.json"]["tokens"][0] == "PYTHON"
     assert sample["__meta__"]["lang"]["txt"]["lang"] == "mixed"
+
+
+@pytest.mark.parametrize("en_tokenizer", ["spacy", "nltk_wordpunct", "nltk_treebank"])
+def test_emoji_sequences_stay_one_token_and_no_invisible_token_is_left(en_tokenizer):
+    """A ZWJ family, a skin tone, a flag with its variation selector, a keycap: one token each, in English,
+    Chinese and mixed text; before, the joiners came out as tokens of their own (and into vocab.json)."""
+    family, thumbs, flag, keycap = "👨\u200d👩\u200d👧", "👍🏽", "🏳\ufe0f\u200d🌈", "1\ufe0f\u20e3"
+    got = tokens(f"family {family} likes {thumbs} and {flag} {keycap} ok", en_tokenizer=en_tokenizer)["tokens"]
+    assert [family, thumbs, flag, keycap] == [t for t in got if t in (family, thumbs, flag, keycap)]
+    assert not any(ch in "\u200d\ufe0f" for t in got if t not in (family, flag, keycap) for ch in t)
+    assert tokens(f"北京烤鸭{family}好吃")["tokens"][-2:] == [family, "好吃"]
+    assert tokens(f"\u200d{family} 我爱北京 hello\u200d")["tokens"] == [family, "我", "爱", "北京", "hello\u200d"]
+
+
+def test_stopwords_take_emoji_sequences_as_symbols():
+    stops = make_stage("text.stopwords", punctuation=True)
+    stops.setup()
+    text = "family 👨\u200d👩\u200d👧 flag 🏳\ufe0f\u200d🌈 ok 👍🏽"
+    out = run_stages([_tokenizer(), stops], {"__key__": "k", "txt": text, "__meta__": {}})
+    assert out["tokens.json"]["tokens"] == ["family", "flag", "ok"]
+
+
+def _tokenizer():
+    stage = make_stage("text.tokenize")
+    stage.setup()
+    return stage

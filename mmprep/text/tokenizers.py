@@ -4,6 +4,9 @@
 each run) to the right one. Every tokenizer returns ``(tokens, tags)``: ``tags`` is a list of POS
 tags aligned with ``tokens`` (``None`` entries where no tagger ran) or ``None`` when POS was not
 asked. Whitespace-only tokens are always dropped (jieba and spaCy both emit them for runs of spaces).
+An emoji sequence that the tokenizers split (a family joined by ZWJ, a skin tone, a flag with its
+variation selector) is joined back into one token, and tokens of invisible characters alone are dropped
+(:func:`join_emoji`).
 
 Nothing here downloads: a named spaCy pipeline must be installed, NLTK tokenizers are the ones that
 need no data package unless :func:`nltk_resource` says which one is missing.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,11 @@ from mmprep.errors import ConfigError, MissingDependency
 from mmprep.text.script import han_runs, lang_of
 
 Tagged = tuple[list[str], list[str | None] | None]
+
+# What continues an emoji sequence: zero width joiner, variation selectors, skin tones, keycap, tags
+_GLUE = "\u200d\ufe00-\ufe0f\U0001f3fb-\U0001f3ff\u20e3\U000e0020-\U000e007f"
+_GLUED = re.compile(f"[{_GLUE}]")
+_INVISIBLE = re.compile(f"[{_GLUE}\u200b\u200c\u2060\ufeff]+")
 
 # NLTK tokenizers that need a data package, and which one (nltk.data.find path, downloader id).
 NLTK_NEEDS = {"nltk_word": ("tokenizers/punkt_tab/english/", "punkt_tab")}
@@ -246,6 +256,10 @@ class Router:
 
     def split(self, text: str, route: str) -> Tagged:
         """Tokens (and tags) of ``text`` by an already resolved ``route`` (:meth:`route`)."""
+        tagged = self._split(text, route)
+        return join_emoji(*tagged) if _GLUED.search(text) else tagged
+
+    def _split(self, text: str, route: str) -> Tagged:
         if route == "zh":
             return self.zh(text)
         if route in ("mixed", "ja"):
@@ -257,3 +271,28 @@ class Router:
                 tags += t if t is not None else [None] * len(w)
             return words, (tags if self.zh.pos or self.en.pos else None)
         return self.en(text)
+
+
+def join_emoji(words: list[str], tags: list[str | None] | None) -> Tagged:
+    """Join an emoji sequence the tokenizers split back into one token (tagged as its first part): a
+    token that starts with a joiner, variation selector, skin tone, keycap or tag character continues
+    the one before, and an emoji after an emoji with a zero width joiner does too. ``👨‍👩‍👧`` stays one
+    token, not ``👨 ZWJ 👩 ZWJ 👧``. Invisible characters that start a token are dropped (a token of
+    nothing else with them)."""
+    out: list[str] = []
+    out_tags: list[str | None] = []
+    for i, word in enumerate(words):
+        if out and (_GLUED.match(word) or (out[-1].endswith("\u200d") and _joins(out[-1], word))):
+            out[-1] += word
+            continue
+        word = _INVISIBLE.sub("", word, count=1) if _INVISIBLE.match(word) else word
+        if word:
+            out.append(word)
+            out_tags.append(tags[i] if tags is not None else None)
+    return out, (out_tags if tags is not None else None)
+
+
+def _joins(before: str, word: str) -> bool:
+    """``before`` (ending with a zero width joiner) and ``word`` are both emoji there."""
+    last = _INVISIBLE.sub("", before[-4:])[-1:]
+    return bool(last) and unicodedata.category(last) == "So" and unicodedata.category(word[0]) == "So"

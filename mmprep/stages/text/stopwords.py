@@ -14,8 +14,11 @@ from mmprep.text.stopwords import file_list, nltk_list, spacy_list
 
 
 def is_punct(token: str) -> bool:
-    """Every character is punctuation or a symbol (``,``, ``。``, ``——``, ``$``); emoji count as symbols."""
-    return all(unicodedata.category(ch)[0] in "PS" for ch in token)
+    """Every character is punctuation or a symbol (``,``, ``。``, ``——``, ``$``); emoji count as symbols,
+    and so does a sequence of them (the joiners and variation selectors in ``👨‍👩‍👧`` or ``🏳️‍🌈`` are
+    format and mark characters)."""
+    cats = [unicodedata.category(ch) for ch in token]
+    return any(c[0] in "PS" for c in cats) and all(c[0] in "PS" or c in ("Cf", "Mn", "Me") for c in cats)
 
 
 @register
