@@ -84,6 +84,16 @@ def plan(records: list[Record], spec: BaseModel, pipeline_hash: str) -> list[tup
 _SHARD = re.compile(r"^(?P<shard>.+-\d{6,})(?:_\d{2,})?\.tar$")  # NAME-000003.tar, NAME-000003_101.tar
 
 
+def check_pipeline(spec: BaseModel) -> None:
+    """What a pipeline file alone says that a build would refuse (``mmprep validate`` runs it too): a
+    scheduler address that does not parse (whether one runs there is the build's check), a ``cache.dir``
+    that cannot be written."""
+    if spec.execution.scheduler:
+        check_scheduler(spec.execution.scheduler, "execution.scheduler", connect=False)
+    if spec.cache.enabled and spec.cache.dir:
+        _check_writable(Path(spec.cache.dir).resolve(), "cache.dir")
+
+
 def _check_writable(path: Path, key: str) -> None:
     """A folder this build can create or write in, checked before any work (nothing is created here)."""
     probe = path
@@ -211,6 +221,9 @@ def _build(spec: BaseModel, opts: BuildOptions, lock: OutputLock) -> dict[str, A
     execution = spec.execution
     executor = opts.executor or ("dask" if (opts.scheduler or execution.scheduler) else execution.executor)
     scheduler = opts.scheduler or execution.scheduler
+    if executor == "local" and scheduler:  # --executor local wins (over MMPREP_SCHEDULER set for other builds)
+        log.info("executor local: the Dask scheduler %s is not used", scheduler)
+        scheduler = None
     workers = opts.workers or execution.workers or _default_workers(stages)
     if executor == "dask" and scheduler and not opts.dry_run:
         check_scheduler(scheduler, "--scheduler" if opts.scheduler else "execution.scheduler")

@@ -332,11 +332,11 @@ def _threads(client: Any) -> int:
         return 1 << 30
 
 
-def check_scheduler(address: str, key: str, timeout: float = 10.0) -> None:
+def check_scheduler(address: str, key: str, timeout: float = 10.0, *, connect: bool = True) -> None:
     """Before any work: the scheduler address parses, names a transport distributed has, and a TCP one
-    (``tcp://``, ``tls://``, ``ws(s)://``) accepts a connection. Found only when the shards were sent, an
-    unreachable one had the build list the input, create OUT, remove stats.json and show progress for
-    half a minute before a traceback."""
+    (``tcp://``, ``tls://``, ``ws(s)://``) accepts a connection (unless ``connect`` is false). Found only
+    when the shards were sent, an unreachable one had the build list the input, create OUT, remove
+    stats.json and show progress for half a minute before a traceback."""
     import socket
 
     from distributed.comm.addressing import parse_address, parse_host_port
@@ -346,8 +346,10 @@ def check_scheduler(address: str, key: str, timeout: float = 10.0) -> None:
         scheme, where = parse_address(address)
         get_backend(scheme)  # a scheme distributed has no transport for
         if scheme in ("tcp", "tls", "ws", "wss"):
-            with socket.create_connection(parse_host_port(where), timeout=timeout):
-                pass
+            host_port = parse_host_port(where)  # no port: a ValueError
+            if connect:
+                with socket.create_connection(host_port, timeout=timeout):
+                    pass
     except ValueError as exc:
         raise ConfigError(key, f"{address!r} is no Dask scheduler address (tcp://HOST:PORT): {exc}") from None
     except OSError as exc:

@@ -228,3 +228,16 @@ def test_face_crop_or_missing_dependency():
     assert e.value.reason == "image.no_face"
     kept = run("image.face_crop", _img(np.full((100, 100, 3), 128, np.uint8)), no_face="keep")
     assert kept["jpg"].pixels.shape == (100, 100, 3)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_float_tiff_decodes_to_its_pixels(tmp_path, channels):
+    """A 32-bit float TIFF (values 0..1) was dropped as image.corrupt: the colour flag takes no float depth."""
+    px = photo(120, 80, seed=1)
+    values = px[..., ::-1] if channels == 3 else px[..., 0]  # cv2 writes BGR
+    path = tmp_path / "f.tiff"
+    assert cv2.imwrite(str(path), values.astype(np.float32) / 255.0)
+    img = decoded(path.read_bytes(), "tiff")["tiff"]
+    want = px if channels == 3 else np.repeat(px[..., :1], 3, axis=2)
+    assert img.pixels.shape == (80, 120, 3) and img.pixels.dtype == np.uint8
+    assert np.abs(img.pixels.astype(int) - want).max() <= 1

@@ -14,11 +14,13 @@ from mmprep.errors import ConfigError
 @app.command()
 def validate(pipeline: Path = typer.Argument(..., help="Pipeline YAML.")) -> None:
     """Check a pipeline (keys, values, stage names, required resources) without running it."""
+    from mmprep.build import check_pipeline
     from mmprep.config import instantiate, load_pipeline
 
     try:
         spec = load_pipeline(pipeline)
         instantiate(spec)
+        check_pipeline(spec)
     except ConfigError as exc:
         fail_config(exc)
     typer.echo(f"{pipeline}: ok ({len(spec.stages)} stages: {', '.join(s.stage for s in spec.stages)})")

@@ -16,7 +16,7 @@ from pydantic import Field
 from mmprep.errors import Drop
 from mmprep.sample import Image, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
-from mmprep.stages.image.geometry import orient, reduce_factor
+from mmprep.stages.image.geometry import RGB, orient, reduce_factor
 from mmprep.stages.image.header import Header, read_header, sniff
 
 _REDUCED_COLOR = {2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
@@ -28,7 +28,7 @@ class DecodeConfig(StageConfig):
                                                          "more pixels than this, before decoding.")
     alpha: Literal["drop", "composite", "keep"] = Field(
         "drop", description="Transparency: drop the alpha channel, composite onto `background`, or keep RGBA.")
-    background: tuple[int, int, int] = Field((255, 255, 255), description="RGB colour under transparent pixels.")
+    background: RGB = Field((255, 255, 255), description="RGB colour under transparent pixels.")
     grayscale: Literal["rgb", "keep"] = Field("rgb", description="Grey images: expand to RGB, or keep one channel.")
     reduce_to: int | None = Field(
         None, ge=1, description="Pixels a later resize needs on `reduce_side`; JPEGs are then decoded at the "
@@ -103,7 +103,9 @@ def _decode_other(data: bytes, hdr: Header, cfg: DecodeConfig) -> np.ndarray | N
         pixels = cv2.imdecode(buf, _rgb_flag() | cv2.IMREAD_IGNORE_ORIENTATION)
         if pixels is not None and not hasattr(cv2, "IMREAD_COLOR_RGB"):
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-        return pixels
+        if pixels is not None:
+            return pixels
+        # else a depth the colour flag does not take (a 32-bit float TIFF): read as it is, as below
     pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         return None
@@ -143,7 +145,8 @@ class ImageDecode(Stage):
     """Decode JPEG/PNG/WebP/BMP/TIFF to RGB pixels; EXIF orientation applied; bombs refused from the header."""
 
     name = "image.decode"
-    version = "3"  # 3: trailers after the end marker, damaged EXIF, tRNS past 4 KB decode (were dropped)
+    version = "4"  # 3: trailers after the end marker, damaged EXIF, tRNS past 4 KB decode (were dropped);
+    # 4: float TIFFs decode (were dropped)
     reads = ("image",)
     writes = ("image",)
     Config = DecodeConfig

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmprep.errors import Drop, MissingDependency
+from mmprep.errors import ConfigError, Drop, MissingDependency
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.image.common import decoded_images
@@ -24,7 +24,15 @@ def cascade_path(name: str) -> str | None:
         return None
     base = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = os.path.join(base, name) if base else None
-    return path if path and os.path.exists(path) else None
+    return path if path and os.path.isfile(path) else None
+
+
+def shipped_cascades() -> list[str]:
+    """The cascade files this OpenCV ships (for the error that names a wrong one)."""
+    import cv2
+
+    base = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    return sorted(n for n in os.listdir(base) if n.endswith(".xml")) if base and os.path.isdir(base) else []
 
 
 class FaceCropConfig(StageConfig):
@@ -48,8 +56,15 @@ class ImageFaceCrop(Stage):
     Config = FaceCropConfig
 
     def check(self) -> None:
-        if cascade_path(self.config.cascade) is None:
-            raise MissingDependency("cascade", f"OpenCV's Haar cascade {self.config.cascade}", HINT)
+        name = self.config.cascade
+        shipped = shipped_cascades()
+        if shipped and name not in shipped:  # "", the folder, a file of it that is no cascade (__init__.py)
+            raise ConfigError("cascade", f"{name!r} is not a cascade OpenCV ships; one of: {', '.join(shipped)}")
+        if cascade_path(name) is None:
+            raise MissingDependency("cascade", f"OpenCV's Haar cascade {name}", HINT)
+        self.setup()
+        if self.detector.empty():  # a damaged file: CascadeClassifier loads nothing, and every shard failed
+            raise ConfigError("cascade", f"OpenCV could not load the cascade {cascade_path(name)}")
 
     def imports(self) -> tuple[str, ...]:
         return ("cv2",)

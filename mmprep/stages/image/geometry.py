@@ -6,14 +6,17 @@ stated, and never change the channel count.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 Interp = Literal["nearest", "linear", "cubic", "area", "lanczos"]
 ResizeMode = Literal["no", "keep_ratio", "center_crop", "pad"]
 Side = Literal["shorter", "longer"]
 Border = Literal["constant", "replicate", "reflect"]
+RGB = tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
+            Annotated[int, Field(ge=0, le=255)]]  # a colour in a config: [300, -20, 0] was clamped, silently
 
 
 def interp_flag(name: str) -> int:

@@ -8,7 +8,7 @@ from mmprep.errors import Drop
 from mmprep.sample import Sample, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.image.common import decoded_images
-from mmprep.stages.image.geometry import Border, Interp, ResizeMode, Side, resize
+from mmprep.stages.image.geometry import RGB, Border, Interp, ResizeMode, Side, resize
 
 MAX_OUTPUT_PIXELS = 90_000_000  # as image.decode's max_pixels default
 
@@ -22,7 +22,7 @@ class ResizeConfig(StageConfig):
     upscale: bool = Field(True, description="Enlarge images smaller than the target (else leave them as they are).")
     border: Border = Field("constant", description="pad: constant colour, replicate the edge (copy fill) or "
                                                    "reflect it (mirror fill).")
-    color: tuple[int, int, int] = Field((0, 0, 0), description="pad with border=constant: the RGB fill colour.")
+    color: RGB = Field((0, 0, 0), description="pad with border=constant: the RGB fill colour.")
 
 
 @register

@@ -125,8 +125,9 @@ class TextIds(Stage):
     batched = True
 
     class Config(StageConfig):
-        vocab: str | None = Field(None, description="An mmprep vocab.json (e.g. OUT/vocab.json of a first pass).")
-        tokenizer: str | None = Field(None, description="A Hugging Face tokenizers tokenizer.json file.")
+        vocab: str | None = Field(None, min_length=1, description="An mmprep vocab.json (e.g. OUT/vocab.json of a "
+                                                                  "first pass).")
+        tokenizer: str | None = Field(None, min_length=1, description="A Hugging Face tokenizers tokenizer.json file.")
         input: Literal["tokens", "text"] = Field("tokens", description="What the tokenizer encodes; vocab "
                                                                        "needs tokens.")
         add_special_tokens: bool = Field(False, description="bos/eos (vocab) or the tokenizer's post-processor.")
