@@ -7,6 +7,11 @@ Three features of the final placement, each cheap and scale-free:
   deviations (median / MAD of the scores more than 1 s away from the peak), capped at 30;
 - ``onset_match``: fraction of cues whose start has a speech onset within 100 ms, in [0, 1].
 
+A fourth, ``margin`` (:func:`margin`), is kept out of the model: it is a veto, not evidence. When another
+placement more than 1 s away scores about as well as the peak, the features above describe both placements
+equally, so they cannot say which one is right (``prominence`` compares the peak with the median offset, which
+a single rival peak does not move).
+
 The confidence is a logistic model of these, fitted on the generated benchmark set
 (``benchmarks/align/calibrate.py``: positives = >= 90 % of cue starts within 100 ms of the truth,
 negatives = mismatched subtitles and failed placements), so that it reads as a probability.
@@ -35,6 +40,18 @@ def prominence(scores: np.ndarray, k: int, exclude: int = 100) -> float:
     med = median(rest)
     mad = median(np.abs(rest - med)) * 1.4826
     return float(min(30.0, (scores[k] - med) / max(mad, 1e-6)))
+
+
+def margin(scores: np.ndarray, k: int, total: float, exclude: int = 100) -> float:
+    """How far the peak ``scores[k]`` beats the best offset more than ``exclude`` frames (1 s) away, as a share
+    of ``total`` (the cue frames: the score of a perfect placement), in [0, 2]; 2.0 when no offset lies that far.
+
+    Near 0 means another placement explains the speech as well, so the peak is a guess between the two: a lone
+    cue fits any utterance at least as long as it, repeated speech fits several offsets."""
+    rest = np.concatenate([scores[: max(k - exclude, 0)], scores[k + exclude + 1 :]])
+    if rest.size == 0:
+        return 2.0
+    return float(np.clip((scores[k] - rest.max()) / max(total, 1.0), 0.0, 2.0))
 
 
 def confidence(features: dict[str, float]) -> float:

@@ -139,15 +139,16 @@ def parse(data: bytes | str, hint: str | None = None) -> SubDoc:
     return SubDoc(fmt, cues, subs)
 
 
-_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[.,:](\d{1,3})"
+_TIME = r"(-?)(?:(\d+):)?(\d{1,2}):(\d{1,2})[.,:](\d{1,3})"  # a leading "-": a negative time, kept and reported
 _TIMING = re.compile(rf"^\s*{_TIME}[ \t]*-->[ \t]*{_TIME}(.*)$")
 _VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
 _TAG = re.compile(r"<[^>]*>")
 _ASS_OVERRIDE = re.compile(r"{\\[^}]*}")  # {\an8}, {\pos(..)} in SRT files
 
 
-def _ms(h: str | None, m: str, sec: str, frac: str) -> int:
-    return ((int(h or 0) * 60 + int(m)) * 60 + int(sec)) * 1000 + int(frac.ljust(3, "0"))
+def _ms(sign: str, h: str | None, m: str, sec: str, frac: str) -> int:
+    ms = ((int(h or 0) * 60 + int(m)) * 60 + int(sec)) * 1000 + int(frac.ljust(3, "0"))
+    return -ms if sign else ms
 
 
 def _parse_timed(text: str, fmt: str) -> SubDoc:
@@ -180,8 +181,8 @@ def _parse_timed(text: str, fmt: str) -> SubDoc:
                 payload.pop()  # is its SRT index / WebVTT identifier, not the last line of the cue before
                 cues[-1].text = _plain("\n".join(payload), fmt)
             g = m.groups()
-            cues.append(Cue(_ms(*g[0:4]), _ms(*g[4:8]), ""))
-            timing.append((i, g[8]))
+            cues.append(Cue(_ms(*g[0:5]), _ms(*g[5:10]), ""))
+            timing.append((i, g[10]))
             payload = []
         elif payload is not None:  # else a cue number / identifier line, before its timing line
             payload.append(line)
