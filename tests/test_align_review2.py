@@ -149,7 +149,7 @@ def test_subtitle_decode_span_and_count_ignore_file_order_and_comments():
     count included ASS comments; a WebVTT NOTE block was glued to a cue."""
     stage = make_stage("subtitle.decode")
     out = stage.process({"__key__": "k", "ass": ASS.encode()})
-    assert out["__meta__"]["subtitle"]["ass"] == {"cues": 2, "start": 1.0, "end": 6.0, "problems": {"overlap": 1}}
+    assert out["__meta__"]["subtitle"]["ass"] == {"cues": 2, "start": 1.0, "end": 6.0, "problems": {"out_of_order": 1}}
     assert out["ass"] == ASS
     out = stage.process({"__key__": "k", "vtt": VTT.replace("\n", "\r\n").encode()})
     assert out["__meta__"]["subtitle"]["vtt"] == {"cues": 3, "start": 1.0, "end": 3725.0, "problems": {}}

@@ -127,3 +127,27 @@ def test_negative_cue_is_moved_with_its_neighbours_when_aligning():
     assert len(times) == len(truth) and abs(times[0][0] - truth[0][0]) <= 20 and abs(times[0][1] - truth[0][1]) <= 20
     first = text.split("\n")[1]
     assert first.startswith("00:00:00,9") or first.startswith("00:00:01,0"), first
+
+
+def test_cues_out_of_file_order_are_out_of_order_not_overlaps():
+    """Four disjoint cues in reverse order were 3 overlaps; one mistyped time (10:00:03) made every later cue
+    overlap it by ~36,000 s."""
+    rev = [Cue(s * 1000, (s + 1) * 1000, "line") for s in (30, 20, 10, 5)]
+    report = validate(rev)
+    assert report["counts"] == {"out_of_order": 3}
+    assert [p["cue"] for p in report["problems"]] == [0, 1, 2]
+    typo = parse("1\n00:00:01,000 --> 00:00:02,000\na\n\n2\n10:00:03,000 --> 10:00:04,000\nb\n\n"
+                 "3\n00:00:05,000 --> 00:00:06,000\nc\n\n4\n00:00:07,000 --> 00:00:08,000\nd\n", "srt")
+    assert validate(typo.cues)["problems"] == [
+        {"cue": 1, "problem": "out_of_order", "detail": "starts at 36003000 ms, out of start order with the cues "
+                                                        "around it"}]
+
+
+def test_overlaps_are_found_in_start_order_and_listed_in_file_order():
+    cues = [Cue(5000, 7000, "c"), Cue(1000, 3000, "a"), Cue(2000, 4000, "b"), Cue(6000, 6500, "d")]
+    report = validate(cues)
+    assert report["counts"] == {"out_of_order": 1, "overlap": 2}
+    assert report["problems"][0]["cue"] == 0 and report["problems"][0]["problem"] == "out_of_order"
+    assert report["problems"][1:] == [
+        {"cue": 2, "problem": "overlap", "detail": "overlaps cue 1 by 1000 ms"},
+        {"cue": 3, "problem": "overlap", "detail": "overlaps cue 0 by 1000 ms"}]

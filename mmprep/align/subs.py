@@ -7,6 +7,7 @@ input's own format (:func:`render`), with text and styling untouched.
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import re
@@ -215,14 +216,17 @@ def _is_sign(event: Any) -> bool:
 
 
 def validate(cues: list[Cue], media_seconds: float | None = None) -> dict[str, Any]:
-    """Count and list problems: ``overlap``, ``negative``, ``backwards``, ``past_end``, ``empty``.
+    """Count and list problems: ``overlap``, ``out_of_order``, ``negative``, ``backwards``, ``past_end``, ``empty``.
+
+    Overlaps are looked for in start-time order, so cues merely listed out of order do not overlap; those are
+    ``out_of_order``: the fewest cues that, taken out, leave the rest in start order (the cues off a longest
+    non-decreasing run of starts), so one mistyped time flags that cue alone, not every cue after it.
 
     Returns ``{"counts": {problem: n}, "problems": [{"cue": i, "problem": ..., "detail": ...}]}``;
-    cue indices are 0-based positions in file order.
+    cue indices are 0-based positions in file order, the list in that order.
     """
     problems: list[dict[str, Any]] = []
     end_ms = None if media_seconds is None else int(round(media_seconds * 1000))
-    prev_end, prev_i = None, None
     for i, c in enumerate(cues):
         if c.start < 0 or c.end < 0:
             problems.append({"cue": i, "problem": "negative", "detail": f"{c.start} ms -> {c.end} ms"})
@@ -232,15 +236,42 @@ def validate(cues: list[Cue], media_seconds: float | None = None) -> dict[str, A
             problems.append({"cue": i, "problem": "empty", "detail": "no text"})
         if end_ms is not None and c.start >= end_ms:
             problems.append({"cue": i, "problem": "past_end", "detail": f"starts at {c.start} ms, media ends {end_ms}"})
+    in_order = _ordered_run([c.start for c in cues])
+    for i, c in enumerate(cues):
+        if i not in in_order:
+            problems.append({"cue": i, "problem": "out_of_order",
+                             "detail": f"starts at {c.start} ms, out of start order with the cues around it"})
+    prev_end, prev_i = None, None
+    for i in sorted(range(len(cues)), key=lambda j: (cues[j].start, cues[j].end, j)):
+        c = cues[i]
         if prev_end is not None and c.start < prev_end:
             problems.append({"cue": i, "problem": "overlap",
                              "detail": f"overlaps cue {prev_i} by {prev_end - c.start} ms"})
         if prev_end is None or c.end > prev_end:
             prev_end, prev_i = c.end, i
+    problems.sort(key=lambda p: p["cue"])  # stable: a cue's problems keep the order above
     counts: dict[str, int] = {}
     for p in problems:
         counts[p["problem"]] = counts.get(p["problem"], 0) + 1
     return {"counts": counts, "problems": problems}
+
+
+def _ordered_run(starts: list[int]) -> set[int]:
+    """Indices of a longest non-decreasing subsequence of ``starts`` (patience sorting, O(n log n))."""
+    tails: list[int] = []  # tails[k]: index ending the best run of length k + 1 found so far
+    before = [-1] * len(starts)
+    for i, s in enumerate(starts):
+        k = bisect.bisect_right(tails, s, key=starts.__getitem__)
+        before[i] = tails[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(i)
+        else:
+            tails[k] = i
+    run, i = set(), tails[-1] if tails else -1
+    while i >= 0:
+        run.add(i)
+        i = before[i]
+    return run
 
 
 def render(doc: SubDoc, times: list[tuple[int, int]]) -> str:
