@@ -136,6 +136,19 @@ def test_vfr_clips_keep_source_timestamps():
     assert decoded_times(second[1]["mp4"]) == [0.0, 0.04, 0.08]
 
 
+def test_vfr_window_clips_meet_where_the_next_frame_starts():
+    """10 fps, then 2 fps, then 30 fps: a clip's last frame lasts until the next frame, so the windows'
+    clips (and the audio cut on them) meet. Each clip ended one frame at the average rate after its
+    last frame, so 0.43 s of the 2 fps second was in no clip."""
+    times = [*range(0, 1000, 100), 1000, 1500, *range(2000, 3000, 33)]
+    clips = run("video.clips", {KEY: "v", "mp4": encode(times)}, length=1.0, audio=False)
+    spans = [(c[META]["clip"]["start"], c[META]["clip"]["end"]) for c in clips]
+    assert spans[:2] == [(0.0, 1.0), (1.0, 2.0)] and spans[2][0] == 2.0
+    with av.open(io.BytesIO(encode(times))) as container:  # the video's last frame: one at the average rate
+        step = 1 / float(container.streams.video[0].average_rate)
+    assert spans[2][1] == pytest.approx(times[-1] / 1000 + step, abs=1e-3)
+
+
 def test_windows_reach_the_last_frame_when_the_header_is_short(monkeypatch):
     import mmprep.stages.video.clips as clips_mod
 

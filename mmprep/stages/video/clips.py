@@ -2,7 +2,9 @@
 
 Every clip is re-encoded from decoded frames (not cut at keyframes), so clip ``[start, end)`` holds
 exactly the frames whose timestamps fall in it: its first frame is the first at or after ``start``
-(1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus one frame duration.
+(1 ms tolerance), and its reported ``end`` is its last frame's timestamp plus that frame's duration: up
+to the next frame's timestamp (so the clips of a variable-frame-rate video meet, audio included), or one
+frame at the average rate for the video's last frame.
 Each clip becomes its own sample ``KEY/_clip0003`` with ``mp4`` (+ ``txt`` for a cue's text).
 
 Times count from the video stream's first timestamp (an MPEG-TS starting at 10 s has its first frame
@@ -210,6 +212,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
         audio = np.where(bad, np.float32(0.0), audio)
     writers: dict[int, _ClipWriter] = {}
     done: dict[int, _ClipWriter] = {}
+    following: dict[int, float] = {}  # the time of the first frame after a closed clip's last one
     with open_video(data, field=field) as container:
         stream = video_stream(container, field=field)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -230,6 +233,7 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
                 writers[i].add(frame, t)
             for i in [i for i in writers if spans[i][1] - EPS <= t]:
                 done[i] = writers.pop(i)
+                following[i] = t
     cut_short = set(writers) if "truncated" in notes else set()  # open when a corrupt tail stopped decoding
     done.update(writers)
     if audio is not None:  # on the video's clock, once: sample 0 at its first frame, wherever the audio started
@@ -240,7 +244,12 @@ def cut(data: bytes, spans: list[tuple[float, float, str]], c: ClipsConfig, *, f
     step = float(1 / Fraction(rate))
     for i in sorted(done):
         w = done[i]
-        start, end = w.first, w.last + step
+        # the last frame lasts until the next one (a variable-frame-rate video's clips then meet, and so
+        # does their audio), at most past the window by one frame at the average rate
+        end = w.last + step
+        if i in following:
+            end = min(following[i], max(spans[i][1], end))
+        start = w.first
         extra: dict[str, Any] = {}
         piece = None
         if audio is not None:
@@ -268,10 +277,11 @@ class VideoClips(Stage):
     """Cut each video into clips (fixed windows or subtitle cues), one sample per clip: KEY/_clip0003."""
 
     name = "video.clips"
+    # 14: a clip ends where the next frame starts (variable frame rate: the clips and their audio meet)
     # 13: the same bytes every time (x264 without mbtree, one encoder thread); 12: child keys KEY/_clip0003
     # (KEY/clip0003 could be a real file's key); 11: cues parsed as align parses them; 10: offsets over 60 s
     # ignored; 9: silent stream; 8: rate changes
-    version = "13"
+    version = "14"
     reads = ("video",)
     writes = ("video", "text")
     cacheable = True
