@@ -71,3 +71,14 @@ def test_executor_local_builds_locally_with_a_scheduler_set(tmp_path):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["samples_out"] == 1
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["run"]["executor"] == "local"
+
+
+def test_validate_names_the_stages_or_says_there_are_none(tmp_path):
+    pipe = tmp_path / "p.yaml"
+    for doc, said in (("name: t\n", "ok (no stages)"),  # was "ok (0 stages: )"
+                      ("stages:\n  - stage: text.decode\n  - stage: text.normalize\n",
+                       "ok (2 stages: text.decode, text.normalize)")):
+        pipe.write_text(doc)
+        res = subprocess.run([sys.executable, "-m", "mmprep", "validate", str(pipe)], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0 and res.stdout == f"{pipe}: {said}\n", res.stdout + res.stderr

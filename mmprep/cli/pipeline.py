@@ -23,7 +23,8 @@ def validate(pipeline: Path = typer.Argument(..., help="Pipeline YAML.")) -> Non
         check_pipeline(spec)
     except ConfigError as exc:
         fail_config(exc)
-    typer.echo(f"{pipeline}: ok ({len(spec.stages)} stages: {', '.join(s.stage for s in spec.stages)})")
+    names = ", ".join(s.stage for s in spec.stages)
+    typer.echo(f"{pipeline}: ok ({len(spec.stages)} stages: {names})" if names else f"{pipeline}: ok (no stages)")
 
 
 @app.command()
