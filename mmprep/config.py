@@ -24,7 +24,7 @@ FIELD_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InputSpec(Section):

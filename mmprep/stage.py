@@ -36,12 +36,13 @@ _DISCOVERED = False
 
 
 class StageConfig(BaseModel):
-    """Parameters of a stage. Unknown keys are an error, so a typo never goes unnoticed.
+    """Parameters of a stage. Unknown keys are an error, so a typo never goes unnoticed, and so is an
+    infinite or NaN number (YAML's ``.inf``, ``.nan``: no parameter means "no limit" by it).
 
     Validators are built on first use (``defer_build``): a command that reads one pipeline builds
     only its stages' models, not the forty of every imported stage module."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
 
 class Stage:

@@ -21,6 +21,10 @@ CASES = {
                           "stages[0].background[0]: Input should be less than or equal to 255"),
     "resize colour": ("- stage: image.decode\n  - stage: image.resize\n    color: [0, 0, -1]\n",
                       "stages[1].color[2]: Input should be greater than or equal to 0"),
+    "infinite number": ("- stage: audio.denoise\n    alpha: .inf\n",
+                        "stages[0].alpha: Input should be a finite number"),
+    "not a number": ("- stage: image.decode\n  - stage: image.enhance\n    beta: .nan\n",
+                     "stages[1].beta: Input should be a finite number"),
 }
 
 
