@@ -8,7 +8,11 @@ For a batch of decoded samples, :class:`PadCollate` returns a dict with, per fie
 - ``F.mask``: bool ``(B, T_max)``, True on real steps (only for padded fields);
 - ``F.present``: bool ``(B,)``, False where a sample lacks the field (its slot is filled with
   ``pad_value``), present only when some sample lacks it;
-- ints become an int64 tensor; strings, dicts and bytes stay lists; ``__key__`` is the list of keys.
+- ints (and bools) become an int64 tensor (missing = -1), numbers of which any is a float a float32
+  tensor (missing = NaN); strings, dicts, bytes and mixtures stay lists; ``__key__`` is the list of keys.
+
+A field that no sample of the batch holds (absent, or ``None``: a ``.json`` member holding ``null``) is
+left out of the batch, as when every sample lacks its member.
 """
 
 from __future__ import annotations
@@ -37,13 +41,16 @@ class PadCollate:
         for name in names:
             values = [s.get(name) for s in samples]
             present = [v is not None for v in values]
-            example = next(v for v in values if v is not None)
-            if isinstance(example, torch.Tensor):
+            real = [v for v in values if v is not None]
+            if not real:  # a .json holding null in every sample: the field is missing from this batch
+                continue
+            if all(isinstance(v, torch.Tensor) for v in real):
                 out.update(self._tensors(name, values))
-            elif isinstance(example, (int, bool)) and not isinstance(example, str):
-                out[name] = torch.tensor([v if v is not None else -1 for v in values], dtype=torch.long)
-            elif isinstance(example, float):
-                out[name] = torch.tensor([v if v is not None else float("nan") for v in values])
+            elif all(isinstance(v, (int, float)) for v in real):  # bool is an int
+                if any(isinstance(v, float) for v in real):  # 1 and 0.75 -> float, whatever the order
+                    out[name] = torch.tensor([float(v) if v is not None else float("nan") for v in values])
+                else:
+                    out[name] = torch.tensor([v if v is not None else -1 for v in values], dtype=torch.long)
             else:
                 out[name] = values
             if not all(present):

@@ -63,7 +63,12 @@ class _TagCollate:
 
     def __call__(self, items: list[tuple[dict[str, Any] | None, Tag]]) -> tuple[Any, Tag]:
         samples = [sample for sample, _ in items if sample is not None]
-        return (self.collate_fn(samples) if samples else None), items[-1][1]
+        try:
+            return (self.collate_fn(samples) if samples else None), items[-1][1]
+        except StopIteration as exc:  # the DataLoader would take it for the end of the data: an epoch cut short
+            keys = [s.get("__key__") for s in samples[:3]]
+            raise RuntimeError(f"collate_fn raised StopIteration on the batch of samples {keys}...: a bug in "
+                               "the collate function (a next() with nothing left)") from exc
 
 
 class StreamLoader:

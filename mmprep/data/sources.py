@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mmprep.data.tarscan import SampleSpan, scan_spans
+from mmprep.data.tarscan import BLOCK, SampleSpan, scan_spans
 from mmprep.errors import ConfigError, MissingDependency
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,25 @@ def _expand(pattern: str) -> list[str]:
 
 
 def _is_out_dir(url: str) -> bool:
-    return _exists(_join(url, "index.parquet")) and _exists(_join(url, "shards"))
+    """A build's OUT folder with its index. A local folder that has what a build makes (``shards/``,
+    ``stats.json``, ``.parts``, ``embeddings/``) but no ``index.parquet`` is refused: a build is running
+    there or was stopped before its merge, and read as a plain folder of tars its embedding sidecars
+    would become samples of their own. Raises ConfigError (key ``source``)."""
+    if _exists(_join(url, "index.parquet")) and _exists(_join(url, "shards")):
+        return True
+    local = Path(url.removeprefix("file://"))
+    if is_url(url) or not local.is_dir() or (local / "index.parquet").exists():
+        return False
+    found = [name for name in OUT_MARKERS if (local / name).exists()]
+    if found:
+        raise ConfigError("source", f"{url} is not a finished build: it has {found[0]} but no index.parquet (a "
+                                    "build is running there, or was stopped before its end); run `mmprep build` "
+                                    f"again, to its end, or give its tars as a glob ('{_join(url, 'shards')}/*.tar')")
+    return False
+
+
+# what a build makes in OUT besides index.parquet (the merge writes the index last)
+OUT_MARKERS = ("shards", "stats.json", ".parts", "embeddings")
 
 
 # index.parquet's footer key with the size of each tar it covers (``{tar: bytes}``): written by the build's
@@ -117,7 +135,7 @@ def _out_dir_shards(out: str) -> list[Shard]:
             made_from = meta.get("shards", {}).get(name, {}).get("source")
             if not _exists(car):
                 continue
-            if now is not None and made_from is not None and made_from != now:
+            if now is not None and made_from is not None and not _same_shard(out, name, spans, car, made_from, now):
                 stale.setdefault(f, []).append(name)  # the shard was rebuilt after `mmprep embed`
                 continue
             cars[f] = car
@@ -166,6 +184,46 @@ def _check_tars(out: str, names: list[str], footer: bytes | None) -> None:
         raise ConfigError("source", f"{out} is not a finished build: its index.parquet no longer describes its "
                                     f"shards ({stale[0]}{more}); a build is running there, or was stopped after "
                                     "rewriting shards. Run `mmprep build` again, to its end, before reading it")
+
+
+def _same_shard(out: str, name: str, spans: list[SampleSpan], car: str, made_from: Any,
+                now: dict[str, int]) -> bool:
+    """Whether sidecar ``car`` was made from the shard ``name`` that is there now.
+
+    ``mmprep embed`` records the shard's size and mtime (``made_from``). The same stamp: yes. A copy
+    (``cp -r``, rsync without ``-t``) keeps the bytes but not the mtimes, so otherwise the sidecar is
+    taken when the size is the recorded one, the sidecar holds the index's keys for the shard in the
+    same order (as embed writes them), and the build's own record of the tar it wrote
+    (``.parts/<shard>.json``, copied along when present) is still the stamp embed read: a rebuild after
+    ``mmprep embed`` records the new tar's stamp there, and is caught even when it kept size and keys.
+    """
+    if not isinstance(made_from, dict) or made_from == now:
+        return made_from == now
+    if made_from.get("size") != now["size"]:
+        return False
+    written = _part_stamp(out, name)
+    if written is not None and written != f"{made_from.get('size')}:{made_from.get('mtime_ns')}":
+        return False
+    try:
+        with open_binary(car) as fh:
+            keys = [s.key for s in scan_spans(fh)]
+    except (OSError, ValueError, EOFError):
+        return False
+    return keys == [s.key for s in spans]
+
+
+def _part_stamp(out: str, tar: str) -> str | None:
+    """``size:mtime_ns`` the build recorded for ``tar`` in its part file, None when it has none."""
+    stem = tar.removesuffix(".tar")
+    parts = Path(out.removeprefix("file://")) / ".parts"
+    for part in dict.fromkeys((stem, stem.rsplit("_", 1)[0])):  # NAME-000000_01.tar is a part of NAME-000000
+        try:
+            stamps = json.loads((parts / f"{part}.json").read_text()).get("tar_stamps") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(stamps, dict) and isinstance(stamps.get(tar), str):
+            return stamps[tar]
+    return None
 
 
 def _stamp(url: str) -> dict[str, int] | None:
@@ -219,7 +277,40 @@ def resolve(source: str | Path | list[str | Path]) -> list[Shard]:
             if not _exists(url):
                 raise ConfigError("source", f"shard {url} does not exist")
             with open_binary(url) as fh:
-                shards.append(Shard(url, scan_spans(fh)))
+                shards.append(Shard(url, _scan(fh, url)))
     if not shards or not any(s.spans for s in shards):
         raise ConfigError("source", f"no samples in {source!r}")
     return [s for s in shards if s.spans]
+
+
+# magic numbers of the compressions a shard might come in (webdataset can read .tar.gz; we read ranges)
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _scan(fh: BinaryIO, url: str) -> list[SampleSpan]:
+    """:func:`scan_spans` of shard ``url``, or a ConfigError (key ``source``) naming it when it is compressed,
+    or not a tar (its first header's checksum does not match, or its headers do not parse)."""
+    head = fh.read(BLOCK)
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise ConfigError("source", f"shard {url} is {kind}-compressed: compressed shards are not supported "
+                                        "(samples are read by byte range); decompress it to a plain .tar")
+    if head.count(0) != len(head) and not _header_ok(head):
+        raise ConfigError("source", f"shard {url} is not a tar file: its first {len(head)} bytes are no tar "
+                                    f"header (they start {head[:16]!r})")
+    try:
+        return scan_spans(fh)
+    except (ValueError, EOFError, OverflowError) as exc:
+        raise ConfigError("source", f"shard {url} is not a readable tar: {type(exc).__name__}: {exc}") from None
+
+
+def _header_ok(block: bytes) -> bool:
+    """Whether ``block`` is a whole tar header whose checksum (bytes 148-155, octal) matches its bytes."""
+    if len(block) < BLOCK:
+        return False
+    try:
+        recorded = int(block[148:156].rstrip(b"\0 ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:]
+    return recorded in (sum(rest), sum(b - 256 if b > 127 else b for b in rest))

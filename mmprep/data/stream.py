@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from mmprep.data import plan
 from mmprep.data.decode import DecodeError, Decoder
 from mmprep.data.sources import Shard, open_binary, resolve
-from mmprep.data.tarscan import group_samples, scan_spans
+from mmprep.data.tarscan import group_located, group_samples, scan_spans
 from mmprep.errors import ConfigError
 
 log = logging.getLogger("mmprep.data")
@@ -204,9 +204,15 @@ class ShardStream(IterableDataset):
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """In-process iteration (no DataLoader). Once the epoch has run to its end the stream moves on to
+        the next one, as :class:`StreamLoader` does: ``state_dict()`` then resumes there, and iterating
+        again reads the next epoch (``skipped`` stays readable until then)."""
         for sample, _tag in self.tagged():
             if sample is not None:
                 yield sample
+        skipped = self.skipped
+        self.set_epoch(self.epoch + 1)
+        self.skipped = skipped
 
     def tagged(self) -> Iterator[tuple[dict[str, Any] | None, Tag]]:
         """``(sample, (plan worker, positions, delivered, skipped))`` after each delivered sample, then
@@ -364,16 +370,16 @@ class ShardStream(IterableDataset):
         spans = shard.spans[first:stop]
         fh.seek(spans[0].offset)
         data = fh.read(spans[-1].end - spans[0].offset)
-        try:
-            got = dict(group_samples(data, spans[0].offset))
+        try:  # by offset, not key: a foreign shard may hold two samples with one key (webdataset yields both)
+            got = {offset: (key, fields) for offset, key, fields in group_located(data, spans[0].offset)}
         except (EOFError, ValueError) as exc:  # a truncated or garbled tar: name it
             kind = EOFError if isinstance(exc, EOFError) else ValueError
             raise kind(f"shard {shard.url}, samples {spans[0].key!r}..{spans[-1].key!r}: {exc}") from exc
         extra = {name: self._sidecar(url, [s.key for s in spans]) for name, url in shard.sidecars.items()}
         result = []
         for span in spans:
-            fields = got.get(span.key)
-            if fields is None:
+            key, fields = got.get(span.offset, (None, None))
+            if key != span.key or fields is None:
                 raise ValueError(f"{shard.url}: sample {span.key!r} not found at byte {span.offset}")
             for car in extra.values():
                 fields.update(car.get(span.key, {}))

@@ -118,6 +118,13 @@ def group_samples(buf: bytes | memoryview, base: int = 0) -> Iterator[tuple[str,
 
     ``buf`` must hold whole samples (a member cut short raises EOFError).
     """
+    for _offset, key, fields in group_located(buf, base):
+        yield key, fields
+
+
+def group_located(buf: bytes | memoryview, base: int = 0) -> Iterator[tuple[int, str, dict[str, bytes]]]:
+    """:func:`group_samples` with each sample's shard offset (its first header, as :class:`SampleSpan`):
+    ``(offset, key, {ext: bytes})``. Two samples with one key in a shard stay apart by their offsets."""
     view = memoryview(buf)
     n = len(view)
 
@@ -125,6 +132,7 @@ def group_samples(buf: bytes | memoryview, base: int = 0) -> Iterator[tuple[str,
         return view[off : off + size]
 
     key: str | None = None
+    start = 0
     fields: dict[str, bytes] = {}
     pos = 0
     while (m := next_member(read, pos)) is not None:
@@ -136,11 +144,11 @@ def group_samples(buf: bytes | memoryview, base: int = 0) -> Iterator[tuple[str,
             continue
         if parts[0] != key:
             if key is not None:
-                yield key, fields
-            key, fields = parts[0], {}
+                yield base + start, key, fields
+            key, start, fields = parts[0], m.header, {}
         fields[parts[1]] = bytes(view[m.data : m.data + m.size])
     if key is not None:
-        yield key, fields
+        yield base + start, key, fields
 
 
 def scan_spans(fh: BinaryIO) -> list[SampleSpan]:

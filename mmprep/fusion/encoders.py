@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -95,14 +96,26 @@ class GRUSeqEncoder(nn.Module):
         return h[-1]
 
 
+class LoneBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` that also trains on a batch holding one value per channel (one image whose feature
+    map is down to 1x1: ``image_size`` <= 4, in the last, short batch of an epoch), where ``BatchNorm2d``
+    raises: one value has no variance, so that batch is normalized with the running statistics, which it
+    leaves as they are. Same parameters and buffers as ``BatchNorm2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class ImageEncoder(nn.Module):
     """Three strided 3x3 convolutions and a global average pool."""
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_dim, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.GELU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.GELU(),
+            nn.Conv2d(in_dim, 16, 3, stride=2, padding=1), LoneBatchNorm2d(16), nn.GELU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), LoneBatchNorm2d(32), nn.GELU(),
             nn.Conv2d(32, dim, 3, stride=2, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
