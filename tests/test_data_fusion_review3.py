@@ -108,18 +108,20 @@ def test_out_without_index_is_refused_not_read_with_its_sidecars(embedded, tmp_p
     with pytest.raises(ConfigError) as err:
         ShardStream(str(out), shuffle=False)
     assert str(err.value) == (
-        f"source: {out} is not a finished build: it has shards but no index.parquet (a build is running "
+        f"source: {out} is not a finished build: it has .parts but no index.parquet (a build is running "
         f"there, or was stopped before its end); run `mmprep build` again, to its end, or give its tars as a "
         f"glob ('{out}/shards/*.tar')")
     assert len(ShardStream(f"{out}/shards/*.tar", shuffle=False)) == 8  # the way out the message names
-    shutil.rmtree(out / "shards")
+    shutil.rmtree(out / ".parts")
     with pytest.raises(ConfigError, match="it has stats.json but no index.parquet"):
         ShardStream(str(out), shuffle=False)
 
 
 def test_plain_folder_of_tars_is_still_read(tmp_path):
-    (tmp_path / "plain").mkdir()
-    keys = write_uneven_shards(tmp_path / "plain", (3, 2))
+    """Also one that keeps its tars in shards/ (WebDataset data from elsewhere): only what a build alone
+    makes (.parts, stats.json, embeddings/) marks an unfinished OUT."""
+    (tmp_path / "plain" / "shards").mkdir(parents=True)
+    keys = write_uneven_shards(tmp_path / "plain" / "shards", (3, 2))
     assert sorted(s["__key__"] for s in ShardStream(str(tmp_path / "plain"), shuffle=False)) == sorted(keys)
 
 

@@ -85,8 +85,8 @@ def _expand(pattern: str) -> list[str]:
 
 
 def _is_out_dir(url: str) -> bool:
-    """A build's OUT folder with its index. A local folder that has what a build makes (``shards/``,
-    ``stats.json``, ``.parts``, ``embeddings/``) but no ``index.parquet`` is refused: a build is running
+    """A build's OUT folder with its index. A local folder that has what only a build makes (``.parts``,
+    ``stats.json``, ``embeddings/``) but no ``index.parquet`` is refused: a build is running
     there or was stopped before its merge, and read as a plain folder of tars its embedding sidecars
     would become samples of their own. Raises ConfigError (key ``source``)."""
     if _exists(_join(url, "index.parquet")) and _exists(_join(url, "shards")):
@@ -102,8 +102,9 @@ def _is_out_dir(url: str) -> bool:
     return False
 
 
-# what a build makes in OUT besides index.parquet (the merge writes the index last)
-OUT_MARKERS = ("shards", "stats.json", ".parts", "embeddings")
+# what a build makes in OUT besides index.parquet (the merge writes the index last); not shards/ alone, which
+# a folder of WebDataset tars from elsewhere may have
+OUT_MARKERS = (".parts", "stats.json", "embeddings")
 
 
 # index.parquet's footer key with the size of each tar it covers (``{tar: bytes}``): written by the build's
