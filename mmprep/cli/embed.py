@@ -54,7 +54,7 @@ def embed(
 ) -> None:
     """Precompute embeddings of one field into OUT/embeddings/NAME/ (same keys and shard names as OUT/shards)."""
     from mmprep.embed.models import ModelSpec, load_encoder, modality_of
-    from mmprep.embed.shards import main_shards
+    from mmprep.embed.shards import check_field, main_shards
     from mmprep.embed.sidecar import EmbedOptions, SidecarJob
 
     setup_logging(quiet)
@@ -66,6 +66,7 @@ def embed(
             raise ConfigError("--name", f"lowercase letters, digits and _ only (a field name), got {name!r}")
         if field is not None:
             main_shards(out)
+            check_field(out, field)  # before the model loads
             spec = ModelSpec(modality=modality_of(field, modality), model=model, device=device, batch_size=batch_size,
                              normalize=normalize, checkpoint=checkpoint, size=size, mean=_floats(mean, "--mean"),
                              std=_floats(std, "--std"), max_tokens=max_tokens)
@@ -73,6 +74,7 @@ def embed(
             job = SidecarJob(out, encoder, EmbedOptions(field=field, name=name, dtype=dtype, force=force,
                                                         cache_dir=str(cache) if cache else None, progress=not quiet))
             summary["embed"] = job.run().as_dict()
+            job.discard_empty()  # a sidecar of drops alone: removed, exit 2
         if check:
             from mmprep.embed.check import default_pair, retrieval_check
 

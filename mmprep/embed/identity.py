@@ -67,6 +67,10 @@ def resolve_text_model(model: str | None) -> Path:
     if os.path.isfile(model):
         raise ConfigError("model", f"{model} is a file: a text model is a sentence-transformers directory or an "
                           "installed package that ships one (model files are for image and audio)")
+    if ":" in model and os.path.sep not in model:  # builtin:tiny-cnn, package.module:Class: no package name
+        raise ConfigError("model", f"{model} is an image or audio model (builtin: and module:Class models are not "
+                          "for text); a text model is a sentence-transformers directory or an installed package "
+                          f"that ships one (default {DEFAULT_TEXT_MODEL})")
     if os.path.sep in model or model.startswith(".") or "." in model:  # a path, not a package name
         raise ConfigError("model", f"model directory {model} does not exist")
     return package_model_dir(model)

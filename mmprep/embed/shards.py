@@ -41,3 +41,20 @@ def read_field(path: Path, field: str) -> Iterator[tuple[str, bytes | None]]:
                 value = fh.read() if fh is not None else None
     if key is not None:
         yield key, value
+
+
+def check_field(out: Path, field: str) -> None:
+    """ConfigError naming ``--field`` when the build's ``index.parquet`` lists no sample with ``field`` (a
+    typo, ``jpeg`` for ``jpg``): else every sample would be dropped as ``embed.no_field``, into a sidecar
+    that takes the field's name. Without a readable index the shards are read as they are."""
+    try:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        fields = pq.read_table(out / "index.parquet", columns=["fields"]).column("fields")
+        found = {f for f in pc.unique(pc.list_flatten(fields)).to_pylist() if f is not None}
+    except (OSError, ValueError, KeyError):  # no index (shards copied alone), or one of another layout
+        return
+    if field not in found:
+        has = ", ".join(sorted(found - {"meta.json"})) or "none"
+        raise ConfigError("--field", f"no sample of {out} has field {field!r} (its fields: {has})")

@@ -12,6 +12,11 @@ Each sidecar holds, for every key of its main shard and in the same order, eithe
 could not be embedded, ``KEY.txt_emb.drop.json`` with the reason code. Sidecars are written under a
 temporary name and renamed (:class:`~mmprep.shardwriter.ShardWriter`).
 
+A field that no sample of ``OUT/index.parquet`` has is a configuration error before any work. A
+complete sidecar where every input was dropped (a field of the wrong modality, captions all blank)
+holds no name: the next run of another model or field takes it over. ``mmprep embed`` removes such a
+sidecar and fails as a configuration error too (:meth:`SidecarJob.discard_empty`).
+
 Reruns: a shard whose meta entry matches the main shard's size and mtime and the model identity is
 skipped; inside a shard, each input is looked up in the content cache by
 ``hash(identity, input bytes)`` first. ``computed`` counts inputs that went through the model.
@@ -22,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ from mmprep.codecs import npy_bytes
 from mmprep.embed.base import Encoder, unstorable
 from mmprep.embed.identity import short_id
 from mmprep.embed.progress import Bar
-from mmprep.embed.shards import main_shards, read_field
+from mmprep.embed.shards import check_field, main_shards, read_field
 from mmprep.errors import ConfigError, Drop
 from mmprep.shardwriter import ShardWriter
 
@@ -90,6 +97,8 @@ def choose_name(out: Path, field: str, name: str | None, identity: str, force: b
             doc = json.loads((out / "embeddings" / n / "meta.json").read_text())
         except (OSError, ValueError):
             return None
+        if doc.get("complete") and not doc.get("count"):  # nothing embedded: it holds no name
+            return None
         return doc.get("identity"), doc.get("field")
 
     mine = (identity, field)
@@ -115,6 +124,7 @@ class SidecarJob:
             raise ConfigError("--dtype", f"must be float32 or float16, not {opts.dtype!r}")
         self.out, self.encoder, self.opts = out, encoder, opts
         self.shards = main_shards(out)
+        check_field(out, opts.field)
         self.identity = sidecar_identity(encoder, opts.dtype)
         self.name = choose_name(out, opts.field, opts.name, self.identity, opts.force)
         self.dir = out / "embeddings" / self.name
@@ -168,6 +178,21 @@ class SidecarJob:
             log.warning("could not write %d cache entries (first: %s): the vectors are in the sidecar shards, but "
                         "a rerun computes them again", self.cache.failed, self.cache.failure)
         return self.result
+
+    def discard_empty(self) -> None:
+        """After :meth:`run`: where every input was dropped (a field of the wrong modality, all captions
+        blank), remove the sidecar, which holds drop records only, and raise ConfigError naming the
+        reasons (``mmprep embed`` exits 2). A library caller that keeps it can read its ``errors.jsonl``;
+        it does not hold its name either way (:func:`choose_name`)."""
+        if not self.result.samples or self.result.embedded:
+            return
+        notes = [n for s in self.meta["shards"].values() for n in s["notes"]]
+        reasons = Counter(n["reason"] for n in notes)
+        first = f"; first: {notes[0]['key']}: {notes[0]['message']}" if notes else ""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        raise ConfigError("--field", f"no {self.opts.field} input could be embedded, all {self.result.samples} were "
+                          f"dropped ({', '.join(f'{r} {n}' for r, n in reasons.most_common())}{first}); check "
+                          f"--field, --modality and --model. embeddings/{self.name} was not kept")
 
     def _shard(self, shard: Path, bar: Bar) -> dict[str, Any]:
         source = _stamp(shard)  # before reading: a shard a build replaces meanwhile reads as changed next run

@@ -16,7 +16,9 @@ one Python thread per torch thread, each op single-threaded: the small per-op pa
 2.61 s -> 2.37 s). On CUDA padding is nearly free and big batches keep the GPU busy: a batch holds
 ``batch_size`` texts within a factor of two of its longest, run one after the other.
 
-Texts longer than the model limit are truncated and noted (``{"truncated": True, "tokens": n}``).
+Texts longer than the model limit are truncated and noted (``{"truncated": True, "tokens": n}``); a
+text that tokenizes to special tokens alone (zero-width spaces, control characters: the tokenizer
+removes them) is dropped as ``embed.empty_text``, as a blank one is.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class TextEncoder(Encoder):
         self.batch_tokens = CPU_BATCH_TOKENS if cpu else None
         self.pool = _batch_pool(torch.get_num_threads()) if cpu else None
         self.pad_id = self.tokenizer.pad_token_id or 0
+        # [CLS], [SEP], padding: a text of these alone has no content ([UNK] stands for some)
+        self.specials = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
         self.types = "token_type_ids" in self.tokenizer.model_input_names
         self.torch = torch
 
@@ -144,12 +148,19 @@ class TextEncoder(Encoder):
         if not prepared:
             return out, []
         ids, notes = self.tokenize(prepared)
-        batches = self.buckets([len(row) for row in ids])
+        texts = []  # those with a token of their own: the others would all embed to one vector
+        for i, row in enumerate(ids):
+            if all(t in self.specials for t in row):
+                notes[i] = {"drop": Drop("embed.empty_text", "no token but the model's special ones (the text is "
+                                                             "only invisible or control characters)")}
+            else:
+                texts.append(i)
+        batches = [[texts[j] for j in batch] for batch in self.buckets([len(ids[i]) for i in texts])]
         run = partial(self._batch, ids)
         for idx, pooled in zip(batches, self.pool.map(run, batches) if self.pool else map(run, batches),
                                strict=True):
             out[idx] = pooled
-        self.computed += len(prepared)
+        self.computed += len(texts)
         return self.finish(out), notes
 
     def _batch(self, ids: list[list[int]], idx: list[int]) -> np.ndarray:

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mmprep import __version__
 from mmprep.errors import Drop
@@ -109,6 +109,14 @@ class Fetch(Stage):
 
             if not FIELD_NAME.match(value):
                 raise ValueError(f"{value!r} is not a field name (lowercase letters, digits, _ and inner dots)")
+            return value
+
+        @field_validator("out")
+        @classmethod
+        def _not_the_url(cls, value: str, info: ValidationInfo) -> str:
+            if value == info.data.get("field"):  # the download would replace the URL it came from
+                raise ValueError(f"{value!r} is the URL field (field: {value}): the download cannot go into the "
+                                 "field that holds its URL; name another field, or auto")
             return value
 
         @field_validator("user_agent")
@@ -243,6 +251,8 @@ class Fetch(Stage):
         if isinstance(url, bytes):
             url = url.decode("utf-8", errors="replace")
         url = str(url).strip().lstrip("\ufeff").strip()  # a .url file saved with a byte-order mark
+        if field is not None and field in sample:  # known before asking: nothing to download
+            return _clash(url, field)
         try:
             parts, site = self._checked(url)
             with self._gate(parts.hostname):
@@ -257,6 +267,8 @@ class Fetch(Stage):
         if ext is None:
             return Drop("fetch.unknown_type", f"{url}: Content-Type {info['content_type'] or 'none'} and no known "
                                               "extension in the URL; set out:", field=field)
+        if ext in sample:
+            return _clash(url, ext)
         if not cfg.keep_url:
             del sample[cfg.field]
         sample[ext] = body
@@ -344,14 +356,16 @@ class Fetch(Stage):
         return body, {"url": url, "final_url": final, "status": resp.status, "content_type": ctype, "bytes": size}
 
     def _response(self, url: str, parts: Any) -> tuple[Any, str]:
-        """The response to ``GET url`` after redirects (up to 5), and the URL that gave it. urllib3
-        follows them, unless robots.txt is obeyed: then they are followed here, each one's URL checked
-        before it is asked for (urllib3 would ask for a disallowed one)."""
+        """The response to ``GET url`` after redirects (up to 5), and the URL that gave it. They are
+        followed here rather than by urllib3, each one's URL checked before it is asked for, whether
+        robots.txt is obeyed or not: a redirect to ``file://`` or ``ftp://`` is ``fetch.bad_url``, not a
+        urllib3 error that reads as a failed connection (and is retried on every rerun), and one to a URL
+        robots.txt disallows is not asked for."""
         robots = self._robots
         target = url
         for hop in range(6):
-            resp = self._request(url, target, parts, redirect=robots is None)
-            location = resp.get_redirect_location() if robots is not None else None
+            resp = self._request(url, target, parts, redirect=False)
+            location = resp.get_redirect_location()
             if not location or hop == 5:  # a sixth redirect is an HTTP 3xx for the caller
                 break
             resp.drain_conn()  # as urllib3 does: the connection is kept for the next request
@@ -359,15 +373,11 @@ class Fetch(Stage):
             target = urljoin(target, location)
             try:
                 parts, site = self._checked(target)
-                refusal = robots.refusal(_sent(target), site)
+                refusal = robots.refusal(_sent(target), site) if robots is not None else None
                 if refusal is not None:
                     raise refusal
             except Drop as drop:
                 raise Drop(drop.reason, f"{url} redirected to {drop.message}", transient=drop.transient) from None
-        if robots is None:
-            for step in resp.retries.history if resp.retries else ():
-                if step.redirect_location:
-                    target = urljoin(target, step.redirect_location)
         return resp, target
 
     def _robots_txt(self, url: str) -> tuple[int, bytes]:
@@ -395,6 +405,14 @@ class Fetch(Stage):
         if time.monotonic() - start >= limit:  # cut off: the rules read so far are not the file's
             raise Drop("fetch.timeout", f"{url}: not done after time_limit {limit:g} s", transient=True)
         return resp.status, body
+
+
+def _clash(url: str, ext: str) -> Drop:
+    """``fetch.field_clash``: the sample already holds ``ext`` (a manifest column, a file beside the
+    ``.url``, the URL field itself). Its own value is never replaced, and the whole sample is dropped even
+    where ``ext`` is optional: omitting the field would remove the value the sample came with."""
+    return Drop("fetch.field_clash", f"{url}: the download would be field {ext!r}, which the sample already "
+                                     "has; set out: to another field")
 
 
 def _sent(url: str) -> str:
