@@ -9,8 +9,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +22,31 @@ from mmprep.testing.embed import caption_corpus, raw_build
 from mmprep.testing.media import image_bytes, write
 from tests.conftest import ROOT, build, run_cli
 from tests.conftest import shard_members as members
+from tests.test_fetch import Server as FetchServer
+from tests.test_fetch import manifest
 
 JPG = image_bytes(32, 24, seed=3)
 PNG = image_bytes(20, 10, ext="png", seed=4)
 LOCATIONS = {"/to-file": "file:///etc/passwd", "/to-ftp": "ftp://127.0.0.1/x.jpg", "/moved": "/a.jpg"}
 
 
-class Server:
+class Server(FetchServer):
     """``/as-text.jpg``: a JPEG served as ``text/plain``; ``/a.jpg``, ``/b.png``: typed right; the
-    ``LOCATIONS`` paths redirect; anything else (``/robots.txt`` included) is a 404. Counts hits per path."""
+    ``LOCATIONS`` paths redirect; anything else (``/robots.txt`` included) is a 404. Counts hits per path
+    (``tests/test_fetch.py``'s server, with these routes)."""
 
-    def __init__(self) -> None:
-        self.hits: dict[str, int] = {}
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                path = self.path.split("?")[0]
-                server.hits[path] = server.hits.get(path, 0) + 1
-                status, body, ctype, headers = 404, b"no", "text/plain", {}
-                if path == "/as-text.jpg":
-                    status, body = 200, JPG
-                elif path in ("/a.jpg", "/b.png"):
-                    status, body, ctype = 200, JPG if path == "/a.jpg" else PNG, f"image/{path[-3:]}"
-                elif path in LOCATIONS:
-                    status, body, headers = 302, b"", {"Location": LOCATIONS[path]}
-                self.send_response(status)
-                for name, value in {"Content-Type": ctype, "Content-Length": str(len(body)), **headers}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def route(self, h: BaseHTTPRequestHandler, path: str) -> None:
+        if path == "/as-text.jpg":
+            return self.send(h, 200, JPG, "text/plain")
+        if path in ("/a.jpg", "/b.png"):
+            return self.send(h, 200, JPG if path == "/a.jpg" else PNG, f"image/{path[-3:]}")
+        if path in LOCATIONS:
+            h.send_response(302)
+            h.send_header("Location", LOCATIONS[path])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
+        return self.send(h, 404, b"no", "text/plain")
 
 
 @pytest.fixture
@@ -71,11 +54,6 @@ def server():
     s = Server()
     yield s
     s.close()
-
-
-def manifest(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def fetch_doc(optional: list[str] | None = None, **params) -> dict:
