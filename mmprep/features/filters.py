@@ -38,7 +38,7 @@ def mel_filterbank(*, rate: int, n_fft: int, n_mels: int = 80, fmin: float = 0.0
                    htk: bool = False, norm: str | None = "slaney") -> np.ndarray:
     """Triangular mel filters, ``shape=(n_mels, n_fft // 2 + 1)``, float32; read-only (cached)."""
     fmax = rate / 2.0 if fmax is None else float(fmax)
-    fft_freqs = np.linspace(0.0, rate / 2.0, 1 + n_fft // 2)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)  # bin k at k * rate / n_fft Hz (odd n_fft: not up to rate / 2)
     mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels + 2), htk=htk)
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fft_freqs)

@@ -46,10 +46,11 @@ class FrameParams:
         return 0 if self.center else self.n_fft // 2
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames a signal of ``n_samples`` gives (0 when too short for one uncentred frame)."""
-        if self.center:
-            return 1 + n_samples // self.hop
-        return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop
+        """Frames a signal of ``n_samples`` gives, as librosa counts them: ``1 + (padded - n_fft) // hop``,
+        ``padded = n_samples + 2 * (n_fft // 2)`` when centred (``1 + n_samples // hop`` for an even
+        ``n_fft``, one fewer for an odd one when ``hop`` divides ``n_samples``); 0 when too short for one frame."""
+        padded = n_samples + 2 * (self.n_fft // 2) if self.center else n_samples
+        return 0 if padded < self.n_fft else 1 + (padded - self.n_fft) // self.hop
 
     def frame_to_sample(self, i: int) -> int:
         """Centre sample of frame ``i`` (an integer, exact)."""

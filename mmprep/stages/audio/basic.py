@@ -11,7 +11,7 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import keep_writable
-from mmprep.stages.audio.io import read_audio, read_pyav, soundfile_subtype
+from mmprep.stages.audio.io import read_audio, read_pyav, soundfile_subtype, stored_format
 
 
 @register
@@ -19,7 +19,9 @@ class AudioDecode(Stage):
     """Decode audio to float32 samples; mixdown or channel pick; NaN/inf, clipping, bad rates reported."""
 
     name = "audio.decode"
-    version = "6"  # >8-channel flac kept as wav; 5: mid-stream rate changes; 4: 8-channel AAC/Opus; 3: AAC padding
+    # 7: format = what the bytes are (an MP3 named .wav is re-encoded); 6: >8-channel flac kept as wav;
+    # 5: mid-stream rate changes; 4: 8-channel AAC/Opus; 3: AAC padding
+    version = "7"
     reads = ("audio", "video")
     writes = ("audio",)
 
@@ -103,7 +105,9 @@ class AudioDecode(Stage):
                        field=ext)
         keep_source = source if channels == 1 and not n_bad else None  # bytes still describe the samples
         subtype = soundfile_subtype(data) if isinstance(data, bytes) else None
-        audio = Audio(samples=samples, rate=rate, source=keep_source, format=ext,
+        # what the bytes are, not what the field is called: an MP3 named x.wav is re-encoded, not passed through
+        fmt = stored_format(data, field=ext) if isinstance(data, bytes) else None
+        audio = Audio(samples=samples, rate=rate, source=keep_source, format=fmt,
                       info={"subtype": subtype} if subtype else {})
         info = {"rate": rate, "seconds": round(audio.seconds, 6), "channels": channels,
                 "clipped_fraction": round(clipped, 6)}

@@ -61,6 +61,7 @@ class FeatureStage(Stage):
     reads = ("audio",)
     batched = True
     cacheable = True
+    version = "2"  # odd n_fft: librosa's frame count and FFT bin frequencies
 
     def check(self) -> None:
         cfg = self.config

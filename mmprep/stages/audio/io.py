@@ -20,17 +20,51 @@ def read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
     return samples.T.copy(), int(rate)
 
 
+def _sf_info(data: bytes):
+    import soundfile as sf
+
+    try:
+        return sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+
+
 def soundfile_subtype(data: bytes) -> str | None:
     """libsndfile's sample format of the file (``PCM_24``, ``FLOAT``...), or None when it cannot read it.
 
     Kept on the decoded :class:`~mmprep.sample.Audio` so that processed audio is written back at the
     input's precision (a 24-bit or float WAV is not cut to 16 bits)."""
-    import soundfile as sf
+    info = _sf_info(data)
+    return None if info is None else str(info.subtype)
 
-    try:
-        return str(sf.info(io.BytesIO(data)).subtype)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        return None
+
+# What each audio extension holds: libsndfile's major format (and, for Ogg, codec) names, FFmpeg's demuxer names
+_HOLDS = {"wav": {"WAV", "WAVEX", "RF64", "wav"}, "flac": {"FLAC", "flac"}, "ogg": {"OGG/VORBIS", "OGG/OPUS", "ogg"},
+          "opus": {"OGG/OPUS", "ogg"}, "mp3": {"MP3", "mp3"}, "m4a": {"mov", "mp4", "m4a"}, "aac": {"aac"}}
+
+
+def stored_format(data: bytes, *, field: str) -> str | None:
+    """The audio extension that names what ``data`` is: ``field``'s own when the bytes are that format (a WAV
+    in ``.wav``, Ogg Vorbis or Opus in ``.ogg``), else the one detected (``mp3`` for MP3 bytes in ``x.wav``);
+    None when neither libsndfile nor FFmpeg can name it.
+
+    Kept as :attr:`~mmprep.sample.Audio.format`: the writer passes the input bytes through unchanged only
+    when this equals the field's extension, so a field whose name lies is re-encoded to what it names."""
+    info = _sf_info(data)
+    if info is not None:
+        names = {str(info.format), f"{info.format}/{info.subtype}"}
+    else:
+        import av
+
+        try:
+            with _open(data, field) as container:
+                names = set(container.format.name.split(","))
+        except (av.error.FFmpegError, ValueError):
+            return None
+    ext = field.rsplit(".", 1)[-1].lower()
+    if names & _HOLDS.get(ext, set()):
+        return ext
+    return next((fmt for fmt, holds in _HOLDS.items() if names & holds), None)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:

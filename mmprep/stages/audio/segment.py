@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mmprep.errors import Drop
+from mmprep.errors import ConfigError, Drop
 from mmprep.keys import child_key
 from mmprep.sample import KEY, META, Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
@@ -89,9 +89,9 @@ class AudioSegment(Stage):
     """Split audio into child samples ``KEY/_seg0000``... by fixed windows, speech activity or subtitle cues."""
 
     name = "audio.segment"
-    # 3: child keys KEY/_seg0000 (KEY/seg0000 could be a real file's key); 2: cues parsed as align
-    # parses them (WebVTT ids and notes were cue text, CRLF kept "\r")
-    version = "3"
+    # 4: vad mode finds speech in clips with no pause; 3: child keys KEY/_seg0000 (KEY/seg0000 could be a
+    # real file's key); 2: cues parsed as align parses them (WebVTT ids and notes were cue text, CRLF kept "\r")
+    version = "4"
     reads = ("audio",)
     writes = ("audio", "txt")
 
@@ -111,8 +111,15 @@ class AudioSegment(Stage):
         keep: list[str] = Field(default_factory=list, description="Other fields copied into every child.")
 
     def check(self) -> None:
-        if self.config.mode == "vad":
-            check_vad(self.config.vad)
+        cfg = self.config
+        if cfg.mode == "vad":
+            check_vad(cfg.vad)
+            if cfg.max_seconds is not None and cfg.min_seconds > cfg.max_seconds:
+                raise ConfigError("min_seconds", f"must be <= max_seconds ({cfg.max_seconds}) in mode 'vad' (pieces "
+                                  f"are split at max_seconds, so none would be kept), got {cfg.min_seconds}")
+        if cfg.mode == "fixed" and cfg.min_seconds > cfg.window:
+            raise ConfigError("min_seconds", f"must be <= window ({cfg.window}) in mode 'fixed' (no window is "
+                              f"longer), got {cfg.min_seconds}")
 
     def _spans(self, sample: Sample, audio: Audio) -> tuple[list[tuple[int, int]], list[str | None]]:
         cfg, rate, n = self.config, audio.rate, audio.samples.shape[-1]

@@ -4,7 +4,12 @@ Frame ``i`` covers samples ``[i * rate * frame_ms // 1000, (i + 1) * rate * fram
 boundaries computed from ``i``, so frame times never drift, whatever the rate. Two detectors:
 
 - ``energy``: frame RMS level against an adaptive threshold, ``max(noise_floor + margin_db,
-  loudest - range_db, min_db)``, where the noise floor is the 10th percentile of frame levels.
+  loudest - range_db, min_db)``, where the noise floor is the lower of the 10th percentile of frame
+  levels and the level of the quietest 150 ms stretch (its loudest frame). A clip with no pause --
+  no 150 ms stretch ``margin_db`` under its loudest frame, as after ``audio.trim`` on continuous
+  speech -- has no noise floor to measure: if its level moves as speech does (10th to 90th
+  percentile at least ``STEADY_DB`` apart) it is speech throughout, and the first term becomes
+  ``10th percentile - margin_db``; a steady sound (tone, hum, noise) stays non-speech.
   Fast, model-free, good on clean or stationary-noise audio; it cannot tell music from speech.
 - ``webrtc``: Google's WebRTC GMM VAD (``webrtcvad-wheels``; its model ships in the wheel). Audio
   at rates WebRTC lacks is resampled to 16 kHz first.
@@ -26,6 +31,8 @@ from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import decoded, mono
 
 WEBRTC_RATES = (8000, 16000, 32000, 48000)
+PAUSE_MS = 150  # energy: the shortest stretch that can show the noise floor (the default min_silence_ms)
+STEADY_DB = 6.0  # energy: speech frame levels spread wider than this (10th-90th percentile); noise, tones < 2 dB
 
 
 def frame_bounds(n_samples: int, rate: int, frame_ms: int = 10) -> np.ndarray:
@@ -40,6 +47,16 @@ def _energy_db(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     sq = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])
     counts = np.maximum(np.diff(bounds), 1)
     return 10.0 * np.log10((sq[bounds[1:]] - sq[bounds[:-1]]) / counts + 1e-12)
+
+
+def _energy_threshold(db: np.ndarray, pause: int, margin_db: float) -> float:
+    """The noise-floor term of the energy threshold (see the module docstring); ``pause`` in frames."""
+    low, high = np.percentile(db, [10, 90])
+    windows = np.lib.stride_tricks.sliding_window_view(db, min(pause, len(db)))
+    quietest = float(windows.max(axis=1).min())
+    if db.max() - quietest < margin_db and high - low >= STEADY_DB:
+        return float(low) - margin_db
+    return min(float(low), quietest) + margin_db
 
 
 def _webrtc(x: np.ndarray, rate: int, n_frames: int, frame_ms: int, aggressiveness: int) -> np.ndarray:
@@ -94,8 +111,8 @@ def speech_mask(samples: np.ndarray, rate: int, *, method: str = "energy", frame
         return np.zeros(0, dtype=bool)
     if method == "energy":
         db = _energy_db(x, bounds)
-        floor, loud = np.percentile(db, 10), db.max()
-        raw = db > max(floor + margin_db, loud - range_db, min_db)
+        level = _energy_threshold(db, -(-PAUSE_MS // frame_ms), margin_db)
+        raw = db > max(level, db.max() - range_db, min_db)
     elif method == "webrtc":
         raw = _webrtc(x, rate, n_frames, frame_ms, aggressiveness)
     else:
@@ -142,6 +159,7 @@ class AudioVad(Stage):
     """Speech activity per 10 ms frame; intervals (seconds) go to metadata and, if set, a JSON field."""
 
     name = "audio.vad"
+    version = "2"  # energy: a clip with no pause (continuous speech) is speech, not silence
     reads = ("audio",)
     writes = ("vad.json",)
 
