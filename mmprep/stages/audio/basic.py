@@ -11,7 +11,7 @@ from mmprep.errors import ConfigError, Drop
 from mmprep.sample import Audio, Sample, fields_of, meta
 from mmprep.stage import Stage, StageConfig, register
 from mmprep.stages.audio.common import keep_writable
-from mmprep.stages.audio.io import read_audio, read_pyav, soundfile_subtype, stored_format
+from mmprep.stages.audio.io import described, read_audio, read_pyav
 
 
 @register
@@ -104,9 +104,8 @@ class AudioDecode(Stage):
             raise Drop("audio.clipped", f"{clipped:.2%} of samples clipped (max_clipped={cfg.max_clipped})",
                        field=ext)
         keep_source = source if channels == 1 and not n_bad else None  # bytes still describe the samples
-        subtype = soundfile_subtype(data) if isinstance(data, bytes) else None
         # what the bytes are, not what the field is called: an MP3 named x.wav is re-encoded, not passed through
-        fmt = stored_format(data, field=ext) if isinstance(data, bytes) else None
+        fmt, subtype = described(data, field=ext) if isinstance(data, bytes) else (None, None)
         audio = Audio(samples=samples, rate=rate, source=keep_source, format=fmt,
                       info={"subtype": subtype} if subtype else {})
         info = {"rate": rate, "seconds": round(audio.seconds, 6), "channels": channels,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,17 @@ def stored_format(data: bytes, *, field: str) -> str | None:
 
     Kept as :attr:`~mmprep.sample.Audio.format`: the writer passes the input bytes through unchanged only
     when this equals the field's extension, so a field whose name lies is re-encoded to what it names."""
+    return _format(data, field, _sf_info(data))
+
+
+def described(data: bytes, *, field: str) -> tuple[str | None, str | None]:
+    """``(stored_format, soundfile_subtype)`` of ``data``, from one libsndfile probe (a decode needs both)."""
     info = _sf_info(data)
+    return _format(data, field, info), None if info is None else str(info.subtype)
+
+
+def _format(data: bytes, field: str, info: Any) -> str | None:
+    """:func:`stored_format`, given libsndfile's ``info`` of ``data`` (None: it cannot read it)."""
     if info is not None:
         names = {str(info.format), f"{info.format}/{info.subtype}"}
     else:
