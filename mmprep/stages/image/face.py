@@ -16,23 +16,27 @@ from mmprep.stages.image.geometry import resize
 HINT = "pip install 'opencv-python-headless<5' (OpenCV 5 wheels no longer ship CascadeClassifier or its XML files)"
 
 
-def cascade_path(name: str) -> str | None:
-    """Path of a cascade XML shipped inside opencv-python, or None when this OpenCV has none."""
+def _cascade_dir() -> str | None:
+    """The folder of Haar cascades shipped inside opencv-python, or None when this OpenCV has none."""
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
         return None
     base = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    return base if base and os.path.isdir(base) else None
+
+
+def cascade_path(name: str) -> str | None:
+    """Path of a cascade XML shipped inside opencv-python, or None when this OpenCV has none."""
+    base = _cascade_dir()
     path = os.path.join(base, name) if base else None
     return path if path and os.path.isfile(path) else None
 
 
 def shipped_cascades() -> list[str]:
     """The cascade files this OpenCV ships (for the error that names a wrong one)."""
-    import cv2
-
-    base = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    return sorted(n for n in os.listdir(base) if n.endswith(".xml")) if base and os.path.isdir(base) else []
+    base = _cascade_dir()
+    return sorted(n for n in os.listdir(base) if n.endswith(".xml")) if base else []
 
 
 class FaceCropConfig(StageConfig):
@@ -70,6 +74,8 @@ class ImageFaceCrop(Stage):
         return ("cv2",)
 
     def setup(self) -> None:
+        if getattr(self, "detector", None) is not None:  # check() loaded it (a worker runs both)
+            return
         import cv2
 
         self.detector = cv2.CascadeClassifier(cascade_path(self.config.cascade))
