@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 import logging
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -313,5 +314,4 @@ def _header_ok(block: bytes) -> bool:
         recorded = int(block[148:156].rstrip(b"\0 ").strip() or b"-1", 8)
     except ValueError:
         return False
-    rest = block[:148] + b" " * 8 + block[156:]
-    return recorded in (sum(rest), sum(b - 256 if b > 127 else b for b in rest))
+    return recorded in tarfile.calc_chksums(block)  # unsigned and signed sums, the field itself as spaces
